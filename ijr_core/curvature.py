@@ -1,0 +1,578 @@
+r"""The curvature math of the paper (SCIENCE.md), exact, on any ``nn.Module``.
+
+Notation: parameters :math:`\theta\in\mathbb R^P` (those with ``requires_grad``, in
+``model.named_parameters()`` order), logits :math:`z=f(x;\theta)\in\mathbb R^K`,
+:math:`p=\mathrm{softmax}(z)`, per-sample loss :math:`\ell`, :math:`\langle\cdot\rangle` the mean
+over the data.
+
+* :math:`J(x)=\nabla_\theta z\in\mathbb R^{P\times K}` (logit-weight Jacobian),
+* :math:`M(x)=\nabla_z^2\ell`, equal to :math:`\mathrm{diag}(p)-pp^\top` for cross-entropy and
+  :math:`I` for the squared loss :math:`\tfrac12\|z-e_y\|^2`,
+* :math:`H=\langle\nabla_\theta^2\ell\rangle`, :math:`G=\langle JMJ^\top\rangle`,
+* :math:`\lambda^*(x)=(J^\top u)^\top M(J^\top u)/\|J\|^2` for the unit top eigenvector
+  :math:`u` of :math:`G`, so that :math:`\|G\|=\langle\lambda^*\|J\|^2\rangle` exactly.
+
+Everything runs on the device and in the dtype of the model's parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("ce", "mse")
+
+Matvec = Callable[[torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------- losses, params
+
+
+def loss_fn(name: str = "ce") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    r"""Mean loss over the batch: ``"ce"`` cross-entropy, ``"mse"`` :math:`\tfrac12\|z-e_y\|^2`."""
+    if name == "ce":
+        return F.cross_entropy
+    if name == "mse":
+        return _mse_loss
+    raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}")
+
+
+def _mse_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
+    return 0.5 * (logits - target).pow(2).sum(-1).mean()
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` pairs with ``requires_grad``, in ``named_parameters`` order."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
+    return params
+
+
+def num_parameters(model: nn.Module) -> int:
+    """P, the number of trainable scalars."""
+    return sum(p.numel() for _, p in trainable_parameters(model))
+
+
+def params_to_vector(tensors) -> torch.Tensor:
+    """Concatenate tensors (e.g. gradients) into one flat vector."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def vector_to_params(vec: torch.Tensor, model: nn.Module) -> list[torch.Tensor]:
+    """Split a flat (P,) vector into views shaped like the trainable parameters."""
+    params = [p for _, p in trainable_parameters(model)]
+    total = sum(p.numel() for p in params)
+    if vec.shape != (total,):
+        raise ValueError(f"expected a flat vector of shape ({total},), got {tuple(vec.shape)}")
+    out, start = [], 0
+    for p in params:
+        out.append(vec[start : start + p.numel()].view_as(p))
+        start += p.numel()
+    return out
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = trainable_parameters(model)[0][1]
+    return p.device, p.dtype
+
+
+def _prepare_inputs(model: nn.Module, X, y=None):
+    """Move X (and y) to the model's device/dtype and validate shapes."""
+    device, dtype = _model_device_dtype(model)
+    X = torch.as_tensor(X)
+    X = X.to(device=device, dtype=dtype) if X.is_floating_point() else X.to(device)
+    if X.ndim < 1 or X.shape[0] == 0:
+        raise ValueError(f"X needs a leading sample dimension with N >= 1, got {tuple(X.shape)}")
+    if y is not None:
+        y = torch.as_tensor(y).to(device)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"y must have shape ({X.shape[0]},) to match X of shape {tuple(X.shape)}, "
+                f"got {tuple(y.shape)}"
+            )
+        if y.is_floating_point():
+            raise ValueError("y must hold integer class labels, got a floating-point tensor")
+        y = y.long()
+    return X, y
+
+
+def _check_logits(z: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    if z.ndim != 2:
+        raise ValueError(f"the model must return logits of shape (N, K), got {tuple(z.shape)}")
+    if z.shape[1] < 2:
+        raise ValueError(f"need K >= 2 classes, the model returns K = {z.shape[1]}")
+    if not torch.isfinite(z).all():
+        raise ValueError("the model produced non-finite logits (NaN or inf) on these inputs")
+    if y is not None and y.numel() and (y.min() < 0 or y.max() >= z.shape[1]):
+        raise ValueError(
+            f"labels must lie in [0, {z.shape[1] - 1}], got range [{int(y.min())}, {int(y.max())}]"
+        )
+
+
+def _logits(model: nn.Module, X: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    z = model(X)
+    _check_logits(z, y)
+    return z
+
+
+# --------------------------------------------------------------------------- M and its norm
+
+
+def softmax_hessian(p: torch.Tensor) -> torch.Tensor:
+    r""":math:`M = \mathrm{diag}(p) - pp^\top`, batched: (..., K) -> (..., K, K)."""
+    p = torch.as_tensor(p)
+    if p.ndim < 1 or p.shape[-1] < 2:
+        raise ValueError(f"p must have a last dimension K >= 2, got shape {tuple(p.shape)}")
+    return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+
+def m_norm(p: torch.Tensor) -> torch.Tensor:
+    r""":math:`\|M\|=\lambda^{(1)}(\mathrm{diag}(p)-pp^\top)`, exact, batched: (..., K) -> (...).
+
+    Satisfies :math:`p_{(2)}\le\|M\|\le p_{(1)}`, :math:`\|M\|\le 1-\sum_k p_k^2` and, for
+    :math:`K=2`, :math:`\|M\|=2p_1p_2`. Computed by a batched symmetric eigensolver on the
+    :math:`K\times K` matrices (float64 internally, so tiny impurities keep their digits).
+    """
+    p = torch.as_tensor(p)
+    M = softmax_hessian(p.double())
+    if not torch.isfinite(M).all():
+        raise ValueError("p contains non-finite values")
+    return torch.linalg.eigvalsh(M)[..., -1].clamp_min(0).to(p.dtype if p.is_floating_point()
+                                                              else torch.float64)
+
+
+def _apply_m(p: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample :math:`M w`: :math:`p\odot w - p\,(p\cdot w)` for CE, :math:`w` for MSE."""
+    if p is None:
+        return w
+    return p * w - p * (p * w).sum(-1, keepdim=True)
+
+
+def _probabilities(z: torch.Tensor, loss: str) -> torch.Tensor | None:
+    loss_fn(loss)  # validates the name
+    return torch.softmax(z.detach(), dim=-1) if loss == "ce" else None
+
+
+# --------------------------------------------------------------------------- Jacobian Grams
+
+
+@dataclass(frozen=True)
+class JacobianNorms:
+    r"""Per-sample squared Jacobian norms: ``spectral_sq`` :math:`=\lambda_{\max}(J^\top J)`,
+    ``frobenius_sq`` :math:`=\mathrm{tr}(J^\top J)`, both (N,)."""
+
+    spectral_sq: torch.Tensor
+    frobenius_sq: torch.Tensor
+
+
+def jacobian_norms(model: nn.Module, X, gram: torch.Tensor | None = None) -> JacobianNorms:
+    """Spectral and Frobenius squared norms of each sample's logit Jacobian.
+
+    Pass ``gram`` (from :func:`logit_jacobian_gram`) to reuse it instead of recomputing.
+    """
+    if gram is None:
+        gram = logit_jacobian_gram(model, X)
+    return norms_from_gram(gram)
+
+
+def norms_from_gram(gram: torch.Tensor) -> JacobianNorms:
+    """Spectral and Frobenius squared norms from (N, K, K) Grams."""
+    spectral = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0)
+    frobenius = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1)
+    return JacobianNorms(spectral_sq=spectral, frobenius_sq=frobenius)
+
+
+def logit_jacobian_gram(
+    model: nn.Module, X, chunk_size: int | None = None, method: str = "auto"
+) -> torch.Tensor:
+    r"""Per-sample :math:`J^\top J\in\mathbb R^{K\times K}` over all trainable parameters, exact.
+
+    ``method="auto"`` takes the layer-wise fast path when every trainable parameter belongs to
+    an ``nn.Linear`` or ``nn.Conv2d`` called once per forward; ``"generic"`` forces
+    ``torch.func.vmap(jacrev)``. The fast path never forms per-sample gradients for Linear
+    layers: for a weight :math:`W` with input :math:`a` and back-propagated output gradients
+    :math:`g_k=\partial z_k/\partial(Wa)`,
+
+    .. math:: (J^\top J)_{kl} \mathrel{+}= (g_k\cdot g_l)\,(a\cdot a) \;[+\,g_k\cdot g_l
+       \text{ for the bias}],
+
+    with all K backward passes done in one batched autograd call. Results are computed in
+    chunks of ``chunk_size`` samples (identical to one batch up to rounding).
+    """
+    X, _ = _prepare_inputs(model, X)
+    if method not in ("auto", "fast", "generic"):
+        raise ValueError(f"method must be 'auto', 'fast' or 'generic', got {method!r}")
+    P = num_parameters(model)
+    layers = None if method == "generic" else _fast_path_layers(model)
+    if method == "fast" and layers is None:
+        raise ValueError("the fast path needs every trainable parameter in Linear/Conv2d layers")
+    with torch.no_grad():
+        K = _logits(model, X[:1]).shape[1]
+    if chunk_size is None:
+        per_sample = K * P if layers is None else K * 4096
+        chunk_size = max(1, min(X.shape[0], int(2**26 // max(per_sample, 1))))
+    parts = []
+    for start in range(0, X.shape[0], chunk_size):
+        Xc = X[start : start + chunk_size]
+        gram = _gram_fast(model, Xc, layers) if layers is not None else None
+        if gram is None:
+            if method == "fast":
+                raise ValueError("the fast path does not apply to this model's forward pass")
+            gram = _gram_generic(model, Xc)
+        parts.append(gram)
+    return torch.cat(parts)
+
+
+_BATCHNORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def _fast_path_layers(model: nn.Module) -> list[nn.Module] | None:
+    """Linear/Conv2d layers holding all trainable parameters, or None if some are elsewhere."""
+    owned: set[int] = set()
+    layers = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            return None  # samples are coupled through batch statistics
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        ok_conv = (
+            isinstance(module, nn.Conv2d)
+            and module.groups == 1
+            and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str)
+        )
+        if not (type(module) is nn.Linear or ok_conv):
+            return None
+        layers.append(module)
+        owned.update(id(p) for p in own)
+    all_ids = {id(p) for _, p in trainable_parameters(model)}
+    return layers if owned == all_ids else None
+
+
+def _gram_fast(model: nn.Module, X: torch.Tensor, layers: list[nn.Module]) -> torch.Tensor | None:
+    """Layer-wise Gram; None when the forward pass does not fit the fast path's assumptions."""
+    records: dict[nn.Module, list] = {m: [] for m in layers}
+
+    def hook(module, inputs, output):
+        records[module].append((inputs[0], output, inputs[0]._version, output._version))
+
+    handles = [m.register_forward_hook(hook) for m in layers]
+    try:
+        with torch.enable_grad():
+            z = _logits(model, X)
+    finally:
+        for h in handles:
+            h.remove()
+    if any(len(r) != 1 for r in records.values()):
+        return None  # a layer was skipped or reused: fall back to the generic path
+    for a, s, va, vs in (r[0] for r in records.values()):
+        if a._version != va or s._version != vs or not s.requires_grad:
+            return None  # modified in place (e.g. ReLU(inplace=True)) or detached
+    N, K = z.shape
+    outputs = [records[m][0][1] for m in layers]
+    eye = torch.eye(K, device=z.device, dtype=z.dtype).unsqueeze(1).expand(K, N, K)
+    try:
+        grads = torch.autograd.grad(z, outputs, grad_outputs=eye, is_grads_batched=True)
+    except RuntimeError:  # some ops have no batching rule: K plain backward passes
+        per_k = [
+            torch.autograd.grad(z, outputs, grad_outputs=eye[k], retain_graph=k < K - 1)
+            for k in range(K)
+        ]
+        grads = [torch.stack(gs) for gs in zip(*per_k, strict=True)]
+    gram = torch.zeros(N, K, K, device=z.device, dtype=z.dtype)
+    with torch.no_grad():
+        for m, g in zip(layers, grads, strict=True):
+            a = records[m][0][0].detach()
+            gram += _layer_gram(m, a, g)
+    return gram
+
+
+def _layer_gram(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    r"""One layer's contribution to :math:`J^\top J`; ``g`` is (K, N, *output shape)."""
+    K, N = g.shape[:2]
+    if isinstance(module, nn.Conv2d):
+        patches = F.unfold(
+            a, module.kernel_size, dilation=module.dilation, padding=module.padding,
+            stride=module.stride,
+        ).transpose(1, 2)  # (N, L, C_in·kh·kw)
+        g = g.reshape(K, N, g.shape[2], -1).transpose(2, 3)  # (K, N, L, C_out)
+    else:
+        patches = a.reshape(N, -1, a.shape[-1])  # (N, T, in): T > 1 for sequence inputs
+        g = g.reshape(K, N, patches.shape[1], -1)  # (K, N, T, out)
+    gram = torch.zeros(N, K, K, device=g.device, dtype=g.dtype)
+    if module.weight.requires_grad:
+        gram += _bilinear_gram(patches, g)
+    if module.bias is not None and module.bias.requires_grad:
+        gb = g.sum(2)  # (K, N, out): the bias gradient sums over positions
+        gram += torch.einsum("kno,lno->nkl", gb, gb)
+    return gram
+
+
+def _bilinear_gram(patches: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    r"""Gram of the per-sample weight gradients :math:`\sum_t g_{kt} a_t^\top`, by the cheaper of
+    :math:`\sum_{t,s}(g_{kt}\cdot g_{ls})(a_t\cdot a_s)` and forming the gradients."""
+    K, N, T, out = g.shape
+    d = patches.shape[-1]
+    if T == 1:
+        aa = patches[:, 0].pow(2).sum(-1)  # (N,)
+        return torch.einsum("kno,lno->nkl", g[:, :, 0], g[:, :, 0]) * aa[:, None, None]
+    if T * T * (K * K + d + K * out) <= K * out * d * 2:
+        aa = patches @ patches.transpose(1, 2)  # (N, T, T)
+        gg = torch.einsum("knto,lnso->nklts", g, g)
+        return (gg * aa[:, None, None]).sum((-1, -2))
+    per_sample = torch.einsum("knto,ntd->nkod", g, patches).reshape(N, K, -1)
+    return per_sample @ per_sample.transpose(1, 2)
+
+
+def _gram_generic(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``."""
+    names = [n for n, _ in trainable_parameters(model)]
+    params = {n: p.detach() for n, p in trainable_parameters(model)}
+    buffers = {n: b for n, b in model.named_buffers()}
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+
+    def logits_one(p, x):
+        out = torch.func.functional_call(model, {**frozen, **buffers, **p}, (x.unsqueeze(0),))
+        return out.squeeze(0)
+
+    jac = torch.func.vmap(torch.func.jacrev(logits_one), in_dims=(None, 0))(params, X)
+    J = torch.cat([jac[n].reshape(X.shape[0], jac[n].shape[1], -1) for n in names], dim=-1)
+    return J @ J.transpose(1, 2)
+
+
+# --------------------------------------------------------------------------- H and G operators
+
+
+def hessian_operator(model: nn.Module, X, y, loss: str = "ce") -> Matvec:
+    r"""Matvec :math:`v\mapsto Hv` for the mean loss on (X, y); flat vectors of length P.
+
+    One forward pass and one differentiable backward pass are built here and reused by every
+    product (each product is one double-backward).
+    """
+    X, y = _prepare_inputs(model, X, y)
+    params = [p for _, p in trainable_parameters(model)]
+    with torch.enable_grad():
+        value = loss_fn(loss)(_logits(model, X, y), y)
+        grads = torch.autograd.grad(value, params, create_graph=True)
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        vs = vector_to_params(v.to(grads[0].dtype), model)
+        hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True,
+                                 allow_unused=True)
+        return params_to_vector([torch.zeros_like(p) if h is None else h
+                                 for h, p in zip(hv, params, strict=True)]).detach()
+
+    return matvec
+
+
+class _LogitLinearization:
+    r"""Reusable products with the logit Jacobian on fixed inputs: :math:`J^\top v` (N, K) and
+    :math:`\sum_n J_n w_n` (P,), from one retained forward graph (double-backward trick)."""
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor | None = None):
+        self.model = model
+        self.params = [p for _, p in trainable_parameters(model)]
+        with torch.enable_grad():
+            self.z = _logits(model, X, y)
+            self._dummy = torch.zeros_like(self.z, requires_grad=True)
+            vjp = torch.autograd.grad(self.z, self.params, grad_outputs=self._dummy,
+                                      create_graph=True, allow_unused=True)
+        self._vjp = [v if v is not None else torch.zeros_like(p)
+                     for v, p in zip(vjp, self.params, strict=True)]
+
+    def jvp(self, v: torch.Tensor) -> torch.Tensor:
+        r"""Per-sample directional derivatives :math:`J_n^\top v`, shape (N, K)."""
+        vs = vector_to_params(v.to(self.z.dtype), self.model)
+        used = [(g, t) for g, t in zip(self._vjp, vs, strict=True) if g.requires_grad]
+        (out,) = torch.autograd.grad([g for g, _ in used], self._dummy,
+                                     grad_outputs=[t for _, t in used], retain_graph=True)
+        return out.detach()
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_n J_n w_n`, a flat (P,) vector."""
+        g = torch.autograd.grad(self.z, self.params, grad_outputs=w, retain_graph=True,
+                                allow_unused=True)
+        return params_to_vector([torch.zeros_like(p) if t is None else t
+                                 for t, p in zip(g, self.params, strict=True)]).detach()
+
+
+def ggn_operator(model: nn.Module, X, y, loss: str = "ce") -> Matvec:
+    r"""Matvec :math:`v\mapsto Gv=\frac1N\sum_n J_n M_n J_n^\top v`, with :math:`M_n` in closed
+    form (:math:`p\odot w-p(p\cdot w)` for CE, identity for MSE). ``y`` only validates shapes:
+    :math:`G` does not depend on the labels."""
+    X, y = _prepare_inputs(model, X, y)
+    lin = _LogitLinearization(model, X, y)
+    p = _probabilities(lin.z, loss)
+    n = X.shape[0]
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return lin.vjp(_apply_m(p, lin.jvp(v)) / n)
+
+    return matvec
+
+
+# --------------------------------------------------------------------------- Lanczos
+
+
+def top_eigenpairs(
+    matvec: Matvec,
+    dim: int,
+    k: int = 1,
+    tol: float = 1e-3,
+    v0: torch.Tensor | None = None,
+    return_residuals: bool = False,
+    max_iter: int | None = None,
+    device=None,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+):
+    r"""Top-``k`` (largest algebraic) eigenpairs of a symmetric operator by Lanczos.
+
+    Full re-orthogonalisation; stops when every wanted Ritz pair has residual
+    :math:`\|Av-\theta v\| = |\beta_m s_{m}| \le \mathrm{tol}\cdot\max(|\theta|, \epsilon)`.
+    ``v0`` (a (dim,) or (dim, j) tensor, e.g. the previous call's vectors) warm-starts the
+    iteration. Runs on ``v0``'s device/dtype (or ``device``/``dtype``).
+
+    Returns ``(values (k,) descending, vectors (dim, k))`` and, with ``return_residuals``,
+    the residual norms (k,) as a third element.
+    """
+    dim, k = int(dim), int(k)
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    if not 1 <= k <= dim:
+        raise ValueError(f"k must lie in [1, dim={dim}], got k={k}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must lie in (0, 1), got {tol}")
+    q = _start_vector(dim, v0, device, dtype, seed)
+    max_iter = min(dim, max_iter if max_iter is not None else max(300, 4 * k))
+    Q = torch.zeros(max_iter, dim, device=q.device, dtype=q.dtype)
+    alphas: list[float] = []
+    betas: list[float] = []
+    Q[0] = q
+    restarted_at = 0
+    for j in range(max_iter):
+        w = matvec(Q[j]).to(q.dtype)
+        if w.shape != (dim,) or not torch.isfinite(w).all():
+            raise ValueError(f"the operator must return finite ({dim},) vectors")
+        alphas.append(float(torch.dot(Q[j], w)))
+        basis = Q[: j + 1]
+        for _ in range(2):  # twice is enough (Kahan–Parlett)
+            w = w - basis.T @ (basis @ w)
+        beta = float(torch.linalg.vector_norm(w))
+        m = j + 1
+        breakdown = beta <= 1e-10 * max(abs(a) for a in alphas) + 1e-30
+        if m >= k and (m == max_iter or breakdown or m % 2 == 0 or m == k):
+            theta, S = _tridiag_eigh(alphas, betas)
+            top = slice(m - k, m)
+            res = (beta * S[-1, top]).abs()
+            scale = theta[top].abs().clamp_min(1e-12)
+            settled = m - restarted_at >= 2 * k + 2 or restarted_at == 0
+            if m == max_iter or (settled and not breakdown and bool((res <= tol * scale).all())):
+                break
+        if breakdown:
+            # Invariant subspace found (repeated eigenvalues, low rank): continue from a
+            # random direction orthogonal to it so that missing eigenvalues are still found.
+            w = _start_vector(dim, None, q.device, q.dtype, seed + m)
+            for _ in range(2):
+                w = w - basis.T @ (basis @ w)
+            w, beta = w / torch.linalg.vector_norm(w), 0.0
+            restarted_at = m
+        else:
+            w = w / beta
+        betas.append(beta)
+        Q[j + 1] = w
+    if m < k:  # unreachable: max_iter >= k
+        raise RuntimeError("Lanczos stopped before k iterations")
+    values = theta[top].flip(0)
+    coeffs = S[:, top].flip(1).to(q.device, q.dtype)
+    vectors = Q[:m].T @ coeffs
+    vectors = vectors / torch.linalg.vector_norm(vectors, dim=0, keepdim=True)
+    values = values.to(q.device, q.dtype)
+    if return_residuals:
+        return values, vectors, res.flip(0).to(q.device, q.dtype)
+    return values, vectors
+
+
+def _start_vector(dim, v0, device, dtype, seed) -> torch.Tensor:
+    if v0 is not None:
+        v0 = torch.as_tensor(v0)
+        if v0.shape[0] != dim or v0.ndim > 2:
+            raise ValueError(f"v0 must have shape ({dim},) or ({dim}, j), got {tuple(v0.shape)}")
+        if not torch.isfinite(v0).all():
+            raise ValueError("v0 must be finite (it holds NaN or inf)")
+        device, dtype = v0.device, v0.dtype if dtype is None else dtype
+    dtype = dtype or torch.float32
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    q = torch.randn(dim, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    if v0 is not None:
+        v = v0.to(dtype).reshape(dim, -1)
+        v = v / torch.linalg.vector_norm(v, dim=0, keepdim=True).clamp_min(1e-30)
+        # A little noise keeps every direction reachable (a warm start can be orthogonal to
+        # a new top eigenvector after the spectrum reorders).
+        q = v.sum(1) + 1e-2 * q / math.sqrt(dim)
+    return q / torch.linalg.vector_norm(q)
+
+
+def _tridiag_eigh(alphas, betas):
+    T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas, dtype=torch.float64)
+        T = T + torch.diag(off, 1) + torch.diag(off, -1)
+    return torch.linalg.eigh(T)
+
+
+# --------------------------------------------------------------------------- sharpness, λ*
+
+
+def sharpness(model: nn.Module, X, y, k: int = 1, loss: str = "ce", tol: float = 1e-3,
+              v0=None, return_vectors: bool = False):
+    r"""Top-``k`` eigenvalues of the loss Hessian :math:`H`, descending (k,): ``k=1`` is
+    :math:`\|H\|`, the sharpness. With ``return_vectors`` also the (P, k) eigenvectors."""
+    op = hessian_operator(model, X, y, loss=loss)
+    return _top(op, model, k, tol, v0, return_vectors)
+
+
+def gn_sharpness(model: nn.Module, X, y, k: int = 1, loss: str = "ce", tol: float = 1e-3,
+                 v0=None, return_vectors: bool = False):
+    r"""Top-``k`` eigenvalues of the Gauss–Newton matrix :math:`G`, descending (k,)."""
+    op = ggn_operator(model, X, y, loss=loss)
+    return _top(op, model, k, tol, v0, return_vectors)
+
+
+def _top(op, model, k, tol, v0, return_vectors):
+    device, dtype = _model_device_dtype(model)
+    values, vectors = top_eigenpairs(op, num_parameters(model), k=k, tol=tol, v0=v0,
+                                     device=device, dtype=dtype)
+    return (values, vectors) if return_vectors else values
+
+
+def lambda_star(model: nn.Module, X, u: torch.Tensor, loss: str = "ce",
+                gram: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Per-sample :math:`\lambda^*(x)=(J^\top u)^\top M (J^\top u)/\|J\|^2` for a unit (P,)
+    vector ``u`` (the top eigenvector of :math:`G`); (N,). Zero where :math:`\|J\|=0`.
+
+    :math:`0\le\lambda^*\le\|M\|` since :math:`\|J^\top u\|\le\|J\|`, and
+    :math:`\langle\lambda^*\|J\|^2\rangle=u^\top Gu`. Pass ``gram`` to reuse a Jacobian Gram.
+    """
+    X, _ = _prepare_inputs(model, X)
+    u = torch.as_tensor(u)
+    P = num_parameters(model)
+    if u.shape != (P,):
+        raise ValueError(f"u must be a flat vector of shape ({P},), got {tuple(u.shape)}")
+    lin = _LogitLinearization(model, X)
+    jtu = lin.jvp(u / torch.linalg.vector_norm(u))
+    p = _probabilities(lin.z, loss)
+    quad = (jtu * _apply_m(p, jtu)).sum(-1)
+    if gram is None:
+        gram = logit_jacobian_gram(model, X)
+    spec = norms_from_gram(gram.to(quad.dtype)).spectral_sq
+    return torch.where(spec > 0, quad / spec.clamp_min(torch.finfo(quad.dtype).tiny),
+                       torch.zeros_like(quad))

@@ -1,0 +1,384 @@
+"""Oracle tests for ijr_core.curvature: every metric against dense brute force on tiny models
+(torch.func.jacrev / hessian) and against analytic cases of SCIENCE.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from ijr_core.curvature import (
+    ggn_operator,
+    gn_sharpness,
+    hessian_operator,
+    jacobian_norms,
+    lambda_star,
+    logit_jacobian_gram,
+    loss_fn,
+    m_norm,
+    num_parameters,
+    params_to_vector,
+    sharpness,
+    softmax_hessian,
+    top_eigenpairs,
+    vector_to_params,
+)
+
+# --------------------------------------------------------------------------- dense oracles
+
+
+def _functional(model):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    flat = params_to_vector([p.detach() for _, p in named])
+
+    def call(vec, X):
+        ps, start = dict(frozen), 0
+        for n, p in named:
+            ps[n] = vec[start : start + p.numel()].view_as(p)
+            start += p.numel()
+        return torch.func.functional_call(model, ps, (X,))
+
+    return flat, call
+
+
+def dense_jacobian(model, X):
+    """(N, K, P): J(x)ᵀ per sample, by jacrev over the flat parameter vector."""
+    flat, call = _functional(model)
+    return torch.func.jacrev(lambda v: call(v, X))(flat)
+
+
+def dense_hessian(model, X, y, loss="ce"):
+    flat, call = _functional(model)
+    return torch.func.hessian(lambda v: loss_fn(loss)(call(v, X), y))(flat)
+
+
+def dense_ggn(model, X, loss="ce"):
+    J = dense_jacobian(model, X)
+    with torch.no_grad():
+        z = model(X)
+    if loss == "ce":
+        M = softmax_hessian(torch.softmax(z, -1))
+    else:
+        M = torch.eye(z.shape[1], dtype=z.dtype).expand(z.shape[0], -1, -1)
+    return torch.einsum("nkp,nkl,nlq->pq", J, M, J) / X.shape[0]
+
+
+def random_probs(n, k, concentration, seed=0):
+    """Dirichlet(concentration) samples: small concentrations give nearly pure p."""
+    torch.manual_seed(seed)
+    x = torch.distributions.Gamma(torch.full((n, k), float(concentration)), 1.0).sample()
+    x = x.double() + 1e-300
+    return x / x.sum(-1, keepdim=True)
+
+
+# --------------------------------------------------------------------------- M and ‖M‖
+
+
+def test_softmax_hessian_matches_definition_and_kills_ones():
+    p = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    expected = torch.tensor(
+        [[0.16, -0.06, -0.10], [-0.06, 0.21, -0.15], [-0.10, -0.15, 0.25]], dtype=torch.float64
+    )
+    torch.testing.assert_close(softmax_hessian(p), expected)
+    P = random_probs(50, 6, 0.5)
+    M = softmax_hessian(P)
+    assert M.shape == (50, 6, 6)
+    ones = torch.ones(6, dtype=torch.float64)
+    torch.testing.assert_close(M @ ones, torch.zeros(50, 6, dtype=torch.float64))
+    # M is the Hessian of cross-entropy in the logits
+    z = torch.randn(4, dtype=torch.float64)
+    H = torch.func.hessian(lambda t: nn.functional.cross_entropy(t[None], torch.tensor([1])))(z)
+    torch.testing.assert_close(H, softmax_hessian(torch.softmax(z, -1)))
+
+
+def test_m_norm_closed_forms():
+    p1 = torch.linspace(0, 1, 101, dtype=torch.float64)
+    p = torch.stack([p1, 1 - p1], -1)
+    torch.testing.assert_close(m_norm(p), 2 * p1 * (1 - p1), atol=1e-15, rtol=0)
+    for K in (2, 3, 10, 100):
+        u = torch.full((K,), 1.0 / K, dtype=torch.float64)
+        assert abs(float(m_norm(u)) - 1.0 / K) < 1e-12
+    onehot = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    assert float(m_norm(onehot)) == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("K", [2, 3, 5, 10, 40])
+@pytest.mark.parametrize("concentration", [0.05, 0.5, 5.0])
+def test_m_norm_bounds_on_random_p(K, concentration):
+    p = random_probs(400, K, concentration, seed=K)
+    lam = m_norm(p)
+    srt = p.sort(-1, descending=True).values
+    p1, p2 = srt[:, 0], srt[:, 1]
+    gini = 1 - (p**2).sum(-1)
+    eps = 1e-12
+    assert (p2 <= lam + eps).all() and (lam <= p1 + eps).all()
+    assert (p1 * (1 - p1) <= lam + eps).all() and (lam <= 2 * p1 * (1 - p1) + eps).all()
+    assert (lam <= gini + eps).all() and (lam <= 0.5 + eps).all()
+    dense = torch.linalg.eigvalsh(softmax_hessian(p))[:, -1]
+    torch.testing.assert_close(lam, dense, atol=1e-14, rtol=0)
+
+
+def test_m_norm_keeps_dtype_and_batch_shape():
+    p = torch.softmax(torch.randn(3, 4, 5), -1)
+    out = m_norm(p)
+    assert out.shape == (3, 4) and out.dtype == torch.float32
+
+
+def test_m_norm_rejects_single_class():
+    with pytest.raises(ValueError, match="K >= 2"):
+        m_norm(torch.ones(4, 1))
+
+
+# --------------------------------------------------------------------------- Jacobian Grams
+
+
+def test_gram_matches_jacrev(model_case):
+    name, model, X, _ = model_case
+    J = dense_jacobian(model, X)
+    expected = J @ J.transpose(1, 2)
+    gram = logit_jacobian_gram(model, X)
+    torch.testing.assert_close(gram, expected, atol=1e-12, rtol=1e-10)
+    norms = jacobian_norms(model, X)
+    torch.testing.assert_close(norms.frobenius_sq, (J**2).sum((1, 2)))
+    torch.testing.assert_close(norms.spectral_sq, torch.linalg.svdvals(J)[:, 0] ** 2)
+
+
+def test_fast_path_is_taken_where_it_applies(model_case):
+    name, model, X, _ = model_case
+    if name == "generic-only":
+        with pytest.raises(ValueError, match="fast path"):
+            logit_jacobian_gram(model, X, method="fast")
+    else:
+        fast = logit_jacobian_gram(model, X, method="fast")
+        generic = logit_jacobian_gram(model, X, method="generic")
+        torch.testing.assert_close(fast, generic, atol=1e-12, rtol=1e-10)
+
+
+def test_gram_chunked_equals_one_batch(model_case):
+    _, model, X, _ = model_case
+    torch.testing.assert_close(
+        logit_jacobian_gram(model, X, chunk_size=2), logit_jacobian_gram(model, X), atol=1e-13,
+        rtol=1e-12,
+    )
+
+
+def test_gram_float32_close_to_float64():
+    torch.manual_seed(1)
+    m64 = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 5)).double()
+    m32 = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 5))
+    m32.load_state_dict({k: v.float() for k, v in m64.state_dict().items()})
+    X = torch.randn(20, 8, dtype=torch.float64)
+    g64 = logit_jacobian_gram(m64, X)
+    g32 = logit_jacobian_gram(m32, X.float())
+    assert g32.dtype == torch.float32
+    torch.testing.assert_close(g32.double(), g64, atol=1e-5, rtol=1e-5)
+
+
+def test_inplace_activation_falls_back_and_stays_exact():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)).double()
+    X = torch.randn(6, 5, dtype=torch.float64)
+    J = dense_jacobian(model, X)
+    torch.testing.assert_close(logit_jacobian_gram(model, X), J @ J.transpose(1, 2))
+
+
+def test_linear_model_gram_is_analytic():
+    """Softmax regression: J(x)ᵀJ(x) = (‖x‖² + 1) I_K, independent of θ."""
+    torch.manual_seed(3)
+    model = nn.Linear(4, 3).double()
+    X = torch.randn(5, 4, dtype=torch.float64)
+    expected = ((X**2).sum(1) + 1)[:, None, None] * torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(logit_jacobian_gram(model, X), expected)
+
+
+# --------------------------------------------------------------------------- H and G
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_hessian_and_ggn_products_match_dense(model_case, loss):
+    _, model, X, y = model_case
+    P = num_parameters(model)
+    H = dense_hessian(model, X, y, loss)
+    G = dense_ggn(model, X, loss)
+    Hop, Gop = hessian_operator(model, X, y, loss=loss), ggn_operator(model, X, y, loss=loss)
+    for seed in range(3):
+        v = torch.randn(P, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(Hop(v), H @ v, atol=1e-11, rtol=1e-9)
+        torch.testing.assert_close(Gop(v), G @ v, atol=1e-11, rtol=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_sharpness_and_gn_sharpness_match_dense_spectra(model_case, loss):
+    _, model, X, y = model_case
+    h = torch.linalg.eigvalsh(dense_hessian(model, X, y, loss)).flip(0)
+    g = torch.linalg.eigvalsh(dense_ggn(model, X, loss)).flip(0)
+    torch.testing.assert_close(sharpness(model, X, y, k=3, loss=loss, tol=1e-9), h[:3],
+                               atol=1e-8, rtol=1e-7)
+    torch.testing.assert_close(gn_sharpness(model, X, y, k=2, loss=loss, tol=1e-9), g[:2],
+                               atol=1e-8, rtol=1e-7)
+
+
+def test_ggn_is_linear_model_hessian_for_ce():
+    """For softmax regression the residual term vanishes: H = G exactly."""
+    torch.manual_seed(4)
+    model = nn.Linear(3, 4).double()
+    X, y = torch.randn(9, 3, dtype=torch.float64), torch.randint(0, 4, (9,))
+    H, G = dense_hessian(model, X, y), dense_ggn(model, X)
+    torch.testing.assert_close(H, G, atol=1e-12, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- the identity, λ*
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_identity_and_lambda_star_bound(model_case, loss):
+    _, model, X, y = model_case
+    values, vectors = gn_sharpness(model, X, y, loss=loss, tol=1e-10, return_vectors=True)
+    u = vectors[:, 0]
+    lam = lambda_star(model, X, u, loss=loss)
+    jn = jacobian_norms(model, X)
+    # ‖G‖ = ⟨λ* ‖J‖²⟩
+    torch.testing.assert_close((lam * jn.spectral_sq).mean(), values[0], atol=1e-10, rtol=1e-9)
+    # λ* against its dense definition
+    J = dense_jacobian(model, X)  # (N, K, P)
+    jtu = J @ u
+    with torch.no_grad():
+        z = model(X)
+    p = torch.softmax(z, -1)
+    eye = torch.eye(z.shape[1], dtype=z.dtype).expand(z.shape[0], -1, -1)
+    M = softmax_hessian(p) if loss == "ce" else eye
+    dense = torch.einsum("nk,nkl,nl->n", jtu, M, jtu) / jn.spectral_sq
+    torch.testing.assert_close(lam, dense, atol=1e-11, rtol=1e-9)
+    # 0 ≤ λ* ≤ ‖M‖ (‖M‖ = 1 for the squared loss)
+    bound = m_norm(p) if loss == "ce" else torch.ones_like(lam)
+    assert (lam >= -1e-12).all() and (lam <= bound + 1e-12).all()
+
+
+def test_lambda_star_reuses_gram_and_normalises_u():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    X = torch.randn(6, 3, dtype=torch.float64)
+    u = torch.randn(num_parameters(model), dtype=torch.float64)
+    gram = logit_jacobian_gram(model, X)
+    torch.testing.assert_close(lambda_star(model, X, 3 * u, gram=gram), lambda_star(model, X, u))
+
+
+# --------------------------------------------------------------------------- Lanczos
+
+
+def _sym_with_spectrum(eigs, seed=0):
+    eigs = torch.as_tensor(eigs, dtype=torch.float64)
+    Q, _ = torch.linalg.qr(torch.randn(len(eigs), len(eigs), dtype=torch.float64,
+                                       generator=torch.Generator().manual_seed(seed)))
+    return Q @ torch.diag(eigs) @ Q.T
+
+
+@pytest.mark.parametrize(
+    "eigs",
+    [
+        [10.0, 5.0, 3.0] + [1.0] * 40 + list(torch.linspace(-2, 0.5, 57).tolist()),  # generic
+        [7.0, 7.0, 7.0, 6.999, 2.0] + [0.1] * 45,  # clustered and repeated top
+        [1.0, 0.5] + [-20.0] * 3 + list(torch.linspace(-5, 0, 45).tolist()),  # big negatives
+        [0.0] * 30,  # zero operator
+    ],
+)
+def test_lanczos_on_known_spectra(eigs):
+    A = _sym_with_spectrum(eigs)
+    k = 3
+    vals, vecs, res = top_eigenpairs(lambda v: A @ v, A.shape[0], k=k, tol=1e-10,
+                                     dtype=torch.float64, return_residuals=True)
+    expected = torch.tensor(sorted(eigs, reverse=True)[:k], dtype=torch.float64)
+    torch.testing.assert_close(vals, expected, atol=1e-8, rtol=1e-8)
+    true_res = torch.linalg.vector_norm(A @ vecs - vecs * vals, dim=0)
+    assert (true_res <= 1e-6).all()
+    torch.testing.assert_close(res, true_res, atol=1e-7, rtol=0)
+    torch.testing.assert_close(vecs.T @ vecs, torch.eye(k, dtype=torch.float64), atol=1e-8, rtol=0)
+
+
+def test_lanczos_tolerance_controls_accuracy_and_warm_start_saves_products():
+    eigs = torch.cat([torch.tensor([5.0, 4.5]), torch.rand(398, generator=torch.Generator()
+                                                         .manual_seed(0)) * 4])
+    A = _sym_with_spectrum(eigs.tolist(), seed=1)
+    count = {"n": 0}
+
+    def mv(v):
+        count["n"] += 1
+        return A @ v
+
+    val, vec = top_eigenpairs(mv, 400, tol=1e-3, dtype=torch.float64)
+    cold = count["n"]
+    assert abs(float(val[0]) - 5.0) / 5.0 < 1e-3
+    # a slightly perturbed operator, warm-started from the previous vector
+    A = A + 1e-3 * _sym_with_spectrum(torch.rand(400).tolist(), seed=2)
+    count["n"] = 0
+    val2, _ = top_eigenpairs(mv, 400, tol=1e-3, v0=vec, dtype=torch.float64)
+    exact = torch.linalg.eigvalsh(A)[-1]
+    assert abs(float(val2[0] - exact)) / float(exact) < 1e-3
+    assert count["n"] < cold
+
+
+def test_lanczos_rejects_bad_arguments():
+    A = torch.eye(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="k must lie"):
+        top_eigenpairs(lambda v: A @ v, 4, k=5)
+    with pytest.raises(ValueError, match="v0 must have shape"):
+        top_eigenpairs(lambda v: A @ v, 4, v0=torch.ones(3))
+    with pytest.raises(ValueError, match="v0 must be finite"):
+        top_eigenpairs(lambda v: A @ v, 4, v0=torch.full((4,), float("nan")))
+    # a zero warm start is harmless: it falls back to a random start
+    val, _ = top_eigenpairs(lambda v: A @ v, 4, v0=torch.zeros(4, dtype=torch.float64))
+    assert float(val[0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="finite"):
+        top_eigenpairs(lambda v: v * float("nan"), 4)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_have_clear_messages():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    X, y = torch.randn(5, 3), torch.randint(0, 2, (5,))
+    with pytest.raises(ValueError, match="y must have shape"):
+        hessian_operator(model, X, y[:4])
+    with pytest.raises(ValueError, match="labels must lie"):
+        hessian_operator(model, X, y + 5)
+    with pytest.raises(ValueError, match="K >= 2"):
+        logit_jacobian_gram(nn.Linear(3, 1), X)
+    frozen = nn.Linear(3, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        sharpness(frozen, X, y)
+    bad = nn.Linear(3, 2)
+    with torch.no_grad():
+        bad.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="non-finite logits"):
+        ggn_operator(bad, X, y)
+    with pytest.raises(ValueError, match="unknown loss"):
+        hessian_operator(model, X, y, loss="hinge")
+    with pytest.raises(ValueError, match="u must be a flat vector"):
+        lambda_star(model, X, torch.ones(3))
+    with pytest.raises(ValueError, match="flat vector"):
+        vector_to_params(torch.ones(2), model)
+    with pytest.raises(ValueError, match="k must lie"):
+        sharpness(nn.Linear(1, 2), torch.randn(3, 1), torch.tensor([0, 1, 0]), k=5)
+
+
+def test_core_import_does_not_pull_ui_libraries():
+    code = (
+        "import sys, ijr_core, ijr_core.curvature\n"
+        "import pkgutil, importlib\n"
+        "for m in pkgutil.iter_modules(ijr_core.__path__):\n"
+        "    if m.name != '__main__': importlib.import_module('ijr_core.' + m.name)\n"
+        "bad = [m for m in ('streamlit', 'altair') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(_root()))
+
+
+def _root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
