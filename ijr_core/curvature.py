@@ -203,7 +203,7 @@ def logit_jacobian_gram(
     .. math:: (J^\top J)_{kl} \mathrel{+}= (g_k\cdot g_l)\,(a\cdot a) \;[+\,g_k\cdot g_l
        \text{ for the bias}],
 
-    with all K backward passes done in one batched autograd call. Results are computed in
+    with all K backward passes done as one (the batch replicated K times). Results are computed in
     chunks of ``chunk_size`` samples (identical to one batch up to rounding).
     """
     X, _ = _prepare_inputs(model, X)
@@ -258,16 +258,24 @@ def _fast_path_layers(model: nn.Module) -> list[nn.Module] | None:
 
 
 def _gram_fast(model: nn.Module, X: torch.Tensor, layers: list[nn.Module]) -> torch.Tensor | None:
-    """Layer-wise Gram; None when the forward pass does not fit the fast path's assumptions."""
+    """Layer-wise Gram; None when the forward pass does not fit the fast path's assumptions.
+
+    The K backward passes run as one: the batch is replicated K times and block k
+    back-propagates the one-hot cotangent e_k, so every matrix product stays large.
+    """
     records: dict[nn.Module, list] = {m: [] for m in layers}
 
     def hook(module, inputs, output):
         records[module].append((inputs[0], output, inputs[0]._version, output._version))
 
+    with torch.no_grad():
+        K = _logits(model, X[:1]).shape[1]
+    N = X.shape[0]
+    X_rep = X.unsqueeze(0).expand(K, *X.shape).reshape(K * N, *X.shape[1:])
     handles = [m.register_forward_hook(hook) for m in layers]
     try:
         with torch.enable_grad():
-            z = _logits(model, X)
+            z = _logits(model, X_rep)
     finally:
         for h in handles:
             h.remove()
@@ -276,22 +284,14 @@ def _gram_fast(model: nn.Module, X: torch.Tensor, layers: list[nn.Module]) -> to
     for a, s, va, vs in (r[0] for r in records.values()):
         if a._version != va or s._version != vs or not s.requires_grad:
             return None  # modified in place (e.g. ReLU(inplace=True)) or detached
-    N, K = z.shape
+    cotangent = torch.eye(K, device=z.device, dtype=z.dtype).repeat_interleave(N, dim=0)
     outputs = [records[m][0][1] for m in layers]
-    eye = torch.eye(K, device=z.device, dtype=z.dtype).unsqueeze(1).expand(K, N, K)
-    try:
-        grads = torch.autograd.grad(z, outputs, grad_outputs=eye, is_grads_batched=True)
-    except RuntimeError:  # some ops have no batching rule: K plain backward passes
-        per_k = [
-            torch.autograd.grad(z, outputs, grad_outputs=eye[k], retain_graph=k < K - 1)
-            for k in range(K)
-        ]
-        grads = [torch.stack(gs) for gs in zip(*per_k, strict=True)]
+    grads = torch.autograd.grad(z, outputs, grad_outputs=cotangent)
     gram = torch.zeros(N, K, K, device=z.device, dtype=z.dtype)
     with torch.no_grad():
         for m, g in zip(layers, grads, strict=True):
-            a = records[m][0][0].detach()
-            gram += _layer_gram(m, a, g)
+            a = records[m][0][0].detach()[:N]
+            gram += _layer_gram(m, a, g.reshape(K, N, *g.shape[1:]))
     return gram
 
 
