@@ -95,10 +95,10 @@ def main():
     t_power = median_time(lambda: power_iteration(model, X, y, ref), repeats=3, warmup=0)
     t_lanczos = median_time(lambda: lanczos(model, X, y, tol=tol), repeats=5)
     print(f"‖H‖ = {ref:.4f} (tight reference), P = {P}, N = {X.shape[0]}")
-    print(f"power iteration (stopped by the oracle): {power_iters} HVPs, {t_power * 1e3:.0f} ms, rel err "
-          f"{abs(power_val - ref) / ref:.1e}")
-    print(f"Lanczos tol {tol:g}: {count[0]} HVPs, {t_lanczos * 1e3:.0f} ms, rel err {lanczos_err:.1e}"
-          f" | speed-up {t_power / t_lanczos:.1f}x")
+    print(f"power iteration (stopped by the oracle): {power_iters} HVPs, "
+          f"{t_power * 1e3:.0f} ms, rel err {abs(power_val - ref) / ref:.1e}")
+    print(f"Lanczos tol {tol:g}: {count[0]} HVPs, {t_lanczos * 1e3:.0f} ms, "
+          f"rel err {lanczos_err:.1e} | speed-up {t_power / t_lanczos:.1f}x")
 
     # one more GD step, then cold vs warm Lanczos
     opt.zero_grad()

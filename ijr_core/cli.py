@@ -1,0 +1,470 @@
+"""Command line: headless runs, sweeps, summaries and exports.
+
+    python -m ijr_core train --preset edge-of-stability --lr 0.1 --steps 400 --out runs/eos
+    python -m ijr_core train --config my.json --out runs/mine
+    python -m ijr_core sweep --preset lr-sweep --lrs 0.1,0.2,0.5 --out runs/sweep
+    python -m ijr_core show runs/eos
+    python -m ijr_core export runs/eos --csv [FILE]      (or --json [FILE]; default stdout)
+    python -m ijr_core presets
+
+Every RunConfig field is an option (``--batch-size 64`` or ``--batch_size 64``). Bad input
+(unknown preset or field, invalid value, unreadable file, damaged run folder) exits with
+code 2 and one line on stderr. A run that fails inside training exits with 1; finished,
+stopped and diverged runs exit with 0 (the status is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ijr_core.config import RunConfig
+
+    parser = _Parser(prog="python -m ijr_core", description=__doc__.split("\n")[0],
+                     allow_abbrev=False)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: all cores)")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    def add(name, **kw):
+        p = sub.add_parser(name, allow_abbrev=False, **kw)
+        p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                       help="torch CPU threads (default: all cores)")
+        return p
+
+    train = add("train", help="train one run and save it")
+    _config_options(train, RunConfig)
+    train.add_argument("--out", help="run folder (default: runs/<name>-<time>)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+
+    sweep = add("sweep", help="learning-rate sweep")
+    _config_options(sweep, RunConfig)
+    sweep.add_argument("--lrs", required=True, help="comma-separated learning rates")
+    sweep.add_argument("--processes", type=int, default=None,
+                       help="processes in all, this one included (default: one per CPU "
+                            "core; 1 = sequential)")
+    sweep.add_argument("--out", help="sweep folder (default: runs/sweep-<time>)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    sweep.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+
+    show = add("show", help="summary of a run or sweep folder")
+    show.add_argument("dir")
+
+    export = add("export", help="export a run's (or sweep's) scalars")
+    export.add_argument("dir")
+    fmt = export.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--csv", nargs="?", const="-", metavar="FILE", help="CSV (default stdout)")
+    fmt.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON (default stdout)")
+
+    add("presets", help="list the presets")
+    return parser
+
+
+def _config_options(parser: argparse.ArgumentParser, config_cls) -> None:
+    parser.add_argument("--preset", help="start from a preset (see: presets)")
+    parser.add_argument("--config", help="JSON file with RunConfig fields")
+    group = parser.add_argument_group("config fields (override preset / file)")
+    for f in dataclasses.fields(config_cls):
+        names = [f"--{f.name}"]
+        if "_" in f.name:
+            names.append(f"--{f.name.replace('_', '-')}")
+        group.add_argument(*names, dest=f"field_{f.name}", default=argparse.SUPPRESS,
+                           metavar="VALUE", help=f.metadata.get("help"))
+
+
+def config_from_args(args: argparse.Namespace):
+    """RunConfig from --preset, then --config FILE, then --field overrides."""
+    from ijr_core.config import PRESETS, RunConfig
+
+    base = RunConfig()
+    if args.preset is not None:
+        if args.preset not in PRESETS:
+            raise UsageError(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
+        base = PRESETS[args.preset]
+    if args.config is not None:
+        path = Path(args.config)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config file {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"config file {path} must hold a JSON object of RunConfig fields")
+        base = RunConfig.from_dict(data, base=base)
+    overrides = {k[len("field_"):]: v for k, v in vars(args).items() if k.startswith("field_")}
+    return RunConfig.from_dict(overrides, base=base) if overrides else base
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar with steps/s on stderr, refreshed from a polling thread."""
+
+    def __init__(self, total: int, label: str = "", stream=None, interval: float = 0.5) -> None:
+        self.total, self.label = max(total, 1), label
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self.value = 0
+        self.note = ""
+        self._t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self._t0
+        rate = self.value / elapsed if elapsed > 0 else 0.0
+        frac = min(self.value / self.total, 1.0)
+        bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))
+        eta = (self.total - self.value) / rate if rate > 0 else math.inf
+        eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
+        return (f"{self.label}[{bar}] {self.value}/{self.total} {100 * frac:3.0f}% "
+                f"{rate:7.1f} steps/s  elapsed {elapsed:5.1f}s  eta {eta_s} {self.note}")
+
+    def start(self, poll) -> Progress:
+        def loop():
+            while not self._stop.wait(self.interval):
+                self.value = poll()
+                self._draw()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _draw(self, final: bool = False) -> None:
+        if self._tty:
+            self.stream.write("\r" + self.line() + ("\n" if final else ""))
+        elif final:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self, value: int | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if value is not None:
+            self.value = value
+        self._draw(final=True)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _default_out(name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-{stamp}"
+
+
+def _out_dir(args, name: str) -> Path:
+    """--out (refusing a non-empty folder unless --force) or runs/<name>-<time>."""
+    out = Path(args.out) if args.out else _default_out(name)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"--out {out} is not empty; pass --force to overwrite it")
+    return out
+
+
+def cmd_train(args) -> int:
+    from ijr_core.trainer import TrainingControl, train
+
+    config = config_from_args(args)
+    out = _out_dir(args, config.name or "run")
+    control = TrainingControl()
+    progress = None if args.quiet else Progress(config.steps, "train ").start(lambda: control.step)
+    try:
+        run = train(config, out_dir=out, control=control)
+    except KeyboardInterrupt:
+        if progress:
+            progress.close()
+        print(f"interrupted; what was recorded is saved in {out}", file=sys.stderr)
+        return 130
+    if progress:
+        progress.close(run.step)
+    print(f"{run.status}: step {run.step}/{config.steps}, saved to {out}")
+    if run.status == "diverged":
+        print(f"diverged at step {run.meta.get('diverged_at')}: {run.meta.get('diverged_reason')}")
+    if run.status == "failed":
+        print(f"error: training failed: {run.meta.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def parse_lrs(text: str) -> list[float]:
+    """'0.1,0.2, 0.5' -> [0.1, 0.2, 0.5]; UsageError naming the bad entry."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise UsageError(f"--lrs: {part!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--lrs: learning rates must be finite and > 0, got {part}")
+        out.append(value)
+    if not out:
+        raise UsageError("--lrs: give at least one learning rate, e.g. --lrs 0.1,0.2")
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from ijr_core.sweep import sweep_lr
+
+    config = config_from_args(args)
+    lrs = parse_lrs(args.lrs)
+    if args.processes is not None and args.processes < 1:
+        raise UsageError(f"--processes must be >= 1, got {args.processes}")
+    out = _out_dir(args, "sweep")
+    t0 = time.perf_counter()
+
+    def done(i, lr, run):
+        if not args.quiet:
+            print(f"  η={lr:g}: {run.status} at step {run.step} "
+                  f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+
+    sweep = sweep_lr(config, lrs, out_dir=out, processes=args.processes, callback=done)
+    print(f"sweep of {len(lrs)} learning rates saved to {out} "
+          f"({time.perf_counter() - t0:.1f}s)")
+    print(format_sweep(sweep))
+    return EXIT_FAILED if "failed" in sweep.statuses else EXIT_OK
+
+
+def cmd_show(args) -> int:
+    from ijr_core.run import load_run
+    from ijr_core.sweep import is_sweep_folder, load_sweep
+
+    if is_sweep_folder(args.dir):
+        print(format_sweep(load_sweep(args.dir)))
+    else:
+        print(format_run(load_run(args.dir)))
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from ijr_core.run import load_run
+    from ijr_core.sweep import is_sweep_folder, load_sweep
+
+    if is_sweep_folder(args.dir):
+        sweep = load_sweep(args.dir)
+        pairs = [(float(lr), run) for lr, run in zip(sweep.lrs, sweep.runs, strict=True)]
+    else:
+        pairs = [(None, load_run(args.dir))]
+    if args.csv is not None:
+        text, target = export_csv(pairs), args.csv
+    else:
+        text, target = export_json(pairs), args.json
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(target).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        print(f"wrote {target}")
+    return EXIT_OK
+
+
+def cmd_presets(args) -> int:
+    from ijr_core.config import PRESETS
+
+    for name, cfg in PRESETS.items():
+        bs = "full batch" if cfg.batch_size is None else f"batch {cfg.batch_size}"
+        print(f"{name:20s} {cfg.dataset}, {cfg.model} {cfg.activation}, {cfg.optimizer} "
+              f"η={cfg.lr:g} ({bs}), {cfg.steps} steps, loss {cfg.loss}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- formatting
+
+SUMMARY_METRICS = ("train_loss", "train_acc", "test_acc", "sharpness", "gn_sharpness",
+                   "lambda_star_jac", "two_over_eta", "m_norm_mean", "jac_spectral_sq_mean",
+                   "jac_frobenius_sq_mean", "grad_evals", "wall_time")
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—" if x is None or math.isnan(x) else str(x)
+    return f"{x:.4g}"
+
+
+def format_run(run) -> str:
+    """Summary table of one run: status, config, phases, first / peak / final metrics."""
+    cfg = run.config
+    status = f"status     {run.status} at step {run.step}"
+    if run.status == "diverged":
+        status += f" (diverged at {run.meta.get('diverged_at')})"
+    lines = [status]
+    if run.meta.get("error"):
+        lines.append(f"error      {run.meta['error']}")
+    if run.meta.get("source") == "writer":
+        lines.append(f"config     your own training loop (RunWriter), model "
+                     f"{run.meta.get('model', '?')}, η={cfg.lr:g}, loss {cfg.loss}")
+    elif cfg is not None:
+        bs = "full batch" if cfg.batch_size is None else f"batch {cfg.batch_size}"
+        lines.append(f"config     {cfg.dataset} n={cfg.n_train}, {cfg.model} "
+                     f"{cfg.width}×{cfg.depth} {cfg.activation}, {cfg.optimizer} "
+                     f"η={cfg.lr:g} ({bs}), loss {cfg.loss}")
+    lines.append(f"source     {run.meta.get('source', '?')}, device {run.meta.get('device', '?')}, "
+                 f"{len(run)} probes, {len(run.sample_steps)} checkpoints × "
+                 f"{len(run.sample_ids)} samples")
+    spans = run.phase_spans()
+    if spans:
+        lines.append("phases     " + ", ".join(f"{p} {a}–{b}" for p, a, b in spans))
+    lines.append("")
+    lines.append(f"{'metric':24s} {'first':>10s} {'max':>10s} {'final':>10s}")
+    for name in SUMMARY_METRICS:
+        values = run.scalar(name)
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            continue
+        lines.append(f"{name:24s} {_fmt(finite[0]):>10s} {_fmt(finite.max()):>10s} "
+                     f"{_fmt(finite[-1]):>10s}")
+    return "\n".join(lines)
+
+
+def format_sweep(sweep) -> str:
+    """One line per learning rate: status, final loss, max ‖H‖ vs 2/η, final ⟨‖J‖²⟩."""
+    lines = [f"{'lr':>8s} {'2/lr':>8s} {'status':>9s} {'step':>6s} {'loss':>9s} "
+             f"{'max ‖H‖':>9s} {'⟨‖M‖⟩ pk':>9s} {'⟨‖J‖²⟩':>9s}"]
+    max_h, jac = sweep.max_sharpness(), sweep.final_jac()
+    for i, (lr, run) in enumerate(zip(sweep.lrs, sweep.runs, strict=True)):
+        m = run.scalar("m_norm_mean")
+        peak = float(np.nanmax(m)) if np.isfinite(m).any() else math.nan
+        lines.append(f"{lr:8.4g} {2 / lr:8.4g} {run.status:>9s} {run.step:6d} "
+                     f"{_fmt(run.last('train_loss')):>9s} {_fmt(max_h[i]):>9s} "
+                     f"{_fmt(peak):>9s} {_fmt(jac[i]):>9s}")
+    return "\n".join(lines)
+
+
+def _clean(x: float):
+    return float(x) if math.isfinite(x) else None
+
+
+def export_csv(pairs) -> str:
+    """Scalars as CSV, one row per probe step (with an ``lr_sweep`` column for sweeps)."""
+    keys: list[str] = []
+    for _, run in pairs:
+        keys += [k for k in run.scalars if k not in keys]
+    sweep = pairs[0][0] is not None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow((["lr_sweep"] if sweep else []) + keys + ["phase"])
+    for lr, run in pairs:
+        phases = run.phases()
+        cols = [run.scalar(k) for k in keys]
+        for i in range(len(run)):
+            row = [f"{lr:g}"] if sweep else []
+            row += [_csv_value(k, c[i]) for k, c in zip(keys, cols, strict=True)]
+            writer.writerow(row + [phases[i]])
+    return buf.getvalue()
+
+
+def _csv_value(key: str, value) -> str:
+    if key == "step":
+        return str(int(value))
+    return repr(float(value)) if math.isfinite(value) else ""
+
+
+def export_json(pairs) -> str:
+    """Run summary + scalars (NaN → null) as JSON; a list of those for sweeps."""
+    docs = []
+    for lr, run in pairs:
+        doc = {
+            "status": run.status,
+            "step": run.step,
+            "config": run.config.to_dict() if run.config is not None else None,
+            "meta": run.meta,
+            "phases": [list(s) for s in run.phase_spans()],
+            "scalars": {k: [_clean(float(x)) for x in v] for k, v in run.scalars.items()},
+        }
+        if lr is not None:
+            doc["lr_sweep"] = lr
+        docs.append(doc)
+    out = docs if pairs[0][0] is not None else docs[0]
+    return json.dumps(out, indent=1, default=str) + "\n"
+
+
+# --------------------------------------------------------------------------- entry
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "show": cmd_show, "export": cmd_export,
+            "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see module docstring)."""
+    from ijr_core.config import ConfigError
+    from ijr_core.run import RunFormatError
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("give a command: train, sweep, show, export or presets "
+                             "(see: python -m ijr_core --help)")
+        _set_threads(args.threads)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        return _usage(str(exc))
+    except (ConfigError, RunFormatError) as exc:
+        return _usage(str(exc))
+    except ValueError as exc:  # DatasetError and other input problems
+        return _usage(str(exc))
+    except FileNotFoundError as exc:
+        return _usage(f"{exc.filename}: no such file or folder")
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _usage(message: str) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    if threads is None:
+        has_affinity = hasattr(os, "sched_getaffinity")
+        threads = len(os.sched_getaffinity(0)) if has_affinity else (os.cpu_count() or 1)
+    torch.set_num_threads(int(threads))

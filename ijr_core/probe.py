@@ -1,0 +1,189 @@
+r"""One probe: every metric of SCIENCE.md at one step, on a fixed probe subset.
+
+For the probe subset :math:`D` (inputs X, labels y) and the current parameters θ:
+
+* train loss / accuracy on D, test loss / accuracy on the test set (when given);
+* the top-``n_eigs`` eigenvalues of :math:`H=\langle\nabla^2_\theta\ell\rangle` by Lanczos
+  (``sharpness``, ``sharpness_2``, …) with their residuals :math:`\|Hv-\theta v\|`;
+* :math:`\|G\|` and its unit eigenvector u (``gn_sharpness``, ``gn_sharpness_residual``);
+* per sample: :math:`\|M(x)\|` (``m_norm``; 1 for the squared loss where M = I),
+  :math:`\lambda^*(x)`, :math:`\|J(x)\|^2=\lambda_{\max}(J^\top J)` (``jac_spectral_sq``),
+  :math:`\|J(x)\|_F^2` (``jac_frobenius_sq``), :math:`p_{(1)}` (``p_max``) and ``correct``;
+* means: ``m_norm_mean``, ``jac_spectral_sq_mean``, ``jac_frobenius_sq_mean``,
+  ``lambda_star_jac`` :math:`=\langle\lambda^*\|J\|^2\rangle` (equal to :math:`\|G\|` by the
+  theorem), ``m_norm_jac`` :math:`=\langle\|M\|\,\|J\|^2\rangle` (its upper bound);
+* ``grad_norm`` :math:`=\|\nabla_\theta\langle\ell\rangle_D\|` and ``two_over_eta`` = 2/η.
+
+The per-sample Jacobian Gram :math:`J^\top J` is computed once per probe and reused for
+both norms and for λ*. Lanczos warm-starts from the previous probe's eigenvectors (kept in
+a :class:`ProbeState`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ijr_core import curvature as cv
+
+
+@dataclass
+class Snapshot:
+    """All metrics at one step: ``scalars`` (name -> float), ``samples`` (name -> (S,)
+    float32 array, S = probe subset size) and optionally a parameter snapshot."""
+
+    step: int
+    scalars: dict[str, float]
+    samples: dict[str, np.ndarray]
+    params: dict[str, np.ndarray] | None = None
+
+    def __getitem__(self, name: str) -> float:
+        return self.scalars[name]
+
+
+@dataclass
+class ProbeState:
+    """What one probe hands to the next: eigenvectors for Lanczos warm starts."""
+
+    h_vectors: torch.Tensor | None = None
+    g_vector: torch.Tensor | None = None
+    hvp_count: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def param_snapshot(model: nn.Module) -> dict[str, np.ndarray]:
+    """Copy of every parameter (name -> numpy array on the CPU)."""
+    return {n: p.detach().cpu().numpy().copy() for n, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str = "ce",
+             chunk_size: int = 4096) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``model`` on (X, y), in chunks."""
+    fn = cv.loss_fn(loss)
+    total, correct, n = 0.0, 0, X.shape[0]
+    for start in range(0, n, chunk_size):
+        z = model(X[start : start + chunk_size])
+        yc = y[start : start + chunk_size]
+        total += float(fn(z, yc)) * yc.shape[0]
+        correct += int((z.argmax(-1) == yc).sum())
+    return total / n, correct / n
+
+
+def _grad_norm(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str) -> float:
+    params = [p for _, p in cv.trainable_parameters(model)]
+    with torch.enable_grad():
+        value = cv.loss_fn(loss)(model(X), y)
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+    sq = sum(float(g.pow(2).sum()) for g in grads if g is not None)
+    return math.sqrt(sq)
+
+
+def _per_sample_outputs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str):
+    """Loss, accuracy, ‖M‖, p_max and correctness on the probe subset (one forward)."""
+    with torch.no_grad():
+        z = model(X)
+        value = float(cv.loss_fn(loss)(z, y))
+        p = torch.softmax(z.double(), dim=-1)
+        correct = (z.argmax(-1) == y).to(torch.float32)
+        m = cv.m_norm(p) if loss == "ce" else torch.ones_like(p[:, 0])
+        p_max = p.max(-1).values
+    return value, float(correct.mean()), m.double(), p_max, correct
+
+
+def probe(
+    model: nn.Module,
+    probe_X: torch.Tensor,
+    probe_y: torch.Tensor,
+    test_X: torch.Tensor | None = None,
+    test_y: torch.Tensor | None = None,
+    loss: str = "ce",
+    n_eigs: int = 1,
+    eig_tol: float = 1e-3,
+    state: ProbeState | None = None,
+    *,
+    step: int = 0,
+    lr: float | None = None,
+    with_params: bool = True,
+) -> Snapshot:
+    """Measure every metric (module docstring) at the model's current parameters.
+
+    ``state`` (updated in place) carries Lanczos warm starts from probe to probe. ``lr``
+    adds ``lr`` and ``two_over_eta`` = 2/η to the scalars. The model is put in eval mode
+    for the probe and restored afterwards; its parameters and ``.grad`` are not touched.
+    """
+    state = state if state is not None else ProbeState()
+    was_training = model.training
+    model.eval()
+    try:
+        return _probe(model, probe_X, probe_y, test_X, test_y, loss, n_eigs, eig_tol, state,
+                      step, lr, with_params)
+    finally:
+        model.train(was_training)
+
+
+def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, with_params):
+    device, dtype = cv._model_device_dtype(model)
+    X = torch.as_tensor(X).to(device=device, dtype=dtype)
+    y = torch.as_tensor(y).to(device).long()
+    dim = cv.num_parameters(model)
+    scalars: dict[str, float] = {}
+    train_loss, train_acc, m, p_max, correct = _per_sample_outputs(model, X, y, loss)
+    scalars["train_loss"], scalars["train_acc"] = train_loss, train_acc
+    if test_X is not None and test_y is not None:
+        tX = torch.as_tensor(test_X).to(device=device, dtype=dtype)
+        tY = torch.as_tensor(test_y).to(device).long()
+        scalars["test_loss"], scalars["test_acc"] = evaluate(model, tX, tY, loss)
+    scalars["grad_norm"] = _grad_norm(model, X, y, loss)
+
+    k = min(n_eigs, dim)
+    h_vals, h_vecs, h_res = cv.top_eigenpairs(
+        cv.hessian_operator(model, X, y, loss=loss), dim, k=k, tol=eig_tol,
+        v0=state.h_vectors, return_residuals=True, device=device, dtype=dtype,
+    )
+    # G ≈ H, so H's fresh top eigenvector is a better start for G than G's old one
+    # (measured: about half the Lanczos iterations).
+    g_vals, g_vecs, g_res = cv.top_eigenpairs(
+        cv.ggn_operator(model, X, y, loss=loss), dim, k=1, tol=eig_tol,
+        v0=h_vecs[:, 0], return_residuals=True, device=device, dtype=dtype,
+    )
+    state.h_vectors, state.g_vector = h_vecs.detach(), g_vecs[:, 0].detach()
+    for i in range(k):
+        suffix = "" if i == 0 else f"_{i + 1}"
+        scalars[f"sharpness{suffix}"] = float(h_vals[i])
+        scalars[f"sharpness_residual{suffix}"] = float(h_res[i])
+    scalars["gn_sharpness"] = float(g_vals[0])
+    scalars["gn_sharpness_residual"] = float(g_res[0])
+
+    gram = cv.logit_jacobian_gram(model, X)
+    norms = cv.norms_from_gram(gram)
+    lam = cv.lambda_star(model, X, state.g_vector, loss=loss, gram=gram).double()
+    spec, frob = norms.spectral_sq.double(), norms.frobenius_sq.double()
+    scalars["m_norm_mean"] = float(m.mean())
+    scalars["jac_spectral_sq_mean"] = float(spec.mean())
+    scalars["jac_frobenius_sq_mean"] = float(frob.mean())
+    scalars["lambda_star_jac"] = float((lam * spec).mean())
+    scalars["m_norm_jac"] = float((m.to(spec.device) * spec).mean())
+    scalars["lambda_star_mean"] = float(lam.mean())
+    scalars["p_max_mean"] = float(p_max.mean())
+    if lr is not None:
+        scalars["lr"] = float(lr)
+        scalars["two_over_eta"] = 2.0 / float(lr)
+
+    def np32(t: torch.Tensor) -> np.ndarray:
+        return t.detach().to("cpu", torch.float32).numpy()
+
+    samples = {
+        "m_norm": np32(m),
+        "lambda_star": np32(lam),
+        "jac_spectral_sq": np32(spec),
+        "jac_frobenius_sq": np32(frob),
+        "p_max": np32(p_max),
+        "correct": np32(correct),
+    }
+    params = param_snapshot(model) if with_params else None
+    return Snapshot(step=int(step), scalars=scalars, samples=samples, params=params)

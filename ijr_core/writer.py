@@ -1,0 +1,175 @@
+"""RunWriter: the probes and the run format for a training loop you wrote yourself.
+
+Works like a TensorBoard writer::
+
+    with RunWriter("runs/mine", model, X[:500], y[:500], lr=0.1) as writer:
+        for step in range(1000):
+            loss = train_step(model, X, y)             # your code
+            writer.log(step, batch_loss=loss)          # any scalars you like
+            if step % 25 == 0:
+                writer.probe(step)                     # ‖H‖, ‖G‖, λ*, ‖M‖, ‖J‖², ... (probe.py)
+
+The folder has the same format as the trainer's (run.json + .npz, atomic writes) and opens
+with :func:`ijr_core.run.load_run`, the CLI and the app. ``meta["source"] == "writer"``; the
+run's config records only what the writer knows (lr, loss, n_eigs, eig_tol), the other
+config fields keep their defaults and do not describe your model or data.
+
+Scalars logged at a step that is not probed get their own row, where the probe metrics are
+NaN (and the other way round).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ijr_core.probe import ProbeState, Snapshot, probe
+from ijr_core.run import Run, library_versions, now_iso
+
+
+class RunWriter:
+    """Record probes of ``model`` on (probe_X, probe_y) into the run folder ``out_dir``.
+
+    ``lr`` (η, for the 2/η line; update it with :meth:`set_lr` or ``probe(step, lr=...)``),
+    ``loss`` ("ce" or "mse"), ``n_eigs`` (top Hessian eigenvalues), ``test_X``/``test_y``
+    (optional test set), ``sample_ids`` (indices of the probe samples in your training set;
+    default 0..S-1), ``sample_noisy`` (bool per probe sample), ``save_params`` (store a
+    parameter snapshot at each probe). Any other keyword goes into ``run.meta``.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        model: nn.Module,
+        probe_X: torch.Tensor,
+        probe_y: torch.Tensor,
+        lr: float | None = None,
+        loss: str = "ce",
+        n_eigs: int = 1,
+        test_X: torch.Tensor | None = None,
+        test_y: torch.Tensor | None = None,
+        *,
+        eig_tol: float = 1e-3,
+        sample_ids=None,
+        sample_noisy=None,
+        save_params: bool = True,
+        checkpoint_limit: int = 200,
+        **meta: Any,
+    ) -> None:
+        from ijr_core.config import RunConfig
+
+        if loss not in ("ce", "mse"):
+            raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
+        probe_y = torch.as_tensor(probe_y)
+        if probe_y.ndim != 1 or len(probe_y) != len(probe_X):
+            raise ValueError(
+                f"probe_y must have shape ({len(probe_X)},) to match probe_X, "
+                f"got {tuple(probe_y.shape)}"
+            )
+        self.out_dir = Path(out_dir)
+        self.model = model
+        self.probe_X, self.probe_y = probe_X, probe_y
+        self.test_X, self.test_y = test_X, test_y
+        self.lr = None if lr is None else float(lr)
+        self.loss, self.n_eigs, self.eig_tol = loss, int(n_eigs), float(eig_tol)
+        self.save_params = save_params
+        self.state = ProbeState()
+        self.closed = False
+        config = RunConfig(
+            lr=self.lr if self.lr is not None else RunConfig().lr, loss=loss, n_eigs=self.n_eigs,
+            eig_tol=self.eig_tol, checkpoint_limit=checkpoint_limit, n_train=len(probe_X),
+            probe_size=len(probe_X), name=str(meta.get("name", "RunWriter")),
+        )
+        n = len(probe_X)
+        ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
+        self.run = Run(
+            config,
+            sample_ids=ids,
+            sample_labels=probe_y.detach().cpu().numpy(),
+            sample_noisy=sample_noisy,
+            meta={**self._meta(), **meta},
+            checkpoint_limit=checkpoint_limit,
+        )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.run.save(self.out_dir)
+
+    def _meta(self) -> dict[str, Any]:
+        with torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            param = next(self.model.parameters())
+            x1 = torch.as_tensor(self.probe_X[:1]).to(param.device, param.dtype)
+            k = self.model(x1).shape[-1]
+            self.model.train(was)
+        return {
+            "source": "writer",
+            "device": str(param.device),
+            "versions": library_versions(),
+            "created": now_iso(),
+            "n_classes": int(k),
+            "input_shape": list(self.probe_X.shape[1:]),
+            "n_params": int(sum(p.numel() for p in self.model.parameters() if p.requires_grad)),
+            "model": type(self.model).__name__,
+            "diverged_at": None,
+        }
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate used for lr / 2/η from the next probe on."""
+        self.lr = float(lr)
+
+    def probe(self, step: int, lr: float | None = None) -> Snapshot:
+        """Measure every metric at the model's current parameters, record it at ``step``
+        and save the folder (atomically). Returns the :class:`Snapshot`."""
+        self._check_open()
+        if lr is not None:
+            self.set_lr(lr)
+        snap = probe(self.model, self.probe_X, self.probe_y, self.test_X, self.test_y,
+                     loss=self.loss, n_eigs=self.n_eigs, eig_tol=self.eig_tol, state=self.state,
+                     step=step, lr=self.lr, with_params=self.save_params)
+        self.run.append_snapshot(snap)
+        self.run.save(self.out_dir)
+        return snap
+
+    def log(self, step: int, **scalars: float) -> None:
+        """Record extra scalars at ``step`` (saved with the next probe or on close)."""
+        self._check_open()
+        bad = [k for k, v in scalars.items() if not isinstance(v, (int, float, np.number))
+               and not (isinstance(v, torch.Tensor) and v.numel() == 1)]
+        if bad:
+            raise TypeError(f"log() takes numbers; {bad[0]!r} is {type(scalars[bad[0]]).__name__}")
+        self.run.append_scalars(step, **{k: float(v) for k, v in scalars.items()})
+
+    def flush(self) -> None:
+        """Save everything recorded so far."""
+        self.run.save(self.out_dir)
+
+    def close(self, status: str = "finished", **meta: Any) -> Run:
+        """Mark the run ``status`` (finished, stopped, diverged, failed), save, return it."""
+        if not self.closed:
+            self.run.set_status(status, **meta)
+            self.run.save(self.out_dir)
+            self.closed = True
+        return self.run
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"RunWriter for {self.out_dir} is closed")
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("stopped", error="interrupted (KeyboardInterrupt)")
+        else:
+            self.close("failed", error=f"{exc_type.__name__}: {exc}")
+
+    def __repr__(self) -> str:
+        return f"RunWriter({str(self.out_dir)!r}, probes={len(self.run)}, closed={self.closed})"

@@ -1,0 +1,125 @@
+"""Learning-rate sweeps: parallel == sequential, derived matrices, the sweep folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ijr_core.config import RunConfig
+from ijr_core.run import RunFormatError
+from ijr_core.sweep import Sweep, is_sweep_folder, load_sweep, run_folder_name, sweep_lr
+
+BASE = RunConfig(dataset="moons", n_train=64, n_test=32, probe_size=64, width=16, steps=20,
+                 probe_every=5, device="cpu", noise=0.2, label_noise=0.0)
+LRS = [0.5, 2.0]
+TIMING = ("wall_time", "train_time")
+
+
+def _same_runs(a: Sweep, b: Sweep) -> None:
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert ra.status == rb.status
+        for k in ra.scalars:
+            if k not in TIMING:
+                np.testing.assert_array_equal(ra.scalars[k], rb.scalars[k], err_msg=k)
+
+
+def test_parallel_sweep_equals_sequential_and_saves_a_group_folder(tmp_path):
+    done = []
+    par = sweep_lr(BASE, LRS, out_dir=tmp_path / "par", processes=2,
+                   callback=lambda i, lr, run: done.append((i, lr, run.status)))
+    seq = sweep_lr(BASE, LRS, processes=1)
+    assert sorted(done) == [(0, 0.5, "finished"), (1, 2.0, "finished")]
+    assert par.meta["processes"] == 2
+    _same_runs(par, seq)
+    np.testing.assert_array_equal(par.lrs, LRS)
+    assert [r.config.lr for r in par.runs] == LRS
+    # the folder: sweep.json + one run folder per η, loadable
+    assert is_sweep_folder(tmp_path / "par")
+    doc = json.loads((tmp_path / "par" / "sweep.json").read_text())
+    assert doc["status"] == "finished" and doc["lrs"] == LRS
+    assert doc["runs"] == [run_folder_name(0, 0.5), run_folder_name(1, 2.0)]
+    loaded = load_sweep(tmp_path / "par")
+    _same_runs(par, loaded)
+    assert loaded.config == BASE
+
+
+def test_derived_quantities():
+    sweep = sweep_lr(BASE, [0.5, 1.0, 4.0], processes=1)
+    steps = sweep.steps
+    np.testing.assert_array_equal(steps, [0, 5, 10, 15, 20])
+    mat = sweep.m_norm_matrix()
+    assert mat.shape == (3, 5)
+    for i, run in enumerate(sweep.runs):
+        np.testing.assert_array_equal(mat[i], run.scalars["m_norm_mean"])
+        assert sweep.final_jac()[i] == run.scalars["jac_spectral_sq_mean"][-1]
+        assert sweep.final_jac("frobenius")[i] == run.scalars["jac_frobenius_sq_mean"][-1]
+        assert sweep.max_sharpness()[i] == run.scalars["sharpness"].max()
+    np.testing.assert_allclose(mat[:, 0], mat[0, 0])  # same initialisation for every η
+    target = float(np.max([r.scalars["train_loss"][-1] for r in sweep.runs]))
+    at = sweep.at_loss(target)
+    for i, run in enumerate(sweep.runs):
+        first = np.flatnonzero(run.scalars["train_loss"] <= target)[0]
+        assert at[i] == run.scalars["jac_spectral_sq_mean"][first]
+    assert np.isnan(sweep.at_loss(-1.0)).all()
+    with pytest.raises(ValueError, match="kind"):
+        sweep.final_jac("nuclear")
+
+
+def test_matrix_has_nan_after_a_run_diverged():
+    cfg = BASE.replace(dataset="digits", activation="relu", width=128, steps=40, probe_every=10)
+    sweep = sweep_lr(cfg, [0.1, 60.0], processes=1)
+    assert sweep.statuses == ["finished", "diverged"]
+    mat, steps = sweep.m_norm_matrix(), sweep.steps
+    at = sweep.runs[1].meta["diverged_at"]
+    assert at in steps  # the divergence row joins the step axis
+    assert np.isfinite(mat[0, np.isin(steps, sweep.runs[0].scalars["step"])]).all()
+    assert np.isnan(mat[1, steps >= at]).all() and np.isfinite(mat[1, 0])
+
+
+def test_bad_learning_rates():
+    for lrs in ([], [0.1, -1.0], [float("nan")], ["x"]):
+        with pytest.raises(ValueError, match="learning rate"):
+            sweep_lr(BASE, lrs, processes=1)
+    with pytest.raises(ValueError, match="processes"):
+        sweep_lr(BASE, [0.1], processes=0)
+
+
+def test_damaged_sweep_folders(tmp_path):
+    with pytest.raises(RunFormatError, match=r"sweep\.json is missing"):
+        load_sweep(tmp_path)
+    sweep = sweep_lr(BASE.replace(steps=5), [0.5, 1.0], out_dir=tmp_path / "s", processes=1)
+    folder = tmp_path / "s"
+    assert load_sweep(folder).lrs.tolist() == [0.5, 1.0]
+    (folder / run_folder_name(1, 1.0) / "scalars.npz").unlink()
+    with pytest.raises(RunFormatError, match=r"scalars\.npz is missing"):
+        load_sweep(folder)
+    sweep.save(folder)  # repairs it
+    assert len(load_sweep(folder).runs) == 2
+    doc = json.loads((folder / "sweep.json").read_text())
+    doc["lrs"] = [0.5]
+    (folder / "sweep.json").write_text(json.dumps(doc))
+    with pytest.raises(RunFormatError, match="1 learning rates but 2 runs"):
+        load_sweep(folder)
+    (folder / "sweep.json").write_text("{")
+    with pytest.raises(RunFormatError, match="not valid JSON"):
+        load_sweep(folder)
+
+
+def test_parallel_sweep_without_worker_processes_falls_back_to_this_process(monkeypatch):
+    from ijr_core import sweep as sweep_mod
+
+    monkeypatch.setattr(sweep_mod._worker_pool, "__enter__", lambda self: None)
+    done = []
+    sweep = sweep_lr(BASE, LRS, processes=2, callback=lambda i, lr, run: done.append(i))
+    assert sorted(done) == [0, 1] and sweep.statuses == ["finished", "finished"]
+    _same_runs(sweep, sweep_lr(BASE, LRS, processes=1))
+
+
+def test_setup_error_in_a_parallel_sweep_is_raised(tmp_path):
+    from ijr_core.data import DatasetError
+
+    bad = BASE.replace(dataset="csv", data_path=str(tmp_path / "missing.csv"))
+    with pytest.raises(DatasetError):
+        sweep_lr(bad, LRS, processes=2)

@@ -1,0 +1,236 @@
+"""train(): probe schedule, records, autosave, determinism, control from another thread,
+divergence vs catapults, failures."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ijr_core.config import RunConfig
+from ijr_core.data import DatasetError, load_dataset
+from ijr_core.run import SAMPLE_KEYS, load_run
+from ijr_core.trainer import TrainingControl, _Divergence, batch_indices, probe_subset, train
+
+TINY = RunConfig(dataset="digits", n_train=64, n_test=32, probe_size=48, width=16, steps=20,
+                 probe_every=5, device="cpu", lr=0.5)
+TIMING = ("wall_time", "train_time")
+SCALARS = ("step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "sharpness",
+           "gn_sharpness", "lambda_star_jac", "m_norm_mean", "m_norm_jac", "jac_spectral_sq_mean",
+           "jac_frobenius_sq_mean", "grad_norm", "two_over_eta", "sharpness_residual",
+           "gn_sharpness_residual", "grad_evals", "wall_time", "rho")
+
+
+def test_train_records_every_probe():
+    seen = []
+    run = train(TINY, callbacks=[seen.append])
+    assert run.status == "finished" and run.step == 20
+    s = run.scalars
+    np.testing.assert_array_equal(s["step"], [0, 5, 10, 15, 20])
+    assert set(SCALARS) <= set(s)
+    assert all(np.isfinite(s[k]).all() for k in SCALARS)
+    np.testing.assert_array_equal(s["grad_evals"], s["step"])  # gd: one gradient per step
+    np.testing.assert_allclose(s["two_over_eta"], 4.0)
+    assert np.all(np.diff(s["wall_time"]) > 0)
+    assert [snap.step for snap in seen] == [0, 5, 10, 15, 20]
+    np.testing.assert_array_equal(run.sample_steps, s["step"])
+    for k in SAMPLE_KEYS:
+        assert run.samples[k].shape == (5, 48)
+    ds = load_dataset(TINY)
+    ids = run.sample_ids
+    assert len(ids) == 48 and np.all(np.diff(ids) > 0)
+    np.testing.assert_array_equal(run.sample_labels, ds.y_train.numpy()[ids])
+    np.testing.assert_array_equal(run.sample_noisy, ds.noisy[ids])
+    assert len(run.params) == 5 and run.params[0]["0.weight"].shape == (16, 64)
+    assert not np.array_equal(run.params[0]["0.weight"], run.params[-1]["0.weight"])
+    assert run.meta["device"] == "cpu" and run.meta["n_classes"] == 10
+    assert run.meta["input_shape"] == [64] and run.meta["diverged_at"] is None
+    assert s["train_loss"][-1] < s["train_loss"][0]
+
+
+def test_last_step_is_probed_when_not_a_multiple():
+    run = train(TINY.replace(steps=12))
+    np.testing.assert_array_equal(run.scalars["step"], [0, 5, 10, 12])
+
+
+def test_same_seed_gives_identical_scalars_and_other_seed_differs():
+    cfg = TINY.replace(optimizer="sgd", batch_size=16, steps=10)
+    a, b = train(cfg), train(cfg)
+    for k in a.scalars:
+        if k not in TIMING:
+            np.testing.assert_array_equal(a.scalars[k], b.scalars[k], err_msg=k)
+    for k in SAMPLE_KEYS:
+        np.testing.assert_array_equal(a.samples[k], b.samples[k])
+    c = train(cfg.replace(seed=1))
+    assert not np.array_equal(a.scalars["train_loss"], c.scalars["train_loss"])
+
+
+def test_batches_are_seeded_permutations():
+    first = list(_take(batch_indices(10, 3, seed=4, device="cpu"), 6))
+    again = list(_take(batch_indices(10, 3, seed=4, device="cpu"), 6))
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    epoch = torch.cat(first[:3])  # 3 full batches per epoch, remainder dropped
+    assert len(set(epoch.tolist())) == 9 and all(len(b) == 3 for b in first)
+    assert next(batch_indices(10, None, 0, "cpu")) is None
+
+
+def _take(it, n):
+    for _ in range(n):
+        yield next(it)
+
+
+def test_probe_subset_is_seeded_and_sorted():
+    a = probe_subset(100, 30, seed=3)
+    np.testing.assert_array_equal(a, probe_subset(100, 30, seed=3))
+    assert len(set(a)) == 30 and np.all(np.diff(a) > 0) and a.max() < 100
+    np.testing.assert_array_equal(probe_subset(10, 50, seed=0), np.arange(10))
+
+
+def test_autosave_every_probe_and_final_folder_matches(tmp_path):
+    seen_on_disk = []
+
+    def look(snap):
+        seen_on_disk.append((snap.step, load_run(tmp_path).status, len(load_run(tmp_path))))
+
+    run = train(TINY, out_dir=tmp_path, callbacks=[look])
+    assert seen_on_disk == [(0, "running", 1), (5, "running", 2), (10, "running", 3),
+                            (15, "running", 4), (20, "running", 5)]
+    loaded = load_run(tmp_path)
+    assert loaded.status == "finished" and loaded.step == 20
+    for k in run.scalars:
+        np.testing.assert_array_equal(loaded.scalars[k], run.scalars[k])
+    assert loaded.config == TINY
+
+
+def test_sgd_counts_grad_evals_and_sam_costs_two():
+    run = train(TINY.replace(optimizer="sam", batch_size=16, steps=10, rho=0.05))
+    np.testing.assert_array_equal(run.scalars["grad_evals"], 2 * run.scalars["step"])
+    np.testing.assert_allclose(run.scalars["rho"], 0.05)
+
+
+# --------------------------------------------------------------------------- control
+
+
+def _wait(cond, timeout=60.0):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.005)
+
+
+def test_pause_resume_set_lr_and_stop_from_another_thread():
+    control = TrainingControl()
+    cfg = TINY.replace(steps=100_000, probe_every=40)
+    log = {}
+
+    def driver():
+        _wait(lambda: control.step >= 3)
+        control.pause()
+        assert control.pause_requested
+        _wait(lambda: control.paused)  # the loop itself has stopped stepping
+        assert control.run.status == "paused"
+        log["paused_at"] = control.step
+        time.sleep(0.3)
+        log["after_sleep"] = control.step
+        log["copy_len"] = len(control.latest())
+        control.set_lr(0.125)
+        control.set_rho(0.2)
+        control.resume()
+        _wait(lambda: control.step >= log["paused_at"] + 90)
+        control.stop()
+
+    t = threading.Thread(target=driver)
+    t.start()
+    run = train(cfg, control=control)
+    t.join()
+    assert not control.paused and not control.pause_requested
+    assert log["after_sleep"] == log["paused_at"]  # no steps while paused
+    assert log["copy_len"] >= 1
+    assert run.status == "stopped" and run.step < cfg.steps
+    s = run.scalars
+    assert s["step"][-1] == run.step  # a final probe at the stop step
+    assert s["lr"][0] == 0.5 and s["lr"][-1] == 0.125
+    assert s["two_over_eta"][-1] == 16.0 and s["rho"][-1] == 0.2
+    assert run.meta["lr_changes"] == [[log["paused_at"], 0.125]]
+    assert run.meta["stopped_at"] == run.step
+
+
+def test_stop_before_first_step_and_control_validation():
+    control = TrainingControl()
+    control.stop()
+    run = train(TINY, control=control)
+    assert run.status == "stopped" and run.step == 0 and len(run) == 1
+    with pytest.raises(ValueError, match="lr"):
+        control.set_lr(0)
+    with pytest.raises(ValueError, match="rho"):
+        control.set_rho(float("nan"))
+    assert TrainingControl().latest() is None
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+def test_nonfinite_loss_is_divergence_with_records_kept(tmp_path):
+    cfg = TINY.replace(activation="relu", lr=60.0, steps=50, width=128)
+    run = train(cfg, out_dir=tmp_path)  # must not raise
+    assert run.status == "diverged"
+    at = run.meta["diverged_at"]
+    assert 0 < at < 50
+    assert re.search("loss became|non-finite", run.meta["diverged_reason"])
+    s = run.scalars
+    assert s["step"][0] == 0 and np.isfinite(s["sharpness"][0])  # the step-0 probe is kept
+    assert s["step"][-1] == at
+    assert not np.isfinite(s["train_loss"][-1]) or "non-finite" in run.meta["diverged_reason"]
+    loaded = load_run(tmp_path)
+    assert loaded.status == "diverged" and loaded.meta["diverged_at"] == at
+
+
+def test_catapult_is_not_divergence_but_a_sustained_blowup_is():
+    # tanh at η = 10: the loss jumps to ~40× its initial value, stays above 10× for a dozen
+    # or so steps, then comes back down (SCIENCE.md, "catapults").
+    cfg = TINY.replace(lr=10.0, width=128, steps=300, probe_every=100, probe_size=64,
+                       divergence_factor=10.0, divergence_window=50)
+    run = train(cfg)
+    assert run.status == "finished"
+    assert run.scalars["train_loss"][-1] < run.scalars["train_loss"][0]
+    strict = train(cfg.replace(divergence_window=3))
+    assert strict.status == "diverged" and "stayed above" in strict.meta["diverged_reason"]
+    assert np.isfinite(strict.scalars["train_loss"][-1])
+
+
+def test_divergence_rule_on_sequences():
+    d = _Divergence(factor=10.0, window=3)
+    catapult = [2.3, 104.0, 50.0, 10.0, 1.0, 0.5]
+    assert all(d.check(x) is None for x in catapult)
+    d = _Divergence(factor=10.0, window=3)
+    assert [d.check(x) is None for x in [2.0, 30.0, 30.0, 30.0]] == [True, True, True, False]
+    d = _Divergence(factor=10.0, window=3)
+    assert d.check(2.0) is None and d.check(float("inf")) is not None
+    assert _Divergence(10.0, 3).check(float("nan")) is not None
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_exception_inside_the_loop_marks_the_run_failed(tmp_path):
+    def bad_callback(snap):
+        if snap.step == 5:
+            raise RuntimeError("callback exploded")
+
+    run = train(TINY, out_dir=tmp_path, callbacks=[bad_callback])
+    assert run.status == "failed"
+    assert run.meta["error"] == "RuntimeError: callback exploded"
+    assert "Traceback" in run.meta["traceback"] and run.meta["failed_at"] == 5
+    assert list(run.scalars["step"]) == [0, 5]
+    assert load_run(tmp_path).status == "failed"
+
+
+def test_setup_errors_are_raised():
+    cfg = RunConfig(dataset="csv", data_path="/nonexistent/file.csv", device="cpu")
+    with pytest.raises(DatasetError):
+        train(cfg)
