@@ -155,11 +155,6 @@ def _apply_m(p: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
     return p * w - p * (p * w).sum(-1, keepdim=True)
 
 
-def _probabilities(z: torch.Tensor, loss: str) -> torch.Tensor | None:
-    loss_fn(loss)  # validates the name
-    return torch.softmax(z.detach(), dim=-1) if loss == "ce" else None
-
-
 # --------------------------------------------------------------------------- Jacobian Grams
 
 
@@ -351,42 +346,99 @@ def _gram_generic(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- H and G operators
 
 
+class CurvatureGraph:
+    r"""One forward pass on (X, y), reused by every curvature product taken there.
+
+    Holds the logits :math:`z` with their graph and builds, lazily and once each, the
+    differentiable loss gradient (for :math:`Hv`, one double-backward per product) and the
+    linearisation of the logits (for :math:`Gv = \frac1N\sum_n J_n M_n J_n^\top v` and
+    :math:`J^\top u`). A probe shares one graph between ‖H‖, ‖G‖, λ*, the gradient norm
+    and the per-sample outputs instead of running a forward pass for each.
+    """
+
+    def __init__(self, model: nn.Module, X, y=None, loss: str = "ce"):
+        X, y = _prepare_inputs(model, X, y)
+        fn = loss_fn(loss)
+        self.model, self.loss, self.n = model, loss, X.shape[0]
+        self.params = [p for _, p in trainable_parameters(model)]
+        with torch.enable_grad():
+            self.z = _logits(model, X, y)
+            # the loss needs labels; G, J and λ* do not
+            self.value = fn(self.z, y) if y is not None else None
+        self.p = torch.softmax(self.z.detach(), dim=-1)
+        self._m = self.p if loss == "ce" else None
+        self._grads: list[torch.Tensor] | None = None
+        self._lin: _LogitLinearization | None = None
+
+    @property
+    def grads(self) -> list[torch.Tensor]:
+        """Loss gradient per parameter, kept differentiable for Hessian products."""
+        if self._grads is None:
+            if self.value is None:
+                raise ValueError("the loss gradient and H need labels y")
+            with torch.enable_grad():
+                g = torch.autograd.grad(self.value, self.params, create_graph=True,
+                                        allow_unused=True)
+            self._grads = [torch.zeros_like(p) if t is None else t
+                           for t, p in zip(g, self.params, strict=True)]
+        return self._grads
+
+    def gradient(self) -> torch.Tensor:
+        r""":math:`\nabla_\theta\langle\ell\rangle`, a flat (P,) vector."""
+        return params_to_vector(self.grads).detach()
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`Hv` for a flat (P,) vector."""
+        used = [(g, t) for g, t in zip(self.grads, vector_to_params(v.to(self.z.dtype),
+                                                                  self.model), strict=True)
+                if g.requires_grad]
+        if not used:  # a loss with no curvature in any parameter (e.g. an affine model, MSE)
+            return torch.zeros_like(v)
+        hv = torch.autograd.grad([g for g, _ in used], self.params,
+                                 grad_outputs=[t for _, t in used], retain_graph=True,
+                                 allow_unused=True)
+        return params_to_vector([torch.zeros_like(p) if h is None else h
+                                 for h, p in zip(hv, self.params, strict=True)]).detach()
+
+    @property
+    def linearization(self) -> _LogitLinearization:
+        if self._lin is None:
+            self._lin = _LogitLinearization(self.model, self.z, self.params)
+        return self._lin
+
+    def gvp(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`Gv` for a flat (P,) vector, with :math:`M` in closed form."""
+        lin = self.linearization
+        return lin.vjp(_apply_m(self._m, lin.jvp(v)) / self.n)
+
+    def jtu(self, u: torch.Tensor) -> torch.Tensor:
+        r"""Per-sample :math:`J_n^\top u`, (N, K)."""
+        return self.linearization.jvp(u)
+
+
 def hessian_operator(model: nn.Module, X, y, loss: str = "ce") -> Matvec:
     r"""Matvec :math:`v\mapsto Hv` for the mean loss on (X, y); flat vectors of length P.
 
     One forward pass and one differentiable backward pass are built here and reused by every
     product (each product is one double-backward).
     """
-    X, y = _prepare_inputs(model, X, y)
-    params = [p for _, p in trainable_parameters(model)]
-    with torch.enable_grad():
-        value = loss_fn(loss)(_logits(model, X, y), y)
-        grads = torch.autograd.grad(value, params, create_graph=True)
-
-    def matvec(v: torch.Tensor) -> torch.Tensor:
-        vs = vector_to_params(v.to(grads[0].dtype), model)
-        hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True,
-                                 allow_unused=True)
-        return params_to_vector([torch.zeros_like(p) if h is None else h
-                                 for h, p in zip(hv, params, strict=True)]).detach()
-
-    return matvec
+    return CurvatureGraph(model, X, y, loss=loss).hvp
 
 
 class _LogitLinearization:
     r"""Reusable products with the logit Jacobian on fixed inputs: :math:`J^\top v` (N, K) and
-    :math:`\sum_n J_n w_n` (P,), from one retained forward graph (double-backward trick)."""
+    :math:`\sum_n J_n w_n` (P,), from the retained graph of the logits ``z`` (double-backward
+    trick: the vjp with a dummy cotangent is linear in it, so differentiating it again in the
+    dummy gives the jvp)."""
 
-    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor | None = None):
-        self.model = model
-        self.params = [p for _, p in trainable_parameters(model)]
+    def __init__(self, model: nn.Module, z: torch.Tensor, params: list[torch.Tensor]):
+        self.model, self.z, self.params = model, z, params
         with torch.enable_grad():
-            self.z = _logits(model, X, y)
-            self._dummy = torch.zeros_like(self.z, requires_grad=True)
-            vjp = torch.autograd.grad(self.z, self.params, grad_outputs=self._dummy,
-                                      create_graph=True, allow_unused=True)
+            self._dummy = torch.zeros_like(z, requires_grad=True)
+            vjp = torch.autograd.grad(z, params, grad_outputs=self._dummy, create_graph=True,
+                                      allow_unused=True)
         self._vjp = [v if v is not None else torch.zeros_like(p)
-                     for v, p in zip(vjp, self.params, strict=True)]
+                     for v, p in zip(vjp, params, strict=True)]
 
     def jvp(self, v: torch.Tensor) -> torch.Tensor:
         r"""Per-sample directional derivatives :math:`J_n^\top v`, shape (N, K)."""
@@ -408,15 +460,7 @@ def ggn_operator(model: nn.Module, X, y, loss: str = "ce") -> Matvec:
     r"""Matvec :math:`v\mapsto Gv=\frac1N\sum_n J_n M_n J_n^\top v`, with :math:`M_n` in closed
     form (:math:`p\odot w-p(p\cdot w)` for CE, identity for MSE). ``y`` only validates shapes:
     :math:`G` does not depend on the labels."""
-    X, y = _prepare_inputs(model, X, y)
-    lin = _LogitLinearization(model, X, y)
-    p = _probabilities(lin.z, loss)
-    n = X.shape[0]
-
-    def matvec(v: torch.Tensor) -> torch.Tensor:
-        return lin.vjp(_apply_m(p, lin.jvp(v)) / n)
-
-    return matvec
+    return CurvatureGraph(model, X, y, loss=loss).gvp
 
 
 # --------------------------------------------------------------------------- Lanczos
@@ -436,8 +480,12 @@ def top_eigenpairs(
 ):
     r"""Top-``k`` (largest algebraic) eigenpairs of a symmetric operator by Lanczos.
 
-    Full re-orthogonalisation; stops when every wanted Ritz pair has residual
-    :math:`\|Av-\theta v\| = |\beta_m s_{m}| \le \mathrm{tol}\cdot\max(|\theta|, \epsilon)`.
+    Full re-orthogonalisation. ``tol`` is the relative accuracy wanted of the eigenvalues: it
+    stops when every wanted Ritz pair :math:`(\theta, v)` has an error estimate
+    :math:`\min(r, r^2/\delta) \le \mathrm{tol}\,|\theta|` (Kato–Temple, :math:`\delta` the gap to
+    the next Ritz value) and residual :math:`r = \|Av-\theta v\| = |\beta_m s_m| \le
+    \sqrt{\mathrm{tol}}\,|\theta|`. The residuals (returned on request) bound the error
+    rigorously: some eigenvalue lies within :math:`r` of :math:`\theta`.
     ``v0`` (a (dim,) or (dim, j) tensor, e.g. the previous call's vectors) warm-starts the
     iteration. Runs on ``v0``'s device/dtype (or ``device``/``dtype``).
 
@@ -475,7 +523,9 @@ def top_eigenpairs(
             res = (beta * S[-1, top]).abs()
             scale = theta[top].abs().clamp_min(1e-12)
             settled = m - restarted_at >= 2 * k + 2 or restarted_at == 0
-            if m == max_iter or (settled and not breakdown and bool((res <= tol * scale).all())):
+            if m == max_iter or (settled and not breakdown
+                                 and bool((_ritz_error(theta, res, k) <= tol * scale).all())
+                                 and bool((res <= math.sqrt(tol) * scale).all())):
                 break
         if breakdown:
             # Invariant subspace found (repeated eigenvalues, low rank): continue from a
@@ -521,6 +571,20 @@ def _start_vector(dim, v0, device, dtype, seed) -> torch.Tensor:
     return q / torch.linalg.vector_norm(q)
 
 
+def _ritz_error(theta: torch.Tensor, res: torch.Tensor, k: int) -> torch.Tensor:
+    r"""Error estimate of the top-k Ritz values: :math:`\min(r, r^2/\delta)` (Kato–Temple),
+    :math:`r` the residual and :math:`\delta` the gap to the nearest other Ritz value."""
+    m = theta.shape[0]
+    if m == 1:
+        return res
+    top = theta[m - k :]
+    below = theta[m - k - 1 : m - 1] if m > k else torch.cat([theta[:1] - math.inf,
+                                                                theta[m - k : m - 1]])
+    above = torch.cat([theta[m - k + 1 :], theta.new_full((1,), math.inf)])
+    gap = torch.minimum(top - below, above - top).clamp_min(1e-300)
+    return torch.minimum(res, res**2 / gap)
+
+
 def _tridiag_eigh(alphas, betas):
     T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
     if betas:
@@ -555,22 +619,25 @@ def _top(op, model, k, tol, v0, return_vectors):
 
 
 def lambda_star(model: nn.Module, X, u: torch.Tensor, loss: str = "ce",
-                gram: torch.Tensor | None = None) -> torch.Tensor:
+                gram: torch.Tensor | None = None,
+                graph: CurvatureGraph | None = None) -> torch.Tensor:
     r"""Per-sample :math:`\lambda^*(x)=(J^\top u)^\top M (J^\top u)/\|J\|^2` for a unit (P,)
     vector ``u`` (the top eigenvector of :math:`G`); (N,). Zero where :math:`\|J\|=0`.
 
     :math:`0\le\lambda^*\le\|M\|` since :math:`\|J^\top u\|\le\|J\|`, and
-    :math:`\langle\lambda^*\|J\|^2\rangle=u^\top Gu`. Pass ``gram`` to reuse a Jacobian Gram.
+    :math:`\langle\lambda^*\|J\|^2\rangle=u^\top Gu`. Pass ``gram`` to reuse a Jacobian Gram
+    and ``graph`` (a :class:`CurvatureGraph` on the same X and loss) to reuse its forward pass.
     """
-    X, _ = _prepare_inputs(model, X)
     u = torch.as_tensor(u)
     P = num_parameters(model)
     if u.shape != (P,):
         raise ValueError(f"u must be a flat vector of shape ({P},), got {tuple(u.shape)}")
-    lin = _LogitLinearization(model, X)
-    jtu = lin.jvp(u / torch.linalg.vector_norm(u))
-    p = _probabilities(lin.z, loss)
-    quad = (jtu * _apply_m(p, jtu)).sum(-1)
+    if graph is None:
+        graph = CurvatureGraph(model, X, loss=loss)
+    elif graph.loss != loss:
+        raise ValueError(f"graph was built for loss {graph.loss!r}, not {loss!r}")
+    jtu = graph.jtu(u / torch.linalg.vector_norm(u))
+    quad = (jtu * _apply_m(graph._m, jtu)).sum(-1)
     if gram is None:
         gram = logit_jacobian_gram(model, X)
     spec = norms_from_gram(gram.to(quad.dtype)).spectral_sq

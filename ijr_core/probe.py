@@ -21,7 +21,6 @@ a :class:`ProbeState`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,27 +73,6 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str = "ce
     return total / n, correct / n
 
 
-def _grad_norm(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str) -> float:
-    params = [p for _, p in cv.trainable_parameters(model)]
-    with torch.enable_grad():
-        value = cv.loss_fn(loss)(model(X), y)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-    sq = sum(float(g.pow(2).sum()) for g in grads if g is not None)
-    return math.sqrt(sq)
-
-
-def _per_sample_outputs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str):
-    """Loss, accuracy, ‖M‖, p_max and correctness on the probe subset (one forward)."""
-    with torch.no_grad():
-        z = model(X)
-        value = float(cv.loss_fn(loss)(z, y))
-        p = torch.softmax(z.double(), dim=-1)
-        correct = (z.argmax(-1) == y).to(torch.float32)
-        m = cv.m_norm(p) if loss == "ce" else torch.ones_like(p[:, 0])
-        p_max = p.max(-1).values
-    return value, float(correct.mean()), m.double(), p_max, correct
-
-
 def probe(
     model: nn.Module,
     probe_X: torch.Tensor,
@@ -132,24 +110,30 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     y = torch.as_tensor(y).to(device).long()
     dim = cv.num_parameters(model)
     scalars: dict[str, float] = {}
-    train_loss, train_acc, m, p_max, correct = _per_sample_outputs(model, X, y, loss)
-    scalars["train_loss"], scalars["train_acc"] = train_loss, train_acc
+    # One forward pass serves the per-sample outputs, the gradient, H, G and λ*.
+    graph = cv.CurvatureGraph(model, X, y, loss=loss)
+    z, p = graph.z.detach(), graph.p.double()
+    correct = (z.argmax(-1) == y).to(torch.float32)
+    m = cv.m_norm(p) if loss == "ce" else torch.ones_like(p[:, 0])
+    p_max = p.max(-1).values
+    scalars["train_loss"] = float(graph.value.detach())
+    scalars["train_acc"] = float(correct.mean())
     if test_X is not None and test_y is not None:
         tX = torch.as_tensor(test_X).to(device=device, dtype=dtype)
         tY = torch.as_tensor(test_y).to(device).long()
         scalars["test_loss"], scalars["test_acc"] = evaluate(model, tX, tY, loss)
-    scalars["grad_norm"] = _grad_norm(model, X, y, loss)
+    scalars["grad_norm"] = float(torch.linalg.vector_norm(graph.gradient()))
 
     k = min(n_eigs, dim)
     h_vals, h_vecs, h_res = cv.top_eigenpairs(
-        cv.hessian_operator(model, X, y, loss=loss), dim, k=k, tol=eig_tol,
-        v0=state.h_vectors, return_residuals=True, device=device, dtype=dtype,
+        graph.hvp, dim, k=k, tol=eig_tol, v0=state.h_vectors, return_residuals=True,
+        device=device, dtype=dtype,
     )
     # G ≈ H, so H's fresh top eigenvector is a better start for G than G's old one
     # (measured: about half the Lanczos iterations).
     g_vals, g_vecs, g_res = cv.top_eigenpairs(
-        cv.ggn_operator(model, X, y, loss=loss), dim, k=1, tol=eig_tol,
-        v0=h_vecs[:, 0], return_residuals=True, device=device, dtype=dtype,
+        graph.gvp, dim, k=1, tol=eig_tol, v0=h_vecs[:, 0], return_residuals=True,
+        device=device, dtype=dtype,
     )
     state.h_vectors, state.g_vector = h_vecs.detach(), g_vecs[:, 0].detach()
     for i in range(k):
@@ -161,7 +145,8 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
 
     gram = cv.logit_jacobian_gram(model, X)
     norms = cv.norms_from_gram(gram)
-    lam = cv.lambda_star(model, X, state.g_vector, loss=loss, gram=gram).double()
+    lam = cv.lambda_star(model, X, state.g_vector, loss=loss, gram=gram,
+                         graph=graph).double()
     spec, frob = norms.spectral_sq.double(), norms.frobenius_sq.double()
     scalars["m_norm_mean"] = float(m.mean())
     scalars["jac_spectral_sq_mean"] = float(spec.mean())
