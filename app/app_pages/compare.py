@@ -1,0 +1,592 @@
+"""Compare page: runs side by side, learning-rate sweeps, optimizer comparisons, managing
+and sharing runs. Charts come from app/compare_charts.py; training runs in background jobs
+(app/jobs.py) whose progress a fragment polls, so the page never freezes."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+from app import compare_charts, jobs, runs_store, session, share, store, uploads
+from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
+from ijr_core.run import RunFormatError
+
+SECTIONS = ("Runs", "Learning-rate sweep", "Optimizers", "Manage & share")
+OVERLAYS = ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc")
+CAPTIONS = {
+    "sharpness": "Each run's ‖H‖ rises to its own dashed 2/η; on the η·step axis runs with "
+    "different η line up in 'time'.",
+    "m_norm_mean": "The inverted U of impurity: larger η leaves the high-impurity phase sooner.",
+    "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare the final levels.",
+    "test_acc": "Test accuracy.",
+}
+
+
+# Widget defaults live in session state (not in the widget calls), and every key below is
+# re-assigned at the start of each run: Streamlit drops the state of widgets that are not
+# drawn in a run, and only one section (and one page) is drawn at a time.
+DEFAULTS = {
+    "cmp_section": SECTIONS[0],
+    "cmp_x": "step",
+    "cmp_smooth": 0.0,
+    "cmp_group": False,
+    "cmp_logj": False,
+    "sweep_preset": "lr-sweep",
+    "sweep_overrides": "",
+    "sweep_lrs": "0.3, 0.5, 1, 1.5",
+    "sweep_processes": 0,
+    "sweep_x": "step",
+    "sweep_matched": 0.1,
+    "sweep_heat_metric": "m_norm_mean",
+    "opt_preset": "ejr-vs-sam",
+    "opt_overrides": "",
+    "opt_methods": ["gd", "sgd", "sam", "ejr"],
+    "opt_batch": "64",
+    "opt_seeds": "",
+}
+KEEP = (*DEFAULTS, "cmp_runs", "sweep_open", "opt_open", "manage_item")
+
+
+def keep_state() -> None:
+    """Fill in defaults and keep the page's widget values across sections and pages."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    for key in KEEP:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+CURRENT = "● current · this session's run"
+
+
+def run_choices() -> dict[str, str]:
+    """Option label -> run folder: this session's live run (from the Train page), saved runs
+    (also inside sweeps/groups), then demos."""
+    out = {CURRENT: ""} if st.session_state.get("job") is not None else {}
+    for label, path in runs_store.all_run_folders(session.runs_dir()).items():
+        out[f"saved · {label}"] = str(path)
+    for path in store.demo_runs():
+        out[f"demo · {path.name}"] = str(path)
+    return out
+
+
+def load_runs(labels: list[str], choices: dict[str, str]) -> dict:
+    """Label -> Run for the chosen labels; unreadable ones are reported and skipped."""
+    out = {}
+    for label in labels:
+        if label == CURRENT:
+            live = st.session_state["job"].snapshot()
+            if live is not None and len(live):
+                out["current run"] = live
+            continue
+        try:
+            out[label.split(" · ", 1)[-1]] = store.load_cached(Path(choices[label]))
+        except (RunFormatError, KeyError) as exc:
+            st.error(f"Cannot open {label}: {exc}")
+    return out
+
+
+def show(chart, key: str) -> None:
+    """Render at the column's width; the chart's height stays the plot's own height."""
+    chart = chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+    st.altair_chart(chart, width="stretch", key=key)
+
+
+def parse_lrs(text: str) -> list[float]:
+    """Learning rates from "0.1, 0.5, 1" or a log-spaced range "start:stop:n"."""
+    text = text.strip()
+    if text.count(":") == 2:
+        a, b, n = (part.strip() for part in text.split(":"))
+        start, stop, count = float(a), float(b), int(n)
+        if not (start > 0 and stop > 0 and 1 <= count <= 50):
+            raise ValueError("a range start:stop:n needs start, stop > 0 and 1 ≤ n ≤ 50")
+        return [float(f"{x:.4g}") for x in np.geomspace(start, stop, count)]
+    values = [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    if not values:
+        raise ValueError("enter at least one learning rate")
+    bad = [x for x in values if not (math.isfinite(x) and x > 0)]
+    if bad:
+        raise ValueError(f"learning rates must be positive numbers, got {bad[0]:g}")
+    if len(values) > 50:
+        raise ValueError("at most 50 learning rates")
+    return values
+
+
+def base_config(prefix: str) -> RunConfig | None:
+    """Preset picker + overrides in query form ("steps=300&width=64"); None on error."""
+    names = list(PRESETS)
+    c1, c2 = st.columns([1, 2])
+    preset = c1.selectbox(
+        "Base preset",
+        names,
+        key=f"{prefix}_preset",
+        help="The config every run starts from.",
+    )
+    overrides = c2.text_input(
+        "Overrides (field=value&…)",
+        key=f"{prefix}_overrides",
+        help="Any RunConfig fields, URL-query style, e.g. steps=300&width=64&seed=1. "
+        "The query string of a Train page link (preset=…&…) works too.",
+    )
+    try:
+        return RunConfig.from_query(overrides or "", base=PRESETS[preset])
+    except ConfigError as exc:
+        st.error(f"Invalid override — {exc}")
+    except ValueError as exc:
+        st.error(f"Invalid override: {exc}")
+    return None
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def runs_section() -> None:
+    choices = run_choices()
+    if not choices:
+        st.info("No runs yet: train one on the Train page, or run a sweep below.")
+        return
+    if "cmp_runs" not in st.session_state:
+        st.session_state["cmp_runs"] = [k for k in choices if k.startswith("demo")][:2]
+    st.session_state["cmp_runs"] = [k for k in st.session_state["cmp_runs"] if k in choices]
+    picked = st.multiselect(
+        "Runs",
+        list(choices),
+        key="cmp_runs",
+        help="Saved runs (also the members of sweeps and comparisons) and the demo runs.",
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    x_axis = c1.radio(
+        "x axis",
+        list(compare_charts.X_AXES),
+        key="cmp_x",
+        horizontal=True,
+        format_func=compare_charts.X_AXES.get,
+        help="η·step (the sum of η over steps) is the 'time' of gradient flow.",
+    )
+    smoothing = c2.slider(
+        "Smoothing",
+        0.0,
+        0.95,
+        step=0.05,
+        key="cmp_smooth",
+        help="Debiased exponential moving average; the raw curve stays faint.",
+    )
+    group = c3.checkbox(
+        "Mean ± std over seeds",
+        key="cmp_group",
+        help="Runs whose configs differ only in the seed become one band.",
+    )
+    log_j = c4.checkbox("log ⟨‖J‖²⟩", key="cmp_logj")
+    if not picked:
+        st.info("Pick one or more runs.")
+        return
+    t0 = time.perf_counter()
+    runs = load_runs(picked, choices)
+    if not runs:
+        return
+    cols = st.columns(2)
+    for i, metric in enumerate(OVERLAYS):
+        chart = compare_charts.overlay_chart(
+            runs,
+            metric,
+            x_axis,
+            smoothing,
+            group,
+            log_y=log_j and metric == "jac_spectral_sq_mean",
+        )
+        with cols[i % 2]:
+            show(chart, f"cmp_chart_{metric}")
+            st.caption(CAPTIONS[metric])
+    st.caption(
+        "Click a legend entry to show that run alone (shift-click for several; "
+        "double-click the chart to reset)."
+    )
+    diff = compare_charts.config_diff(runs)
+    st.subheader("Config differences")
+    if diff.shape[1]:
+        st.dataframe(diff, width="stretch")
+    else:
+        st.caption("The configs are identical.")
+    st.subheader("Final metrics")
+    st.dataframe(compare_charts.final_metrics(runs), width="stretch")
+    st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _job_progress(job_key: str, label: str) -> None:
+    """A fragment that redraws the progress of the job in session_state[job_key] every
+    second and reruns the page once when it ends."""
+
+    @st.fragment(run_every=1.0)
+    def _poll() -> None:
+        job = st.session_state.get(job_key)
+        if job is None:
+            return
+        p = job.progress()
+        if job.alive:
+            extra = (
+                f"run {p['runs_done']}/{p['runs']} done"
+                if "runs_done" in p
+                else f"{p['current']} ({p['index'] + 1}/{p['runs']})"
+            )
+            st.progress(p["fraction"], text=f"{label}: {extra} · {_fmt_time(p['elapsed'])}")
+        else:
+            st.session_state[f"{job_key}_ended"] = True
+            st.rerun(scope="app")
+
+    _poll()
+
+
+def _finish_job(job_key: str, open_key: str) -> None:
+    """After a job ended: show its error, or select its folder for viewing."""
+    job = st.session_state.get(job_key)
+    if job is None or job.alive:
+        return
+    st.session_state.pop(job_key)
+    st.session_state.pop(f"{job_key}_ended", None)
+    if job.error:
+        st.session_state[f"{job_key}_error"] = job.error
+    if job.out_dir.exists():
+        st.session_state[open_key] = str(job.out_dir)
+
+
+def _group_options(kind: str) -> dict[str, str]:
+    return {
+        str(e.path): e.label for e in runs_store.list_entries(session.runs_dir()) if e.kind == kind
+    }
+
+
+def _open_picker(kind: str, key: str, what: str) -> Path | None:
+    options = _group_options(kind)
+    if not options:
+        st.caption(f"No saved {what} yet.")
+        return None
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = next(iter(options))
+    chosen = st.selectbox(f"Open a saved {what}", list(options), format_func=options.get, key=key)
+    return Path(chosen) if chosen else None
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def sweep_section() -> None:
+    _finish_job("sweep_job", "sweep_open")
+    st.markdown(
+        "Train one base config at several learning rates (same data and "
+        "initialisation), then see impurity over η and training, and the implicit "
+        "Jacobian regularization across η."
+    )
+    config = base_config("sweep")
+    c1, c2 = st.columns([2, 1])
+    lrs_text = c1.text_input(
+        "Learning rates η",
+        key="sweep_lrs",
+        help="A list (0.1, 0.5, 1) or a log-spaced range start:stop:n.",
+    )
+    processes = c2.number_input(
+        "Worker processes (0 = one per CPU core)", 0, 64, key="sweep_processes"
+    )
+    try:
+        lrs = parse_lrs(lrs_text)
+    except ValueError as exc:
+        st.error(f"Learning rates: {exc}")
+        lrs = None
+    running = st.session_state.get("sweep_job") is not None
+    if config is not None and lrs:
+        st.caption(
+            f"{len(lrs)} runs × {config.steps} steps · 2/η = "
+            + ", ".join(f"{2 / x:.3g}" for x in lrs)
+        )
+    if st.button(
+        "▶ Run sweep",
+        key="sweep_start",
+        type="primary",
+        disabled=config is None or not lrs or running,
+    ):
+        out = session.runs_dir() / jobs.stamp_name(f"sweep-{config.name or config.dataset}")
+        job = jobs.SweepJob(config, lrs, out, processes=int(processes) or None)
+        st.session_state["sweep_job"] = job.start()
+        st.session_state.pop("sweep_job_error", None)
+        running = True
+    if running:
+        _job_progress("sweep_job", "Sweep")
+    if st.session_state.get("sweep_job_error"):
+        st.error(f"The sweep failed: {st.session_state['sweep_job_error']}")
+    st.divider()
+    folder = _open_picker("sweep", "sweep_open", "sweep")
+    if folder is not None and not running:
+        show_sweep(folder)
+
+
+def show_sweep(folder: Path) -> None:
+    t0 = time.perf_counter()
+    try:
+        sweep = runs_store.open_sweep(folder, load=store.load_cached)
+    except (RunFormatError, ValueError) as exc:
+        st.error(f"Cannot open this sweep: {exc}")
+        return
+    if sweep.meta.get("status") not in (None, "finished"):
+        st.warning(f"This sweep is {sweep.meta.get('status')}: showing the runs saved so far.")
+    metric = st.columns([1, 2])[0].selectbox(
+        "Heatmap of",
+        list(compare_charts.HEATMAP_METRICS),
+        format_func=compare_charts.HEATMAP_METRICS.get,
+        key="sweep_heat_metric",
+        help="‖H‖ / (2/η) = 1 is the edge of stability.",
+    )
+    show(compare_charts.sweep_heatmap_chart(sweep, metric), "sweep_heatmap")
+    st.caption(
+        "Each row is one η: ⟨‖M‖⟩ rises and falls (the inverted U); the black outline "
+        "is that run's ARP (phase II, the project's operational definition)."
+    )
+    matched = st.columns([1, 2])[0].number_input(
+        "⟨‖J‖²⟩ also at training loss ≤ (0 = off)",
+        min_value=0.0,
+        step=0.05,
+        format="%.3g",
+        key="sweep_matched",
+        help="Runs with a larger η train faster; at a matched training loss the comparison "
+        "is not confounded by how far each run got.",
+    )
+    matched = float(matched) or None
+    c1, c2 = st.columns(2)
+    with c1:
+        show(compare_charts.final_jac_chart(sweep, matched), "sweep_final_jac")
+        st.caption(
+            "Implicit Jacobian regularization: at the edge of stability "
+            "⟨λ\\*‖J‖²⟩ ≈ 2/η, so larger η should end with a smaller Jacobian."
+        )
+    with c2:
+        show(compare_charts.max_sharpness_chart(sweep), "sweep_max_h")
+        st.caption(
+            "Dashed: ‖H‖ = 2/η. Runs at the edge of stability reach the diagonal; "
+            "a point far above it is an early catapult."
+        )
+    runs = compare_charts.sweep_runs(sweep)
+    x_axis = st.radio(
+        "x axis",
+        list(compare_charts.X_AXES),
+        key="sweep_x",
+        horizontal=True,
+        format_func=compare_charts.X_AXES.get,
+    )
+    cols = st.columns(2)
+    for i, metric in enumerate(OVERLAYS):
+        with cols[i % 2]:
+            show(compare_charts.overlay_chart(runs, metric, x_axis), f"sweep_chart_{metric}")
+    table = compare_charts.sweep_final_frame(sweep, matched)
+    st.dataframe(table, width="stretch", hide_index=True)
+    st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
+    share.download_panel("sweep_dl", folder=folder)
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def optimizer_section() -> None:
+    _finish_job("opt_job", "opt_open")
+    st.markdown(
+        "The same config and seed trained by several methods: does EJR (or SAM, or the "
+        "explicit penalty) end with a smaller Jacobian and a better test accuracy? "
+        "EJR's update is the project's own definition (see Theory)."
+    )
+    config = base_config("opt")
+    c1, c2 = st.columns([2, 1])
+    methods = c1.multiselect("Methods", list(OPTIMIZER_NAMES), key="opt_methods")
+    batch_text = c2.text_input("Mini-batch size (not gd; empty = full batch)", key="opt_batch")
+    seeds_text = st.text_input(
+        "Seeds (shared by every method; several give mean ± std)",
+        key="opt_seeds",
+        placeholder="the base config's seed",
+        help="e.g. 0, 1, 2 — each method trains once per seed from the same initialisations. "
+        "Empty: the base config's seed.",
+    )
+    configs, error = None, None
+    try:
+        batch = int(batch_text) if batch_text.strip() else None
+        seeds = jobs.parse_seeds(seeds_text)
+        if config is not None and methods:
+            configs = jobs.optimizer_configs(config, methods, batch, seeds)
+            st.caption(f"{len(configs)} runs × {config.steps} steps, one after the other.")
+    except (ConfigError, ValueError) as exc:
+        error = str(exc)
+        st.error(f"Invalid setting — {exc}")
+    job = st.session_state.get("opt_job")
+    c1, c2 = st.columns([1, 4])
+    if c1.button(
+        "▶ Compare",
+        key="opt_start",
+        type="primary",
+        disabled=configs is None or job is not None or error is not None,
+    ):
+        name = jobs.stamp_name(f"optimizers-{config.name or config.dataset}")
+        job = jobs.OptimizerJob(configs, session.runs_dir() / name).start()
+        st.session_state["opt_job"] = job
+        st.session_state.pop("opt_job_error", None)
+    if job is not None:
+        if c2.button("■ Stop", key="opt_stop"):
+            job.stop()
+        _job_progress("opt_job", "Training")
+    if st.session_state.get("opt_job_error"):
+        st.error(f"The comparison failed: {st.session_state['opt_job_error']}")
+    st.divider()
+    folder = _open_picker("group", "opt_open", "comparison")
+    if folder is not None and job is None:
+        show_group(folder)
+
+
+def show_group(folder: Path) -> None:
+    try:
+        group = runs_store.load_group(folder)
+    except (RunFormatError, ValueError) as exc:
+        st.error(f"Cannot open this comparison: {exc}")
+        return
+    runs = group["runs"]
+    if not runs:
+        st.info("This comparison has no finished runs.")
+        return
+    grouped = any(len(m) > 1 for m in compare_charts.seed_groups(runs).values())
+    if grouped:
+        st.dataframe(compare_charts.optimizer_summary(runs), width="stretch")
+        with st.expander("Every run"):
+            st.dataframe(compare_charts.optimizer_table(runs), width="stretch")
+    else:
+        st.dataframe(compare_charts.optimizer_table(runs), width="stretch")
+    st.caption(
+        "Test accuracy and the last recorded ⟨‖J‖²⟩ and ‖H‖; wall time includes the "
+        "probes. Mini-batch methods are measured full-batch at the probes."
+    )
+    cols = st.columns(2)
+    for i, metric in enumerate(("sharpness", "jac_spectral_sq_mean", "test_acc", "train_loss")):
+        with cols[i % 2]:
+            chart = compare_charts.overlay_chart(runs, metric, group_seeds=grouped)
+            show(chart, f"opt_chart_{metric}")
+    share.download_panel("opt_dl", folder=folder)
+
+
+# --------------------------------------------------------------------------- manage & share
+
+
+def manage_section() -> None:
+    root = session.runs_dir()
+    st.markdown(f"Runs folder: `{root}`")
+    uploads.run_zip_uploader(root)
+    entries = {str(e.path): e for e in runs_store.list_entries(root)}
+    demos = {
+        str(p): runs_store.Entry(p, "run", f"{p.name} · demo (read-only)")
+        for p in store.demo_runs()
+    }
+    options = {**entries, **demos}
+    if not options:
+        st.info("Nothing saved yet.")
+        return
+    if st.session_state.get("manage_item") not in options:
+        st.session_state["manage_item"] = next(iter(options))
+    chosen = st.selectbox(
+        "Run, sweep or comparison",
+        list(options),
+        format_func=lambda k: f"{options[k].kind} · {options[k].label}",
+        key="manage_item",
+    )
+    entry = options[chosen]
+    editable = chosen in entries
+    if editable:
+        rename_delete(entry, root)
+    run = None
+    if entry.kind == "run":
+        try:
+            run = store.load_cached(entry.path)
+        except RunFormatError as exc:
+            st.error(f"Cannot open this run: {exc}")
+    if entry.path.exists():
+        share.download_panel("manage_dl", run=run, folder=entry.path)
+
+
+def _do_rename(entry, root: Path) -> None:
+    new = st.session_state.get(f"manage_new_name:{entry.path}", "")
+    try:
+        target = runs_store.rename(entry.path, new, root)
+    except (runs_store.StoreError, OSError) as exc:
+        st.session_state["manage_msg"] = ("error", f"Cannot rename: {exc}")
+        return
+    st.session_state["manage_item"] = str(target)
+    st.session_state["manage_msg"] = ("success", f"Renamed to {target.name}.")
+
+
+def _do_delete(entry, root: Path) -> None:
+    try:
+        runs_store.delete(entry.path, root)
+    except (runs_store.StoreError, OSError) as exc:
+        st.session_state["manage_msg"] = ("error", f"Cannot delete: {exc}")
+    else:
+        st.session_state["manage_msg"] = ("success", f"Deleted {entry.name}.")
+        st.session_state.pop("manage_item", None)
+    st.session_state.pop("manage_confirm", None)
+
+
+def rename_delete(entry, root: Path) -> None:
+    msg = st.session_state.pop("manage_msg", None)
+    if msg:
+        getattr(st, msg[0])(msg[1])
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    c1.text_input("New name", entry.name, key=f"manage_new_name:{entry.path}")
+    c2.button("Rename", key="manage_rename", on_click=_do_rename, args=(entry, root))
+    if c3.button("Delete…", key="manage_delete"):
+        st.session_state["manage_confirm"] = str(entry.path)
+    if st.session_state.get("manage_confirm") == str(entry.path):
+        st.warning(
+            f"Delete **{entry.name}** ({entry.kind}) and all its files? This cannot be undone."
+        )
+        d1, d2, _ = st.columns([1, 1, 4])
+        d1.button(
+            "Yes, delete",
+            key="manage_confirm_yes",
+            type="primary",
+            on_click=_do_delete,
+            args=(entry, root),
+        )
+        if d2.button("Cancel", key="manage_confirm_no"):
+            st.session_state.pop("manage_confirm", None)
+            st.rerun()
+
+
+# --------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    keep_state()
+    st.header("Compare runs, sweep the learning rate, compare optimizers")
+    section = st.radio(
+        "Section", SECTIONS, key="cmp_section", horizontal=True, label_visibility="collapsed"
+    )
+    if section == "Runs":
+        runs_section()
+    elif section == "Learning-rate sweep":
+        sweep_section()
+    elif section == "Optimizers":
+        optimizer_section()
+    else:
+        manage_section()
+
+
+try:
+    main()
+except Exception as exc:  # noqa: BLE001 - a page shows a message, never a traceback
+    logging.getLogger("app.compare").exception("Compare page failed")  # the server log keeps it
+    st.error(f"Something went wrong on this page: {type(exc).__name__}: {exc}")

@@ -1,0 +1,213 @@
+"""Train page: configure in the sidebar, train live, watch the paper's story unfold."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from app import charts, config_ui, session, store
+from app.views import show_chart, status_line
+from ijr_core.run import RunFormatError
+
+CAPTIONS = {
+    "sharp": "‖H‖ climbs until it meets the dashed 2/η line, then hovers there (edge of "
+    "stability); ‖G‖ tracks ‖H‖ and ⟨λ\\*‖J‖²⟩ equals ‖G‖ exactly.",
+    "m": "⟨‖M‖⟩ starts near 1/K, rises while predictions commit, then falls as they turn "
+    "pure: the inverted U. Shading: phases I (before EoS), II (ARP), III (later).",
+    "j": "Where λ\\* is large the Jacobian must shrink to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η: larger η "
+    "ends with smaller ‖J‖².",
+    "loss": "A loss spike that comes back down is a catapult, not divergence; label noise "
+    "keeps train accuracy below 1 for a long time.",
+}
+
+
+def _job() -> session.TrainingJob | None:
+    return st.session_state.get("job")
+
+
+def _start(config) -> None:
+    old = _job()
+    if old is not None and old.alive:
+        old.stop()
+    job = session.TrainingJob(config, owner=session.current_session_id()).start()
+    st.session_state["job"] = job
+    st.session_state["live_lr"] = float(config.lr)
+    st.session_state["live_rho"] = float(config.rho)
+    st.session_state["inspect_source"] = "current"
+
+
+def _set_lr() -> None:
+    job = _job()
+    if job is not None and job.alive:
+        job.set_lr(st.session_state["live_lr"])
+
+
+def _set_rho() -> None:
+    job = _job()
+    if job is not None and job.alive:
+        job.set_rho(st.session_state["live_rho"])
+
+
+def controls(config, error) -> None:
+    job = _job()
+    running = job is not None and job.alive
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1.4, 1.4], vertical_alignment="bottom")
+    if c1.button(
+        "▶ Start",
+        key="btn_start",
+        type="primary",
+        disabled=config is None or running,
+        help="Train the sidebar config in the background.",
+    ):
+        _start(config)
+        st.rerun()
+    paused = running and job.pause_requested
+    if paused:
+        if c2.button("Resume", key="btn_resume", icon=":material/resume:"):
+            job.resume()
+            st.rerun()
+    elif c2.button("Pause", key="btn_pause", icon=":material/pause:", disabled=not running):
+        job.pause()
+        st.rerun()
+    if c3.button(
+        "Stop",
+        key="btn_stop",
+        icon=":material/stop:",
+        disabled=not running,
+        help="End the run; everything recorded is kept and saved.",
+    ):
+        job.stop()
+        job.join(timeout=5)
+        st.rerun()
+    if not running:  # idle: the live fields show the sidebar's values
+        st.session_state["live_lr"] = float(config.lr if config else 0.5)
+        st.session_state["live_rho"] = float(config.rho if config else 0.05)
+    c4.number_input(
+        "η live",
+        key="live_lr",
+        min_value=1e-6,
+        format="%.4g",
+        on_change=_set_lr,
+        disabled=not running,
+        help="Change the learning rate while training: the 2/η line moves and ‖H‖ re-settles.",
+    )
+    c5.number_input(
+        "ρ live",
+        key="live_rho",
+        min_value=0.0,
+        format="%.4g",
+        on_change=_set_rho,
+        disabled=not running,
+        help="Perturbation radius of SAM / ASAM / EJR, applied from the next step.",
+    )
+    if running:
+        st.caption(
+            "Try it: double η mid-run — the dashed 2/η line halves and the sharpness "
+            "drops to settle just below it."
+        )
+
+
+def progress(job: session.TrainingJob, run) -> None:
+    p = job.progress()
+    status = job.status
+    probes = len(run.scalars.get("step", [])) if run is not None else 0
+    st.progress(
+        p["fraction"],
+        text=f"step {p['step']} / {p['steps']} · {p['steps_per_s']:.1f} steps/s · "
+        f"{p['elapsed']:.1f} s elapsed · {probes} probes",
+    )
+    line = status_line(status, run)
+    if job.error:
+        st.error(f"Training could not start: {job.error}")
+    elif status in session.FINAL:
+        line += f" · saved to `{job.out_dir}`"
+    st.markdown(f"Status: {line}")
+
+
+def live_charts(run, key_prefix: str) -> None:
+    if run is None or not len(run.scalars.get("step", [])):
+        st.info("Waiting for the first probe (step 0)…")
+        return
+    show_chart(charts.sharpness_chart(run, as_spec=True), key=f"{key_prefix}_sharp")
+    h, g, lj = (run.last(n) for n in ("sharpness", "gn_sharpness", "lambda_star_jac"))
+    note = ""
+    if all(math.isfinite(v) for v in (h, g, lj)) and g:
+        two = run.last("two_over_eta")
+        note = f" Now ‖H‖/‖G‖ = {h / g:.3f}, ⟨λ\\*‖J‖²⟩/‖G‖ = {lj / g:.4f}, 2/η = {two:.3g}."
+    st.caption(CAPTIONS["sharp"] + note)
+    left, right = st.columns(2)
+    with left:
+        show_chart(charts.m_norm_chart(run, as_spec=True), key=f"{key_prefix}_m")
+        st.caption(CAPTIONS["m"])
+        show_chart(charts.loss_chart(run, as_spec=True), key=f"{key_prefix}_loss")
+    with right:
+        log = bool(st.session_state.get(f"{key_prefix}_jlog", False))
+        show_chart(charts.jacobian_chart(run, log=log, as_spec=True), key=f"{key_prefix}_j")
+        cap, tog = st.columns([4, 1])
+        cap.caption(CAPTIONS["j"])
+        tog.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
+        show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
+    st.caption(CAPTIONS["loss"])
+
+
+def live_view() -> None:
+    job = _job()
+    if job is None:
+        return
+    run = job.snapshot()
+    progress(job, run)
+    live_charts(run, "live")
+    if job.done and st.session_state.get("_was_running"):
+        st.session_state["_was_running"] = False
+        st.rerun(scope="app")  # stop the timer and refresh the buttons
+
+
+def demo_view() -> None:
+    demos = store.demo_runs()
+    if not demos:
+        st.info("Press **Start** to train the sidebar config live.")
+        return
+    try:
+        run = store.load_cached(demos[0])
+    except RunFormatError as exc:
+        st.warning(
+            f"The demo run could not be loaded ({exc}); rebuild it with "
+            "`python assets/make_demo_runs.py`. Press **Start** to train live."
+        )
+        return
+    st.info(
+        f"Showing the precomputed demo run **{demos[0].name}**. Press **Start** to train "
+        "the sidebar config live; the charts below then update every second."
+    )
+    live_charts(run, "demo")
+
+
+def page() -> None:
+    st.title("IJR explorer · Train")
+    st.caption(
+        "Train a small classifier and watch 2/η ≈ ‖H‖ ≈ ‖G‖ = ⟨λ\\*‖J‖²⟩ and the "
+        "impurity ⟨‖M‖⟩ evolve: implicit Jacobian regularization weighted by impurity."
+    )
+    config, error = config_ui.sidebar_config()
+    if error:
+        st.sidebar.error(error)
+        st.error(f"Invalid configuration — {error}")
+    else:
+        config_ui.mirror_to_url(config)
+    if st.session_state.get("_query_error"):
+        st.warning(
+            f"The link's configuration was not valid and was ignored: "
+            f"{st.session_state.pop('_query_error')}"
+        )
+    controls(config, error)
+    job = _job()
+    if job is None:
+        demo_view()
+        return
+    running = job.alive
+    st.session_state["_was_running"] = running
+    st.fragment(live_view, run_every=1.0 if running else None)()
+
+
+page()

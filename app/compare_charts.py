@@ -1,0 +1,726 @@
+"""Charts and tables that compare runs: pure functions, data in and ``altair`` chart out.
+
+No streamlit here (the same functions serve the Compare page, notebooks and HTML reports).
+Runs are :class:`ijr_core.run.Run` objects or anything with ``config``, ``scalars``,
+``status`` and ``phase_spans()``; a sweep is anything with ``lrs`` and ``runs``
+(:class:`ijr_core.sweep.Sweep`).
+
+Two reductions keep long curves cheap and honest:
+
+- :func:`envelope_indices` keeps, per bucket of consecutive points, the minimum and the
+  maximum (so spikes such as catapults survive) plus the first and the last point;
+- :func:`ema_debiased` is the exponential moving average
+  s_t = w·s_{t−1} + (1−w)·y_t, s_0 = 0, divided by (1 − w^t) so the start is not pulled
+  towards 0 (Adam's bias correction); the raw curve stays visible beside it.
+
+Symbols follow SCIENCE.md: ‖H‖ sharpness, ⟨‖M‖⟩ mean impurity, ⟨‖J‖²⟩ mean squared
+spectral logit-Jacobian norm, η the learning rate, "time" η·step = Σ_t η_t.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from app.charts import CATEGORY10
+
+alt.data_transformers.disable_max_rows()
+
+MAX_POINTS = 400
+HEATMAP_COLUMNS = 300
+
+# scalar name -> (axis title, chart title); the metrics the overlay offers.
+OVERLAY_METRICS: dict[str, tuple[str, str]] = {
+    "sharpness": ("‖H‖", "Sharpness ‖H‖ (dashed: each run's 2/η)"),
+    "m_norm_mean": ("⟨‖M‖⟩", "Mean impurity ⟨‖M‖⟩"),
+    "jac_spectral_sq_mean": ("⟨‖J‖²⟩", "Mean squared Jacobian norm ⟨‖J‖²⟩"),
+    "test_acc": ("test accuracy", "Test accuracy"),
+    "train_loss": ("train loss", "Training loss"),
+    "gn_sharpness": ("‖G‖", "Gauss–Newton norm ‖G‖"),
+    "jac_frobenius_sq_mean": ("⟨‖J‖²_F⟩", "Mean squared Frobenius norm ⟨‖J‖²_F⟩"),
+    "train_acc": ("train accuracy", "Training accuracy"),
+    "test_loss": ("test loss", "Test loss"),
+}
+X_AXES = {"step": "step", "time": "η·step (time)"}
+# Fields that never make two runs "different experiments" for seed grouping.
+SEED_FIELDS = ("seed", "name")
+_COLUMNS = ("run", "kind", "x", "value", "lo", "hi")
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def envelope_indices(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices (ascending) of at most ``max_points`` points of ``y`` that keep its shape:
+    the first and last point and, in each of ⌊(max_points − 2)/2⌋ equal buckets of the
+    interior, the argmin and argmax of its finite values (all-NaN buckets contribute none)."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    if n <= max(max_points, 2):
+        return np.arange(n)
+    buckets = max(1, (max_points - 2) // 2)
+    edges = np.linspace(1, n - 1, buckets + 1).round().astype(int)
+    keep = [0, n - 1]
+    finite = np.isfinite(y)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if b <= a:
+            continue
+        seg = y[a:b]
+        ok = finite[a:b]
+        if not ok.any():
+            continue
+        keep.append(a + int(np.nanargmin(np.where(ok, seg, np.nan))))
+        keep.append(a + int(np.nanargmax(np.where(ok, seg, np.nan))))
+    return np.unique(np.asarray(keep, dtype=int))
+
+
+def ema_debiased(y: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average of ``y`` with ``weight`` w ∈ [0, 1):
+    s_t = w·s_{t−1} + (1 − w)·y_t over the finite values (t = 1, 2, ...), s_0 = 0,
+    returned as s_t / (1 − w^t). NaN positions stay NaN and do not advance t.
+    w = 0 returns ``y`` unchanged; a constant series stays exactly constant."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    y = np.asarray(y, dtype=float)
+    out = np.full_like(y, np.nan)
+    s, t = 0.0, 0
+    for i, v in enumerate(y):
+        if not math.isfinite(v):
+            continue
+        t += 1
+        s = weight * s + (1.0 - weight) * v
+        out[i] = s / (1.0 - weight**t)
+    return out
+
+
+def time_axis(steps: np.ndarray, lr: np.ndarray | None, default_lr: float) -> np.ndarray:
+    """η·step "time" at each probe step: Σ η over the steps so far, with η piecewise
+    constant between probes (the value recorded at the earlier probe)."""
+    steps = np.asarray(steps, dtype=float)
+    if lr is None or not np.isfinite(lr).any():
+        return steps * default_lr
+    eta = pd.Series(np.asarray(lr, dtype=float)).ffill().bfill().fillna(default_lr).to_numpy()
+    gaps = np.diff(steps, prepend=steps[:1])
+    return steps[:1] * eta[:1] + np.concatenate([[0.0], np.cumsum(gaps[1:] * eta[:-1])])
+
+
+# --------------------------------------------------------------------------- run helpers
+
+
+def _scalar(run: Any, name: str) -> np.ndarray:
+    s = run.scalars
+    n = len(s.get("step", []))
+    return np.asarray(s[name], dtype=float) if name in s else np.full(n, np.nan)
+
+
+def _last(run: Any, name: str) -> float:
+    v = _scalar(run, name)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if len(v) else math.nan
+
+
+def config_dict(run: Any) -> dict:
+    """The run's config as a plain dict ({} when it has none)."""
+    cfg = getattr(run, "config", None)
+    if cfg is None:
+        return {}
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+
+
+def run_x(run: Any, x_axis: str = "step") -> np.ndarray:
+    """x values of a run's probes: steps, or η·step time (``x_axis="time"``)."""
+    steps = np.asarray(run.scalars["step"], dtype=float)
+    if x_axis == "step":
+        return steps
+    if x_axis != "time":
+        raise ValueError(f"x_axis must be one of {list(X_AXES)}, got {x_axis!r}")
+    lr = run.scalars.get("lr")
+    return time_axis(steps, lr, float(config_dict(run).get("lr") or 1.0))
+
+
+def seed_groups(runs: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Group labels -> run labels: runs whose configs differ only in ``seed`` (and the
+    free-text ``name``) share a group. Groups keep the order of first appearance; a group
+    of several runs is labelled "<first label> (n seeds)", a trailing "-s<seed>" dropped."""
+    keyed: dict[str, list[str]] = {}
+    for label, run in runs.items():
+        cfg = {k: v for k, v in config_dict(run).items() if k not in SEED_FIELDS}
+        keyed.setdefault(repr(sorted(cfg.items())), []).append(label)
+    out = {}
+    for members in keyed.values():
+        if len(members) == 1:
+            out[members[0]] = members
+        else:
+            stem = re.sub(r"-s\d+$", "", members[0]) or members[0]  # "sam-s0" -> "sam"
+            name = f"{stem} ({len(members)} seeds)"
+            out[name if name not in out else f"{members[0]} ({len(members)} seeds)"] = members
+    return out
+
+
+# --------------------------------------------------------------------------- overlay
+
+
+def _series_frame(
+    label: str, x: np.ndarray, y: np.ndarray, smoothing: float, max_points: int
+) -> pd.DataFrame:
+    ok = np.isfinite(y) & np.isfinite(x)
+    x, y = x[ok], y[ok]
+    idx = envelope_indices(y, max_points)
+    parts = [pd.DataFrame({"run": label, "kind": "raw", "x": x[idx], "value": y[idx]})]
+    if smoothing > 0:
+        smooth = ema_debiased(y, smoothing)
+        parts.append(
+            pd.DataFrame({"run": label, "kind": "smooth", "x": x[idx], "value": smooth[idx]})
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _band_frame(
+    label: str, members: Sequence[Any], metric: str, x_axis: str, smoothing: float, max_points: int
+) -> pd.DataFrame:
+    """Mean ± std over the members on the first member's x grid (others interpolated)."""
+    grid = run_x(members[0], x_axis)
+    ys = []
+    for run in members:
+        x, y = run_x(run, x_axis), _scalar(run, metric)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.sum() >= 1:
+            ys.append(np.interp(grid, x[ok], y[ok], left=np.nan, right=np.nan))
+    if not ys:
+        return pd.DataFrame(columns=_COLUMNS)
+    stack = np.vstack(ys)
+    with np.errstate(invalid="ignore"), _quiet():
+        mean = np.nanmean(stack, axis=0)
+        std = np.nanstd(stack, axis=0)
+    frame = _series_frame(label, grid, mean, smoothing, max_points)
+    ok = np.isfinite(mean) & np.isfinite(grid)
+    g, m, s = grid[ok], mean[ok], std[ok]
+    idx = envelope_indices(m, max_points)
+    band = pd.DataFrame(
+        {
+            "run": label,
+            "kind": "band",
+            "x": g[idx],
+            "value": m[idx],
+            "lo": (m - s)[idx],
+            "hi": (m + s)[idx],
+        }
+    )
+    return pd.concat([frame, band], ignore_index=True)
+
+
+class _quiet:
+    """Silences numpy's warnings about all-NaN columns."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+def overlay_frame(
+    runs: Mapping[str, Any],
+    metric: str,
+    x_axis: str = "step",
+    smoothing: float = 0.0,
+    group_seeds: bool = False,
+    max_points: int = MAX_POINTS,
+) -> pd.DataFrame:
+    """Long table (run, kind, x, value, lo, hi) of one metric across runs.
+
+    kind "raw" (envelope-downsampled curve), "smooth" (debiased EMA, when smoothing > 0),
+    "band" (mean ± std of a seed group: value = mean, lo/hi = mean ∓ std) and, for
+    ``metric="sharpness"``, "eta" (each run's 2/η)."""
+    parts = []
+    groups = seed_groups(runs) if group_seeds else {k: [k] for k in runs}
+    for label, members in groups.items():
+        group = [runs[m] for m in members]
+        if len(group) > 1:
+            parts.append(_band_frame(label, group, metric, x_axis, smoothing, max_points))
+        else:
+            run = group[0]
+            x, y = run_x(run, x_axis), _scalar(run, metric)
+            parts.append(_series_frame(label, x, y, smoothing, max_points))
+        if metric == "sharpness":
+            run = group[0]
+            x, two = run_x(run, x_axis), _scalar(run, "two_over_eta")
+            ok = np.isfinite(two) & np.isfinite(x)
+            idx = envelope_indices(two[ok], max_points)
+            parts.append(
+                pd.DataFrame({"run": label, "kind": "eta", "x": x[ok][idx], "value": two[ok][idx]})
+            )
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=str if c in ("run", "kind") else float) for c in _COLUMNS}
+        )
+    out = pd.concat(parts, ignore_index=True).reindex(columns=list(_COLUMNS))
+    return out.astype({"x": float, "value": float, "lo": float, "hi": float})
+
+
+def run_colors(labels: Sequence[str]) -> list[str]:
+    """One colour per label (Category10, cycled)."""
+    return [CATEGORY10[i % len(CATEGORY10)] for i in range(len(labels))]
+
+
+def overlay_chart(
+    runs: Mapping[str, Any],
+    metric: str = "sharpness",
+    x_axis: str = "step",
+    smoothing: float = 0.0,
+    group_seeds: bool = False,
+    max_points: int = MAX_POINTS,
+    log_y: bool = False,
+    height: int = 260,
+) -> alt.LayerChart:
+    """One metric of several runs on one chart, coloured by run.
+
+    Clicking a legend entry shows that run alone (shift-click adds runs; the selection
+    ``legend_pick`` is bound to the legend; the others fade). With smoothing the raw
+    curves stay as faint lines under the smoothed ones; seed groups draw a mean ± std band.
+    For sharpness each run's 2/η is drawn dashed in the run's colour."""
+    data = overlay_frame(runs, metric, x_axis, smoothing, group_seeds, max_points)
+    if log_y:
+        data = data[(data["value"] > 0) | data["value"].isna()]
+    labels = list(dict.fromkeys(data["run"]))
+    y_title, title = OVERLAY_METRICS.get(metric, (metric, metric))
+    pick = alt.selection_point(name="legend_pick", fields=["run"], bind="legend")
+    color = alt.Color(
+        "run:N",
+        scale=alt.Scale(domain=labels, range=run_colors(labels)),
+        legend=alt.Legend(
+            title="run (click to show alone)",
+            orient="bottom",
+            columns=2,
+            labelLimit=360,
+            symbolType="stroke",
+            symbolOpacity=1,
+            symbolStrokeWidth=3,
+        ),
+    )
+    scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    if metric in ("test_acc", "train_acc"):
+        scale = alt.Scale(domain=[0, 1])
+    x = alt.X("x:Q", title=X_AXES.get(x_axis, x_axis))
+    y = alt.Y("value:Q", title=y_title, scale=scale)
+    base = alt.Chart(data)
+
+    def faded(on: float, off: float = 0.06):
+        return alt.condition(pick, alt.value(on), alt.value(off))
+
+    smoothing_on = smoothing > 0
+    tips = [
+        alt.Tooltip("run:N"),
+        alt.Tooltip("x:Q", title=X_AXES.get(x_axis, x_axis)),
+        alt.Tooltip("value:Q", title=y_title, format=".4g"),
+    ]
+    raw = (
+        base.transform_filter(alt.datum.kind == "raw")
+        .mark_line(strokeWidth=1 if smoothing_on else 2)
+        .encode(x=x, y=y, color=color, opacity=faded(0.3 if smoothing_on else 0.95), tooltip=tips)
+        .add_params(pick)
+    )
+    layers = [raw]
+    if smoothing_on:
+        layers.append(
+            base.transform_filter(alt.datum.kind == "smooth")
+            .mark_line(strokeWidth=2.5)
+            .encode(x=x, y=y, color=color, opacity=faded(1.0), tooltip=tips)
+        )
+    if (data["kind"] == "band").any():
+        layers.insert(
+            0,
+            base.transform_filter(alt.datum.kind == "band")
+            .mark_area()
+            .encode(
+                x=x,
+                y=alt.Y("lo:Q", title=y_title, scale=scale),
+                y2="hi:Q",
+                color=color,
+                opacity=faded(0.2, 0.02),
+                tooltip=[
+                    alt.Tooltip("run:N"),
+                    alt.Tooltip("value:Q", title="mean", format=".4g"),
+                    alt.Tooltip("lo:Q", title="mean − std", format=".4g"),
+                    alt.Tooltip("hi:Q", title="mean + std", format=".4g"),
+                ],
+            ),
+        )
+    if (data["kind"] == "eta").any():
+        layers.append(
+            base.transform_filter(alt.datum.kind == "eta")
+            .mark_line(strokeDash=[6, 4], strokeWidth=1.5, interpolate="step-after")
+            .encode(
+                x=x,
+                y=y,
+                color=color,
+                opacity=faded(0.9),
+                tooltip=[alt.Tooltip("run:N"), alt.Tooltip("value:Q", title="2/η", format=".4g")],
+            )
+        )
+    return alt.layer(*layers).properties(height=height, title=title)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def config_diff(runs: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows = runs, columns = only the config fields whose values differ between runs."""
+    dicts = {label: config_dict(run) for label, run in runs.items()}
+    fields = list(dict.fromkeys(k for d in dicts.values() for k in d))
+    differ = [f for f in fields if len({repr(d.get(f)) for d in dicts.values()}) > 1]
+    frame = pd.DataFrame(
+        [{f: _cell(d.get(f)) for f in differ} for d in dicts.values()],
+        index=list(dicts),
+        columns=differ,
+    )
+    frame.index.name = "run"
+    return frame
+
+
+def _cell(v: Any) -> str:
+    return "None" if v is None else str(v)
+
+
+FINAL_METRICS = (
+    ("status", None),
+    ("step", None),
+    ("test acc", "test_acc"),
+    ("train loss", "train_loss"),
+    ("final ‖H‖", "sharpness"),
+    ("2/η", "two_over_eta"),
+    ("final ⟨‖M‖⟩", "m_norm_mean"),
+    ("final ⟨‖J‖²⟩", "jac_spectral_sq_mean"),
+    ("wall time (s)", "wall_time"),
+)
+
+
+def final_metrics(runs: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows = runs: status, step reached and the last finite value of the key metrics."""
+    rows = []
+    for run in runs.values():
+        row = {}
+        for title, name in FINAL_METRICS:
+            if name is None:
+                row[title] = getattr(run, title, None)
+            else:
+                row[title] = _last(run, name)
+        rows.append(row)
+    frame = pd.DataFrame(rows, index=list(runs), columns=[t for t, _ in FINAL_METRICS])
+    frame.index.name = "run"
+    return frame
+
+
+def optimizer_table(runs: Mapping[str, Any]) -> pd.DataFrame:
+    """The optimizer comparison: per run its method, test accuracy, final ⟨‖J‖²⟩, final
+    ‖H‖ and wall time (s) of training (probes included), plus status."""
+    rows = []
+    for label, run in runs.items():
+        cfg = config_dict(run)
+        rows.append(
+            {
+                "run": label,
+                "optimizer": cfg.get("optimizer"),
+                "batch": "full" if cfg.get("batch_size") is None else str(cfg.get("batch_size")),
+                "test acc": _last(run, "test_acc"),
+                "final ⟨‖J‖²⟩": _last(run, "jac_spectral_sq_mean"),
+                "final ‖H‖": _last(run, "sharpness"),
+                "wall time (s)": _last(run, "wall_time"),
+                "status": getattr(run, "status", None),
+            }
+        )
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+OPTIMIZER_METRICS = ("test acc", "final ⟨‖J‖²⟩", "final ‖H‖", "wall time (s)")
+
+
+def optimizer_summary(runs: Mapping[str, Any]) -> pd.DataFrame:
+    """Seed groups of the optimizer comparison (runs differing only in the seed): the
+    number of seeds and, per metric of :func:`optimizer_table`, the mean and the standard
+    deviation over the seeds (population std, 0 for one seed)."""
+    table = optimizer_table(runs)
+    rows = []
+    for group, members in seed_groups(runs).items():
+        part = table.loc[members]
+        row = {"group": group, "optimizer": part["optimizer"].iloc[0], "seeds": len(members)}
+        for metric in OPTIMIZER_METRICS:
+            values = part[metric].to_numpy(dtype=float)
+            row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+            row[f"± {metric}"] = float(np.nanstd(values)) if np.isfinite(values).any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("group") if rows else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _eta_label(lr: float) -> str:
+    return f"{lr:g}"
+
+
+# Metrics offered by the sweep heatmap: scalar names, plus the derived ‖H‖ / (2/η).
+HEATMAP_METRICS = {
+    "m_norm_mean": "⟨‖M‖⟩",
+    "sharpness_over_2eta": "‖H‖ / (2/η)",
+    "jac_spectral_sq_mean": "⟨‖J‖²⟩",
+    "lambda_star_jac": "⟨λ*‖J‖²⟩",
+    "train_loss": "train loss",
+    "test_acc": "test accuracy",
+}
+
+
+def heatmap_values(run: Any, metric: str) -> np.ndarray:
+    """A scalar series of the run, or ``sharpness_over_2eta`` = ‖H‖ · η / 2 (1 = at the
+    edge of stability, for whatever η was in force at each probe)."""
+    if metric == "sharpness_over_2eta":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _scalar(run, "sharpness") / _scalar(run, "two_over_eta")
+    return _scalar(run, metric)
+
+
+def sweep_heatmap_frame(
+    sweep: Any, metric: str = "m_norm_mean", max_columns: int = HEATMAP_COLUMNS
+) -> pd.DataFrame:
+    """Cells (kind="cell", eta, step, step_end, value) of the (η × step) map of a scalar
+    and rectangles (kind="arp", eta, step, step_end) of each run's phase II (the ARP).
+    A run with more than ``max_columns`` probes is averaged over consecutive probes."""
+    parts = []
+    for lr, run in zip(sweep.lrs, sweep.runs, strict=True):
+        steps = np.asarray(run.scalars["step"], dtype=float)
+        vals = heatmap_values(run, metric)
+        if not len(steps):
+            continue
+        b = max(1, math.ceil(len(steps) / max_columns))
+        start = steps[::b]
+        end = np.append(
+            start[1:], steps[-1] + (np.median(np.diff(steps)) if len(steps) > 1 else 1.0)
+        )
+        with np.errstate(invalid="ignore"), _quiet():
+            pad = (-len(vals)) % b
+            v = np.nanmean(np.append(vals, np.full(pad, np.nan)).reshape(-1, b), axis=1)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kind": "cell",
+                    "eta": _eta_label(lr),
+                    "lr": float(lr),
+                    "step": start,
+                    "step_end": end,
+                    "value": v,
+                }
+            )
+        )
+        try:
+            spans = run.phase_spans()
+        except (KeyError, ValueError):
+            spans = []
+        arp = [(a, e) for ph, a, e in spans if ph == "II"]
+        if arp:
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "kind": "arp",
+                        "eta": _eta_label(lr),
+                        "lr": float(lr),
+                        "step": [float(a) for a, _ in arp],
+                        "step_end": [float(max(e, a + 1)) for a, e in arp],
+                        "value": np.nan,
+                    }
+                )
+            )
+    cols = ["kind", "eta", "lr", "step", "step_end", "value"]
+    if not parts:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=str if c in ("kind", "eta") else float) for c in cols}
+        )
+    return pd.concat(parts, ignore_index=True).reindex(columns=cols)
+
+
+def sweep_heatmap_chart(
+    sweep: Any, metric: str = "m_norm_mean", height: int | None = None
+) -> alt.LayerChart:
+    """(learning rate × step) heatmap of ⟨‖M‖⟩ (the paper's impurity-over-η figure), one row
+    per η (largest on top); each run's ARP (phase II) outlined in black."""
+    data = sweep_heatmap_frame(sweep, metric)
+    order = [_eta_label(lr) for lr in sorted(sweep.lrs, reverse=True)]
+    label = HEATMAP_METRICS.get(metric, metric)
+    scale = (
+        alt.Scale(scheme="blueorange", domainMid=1.0)  # white-ish at the edge of stability
+        if metric == "sharpness_over_2eta"
+        else alt.Scale(scheme="viridis")
+    )
+    y = alt.Y("eta:O", title="learning rate η", sort=order)
+    x = alt.X("step:Q", title="step", scale=alt.Scale(nice=False))
+    base = alt.Chart(data)
+    cells = (
+        base.transform_filter(alt.datum.kind == "cell")
+        .mark_rect(strokeWidth=0.6)
+        .encode(
+            x=x,
+            x2="step_end:Q",
+            y=y,
+            color=alt.Color("value:Q", title=label, scale=scale),
+            # a stroke of the cell's own colour closes the anti-aliasing seams between cells
+            stroke=alt.Stroke("value:Q", scale=scale, legend=None),
+            tooltip=[
+                alt.Tooltip("eta:N", title="η"),
+                alt.Tooltip("step:Q"),
+                alt.Tooltip("value:Q", title=label, format=".4g"),
+            ],
+        )
+    )
+    arp = (
+        base.transform_filter(alt.datum.kind == "arp")
+        .mark_rect(fill=None, stroke="black", strokeWidth=2, fillOpacity=0)
+        .encode(
+            x="step:Q",
+            x2="step_end:Q",
+            y=y,
+            tooltip=[
+                alt.Tooltip("eta:N", title="η"),
+                alt.Tooltip("step:Q", title="ARP from step"),
+                alt.Tooltip("step_end:Q", title="ARP to step"),
+            ],
+        )
+    )
+    rows = max(len(order), 1)
+    return alt.layer(cells, arp).properties(
+        height=height or min(40 * rows + 40, 420),
+        title=f"{label} over learning rate and training (outlined: ARP, phase II)",
+    )
+
+
+def _statuses(sweep: Any) -> list[str]:
+    return [str(getattr(r, "status", "")) for r in sweep.runs]
+
+
+def at_loss(run: Any, target: float, name: str = "jac_spectral_sq_mean") -> tuple[float, float]:
+    """(step, value of ``name``) at the first probe whose training loss is ≤ ``target``;
+    (NaN, NaN) when the run never gets there. Comparing runs at a matched training loss
+    separates implicit regularization from "this run simply trained longer"."""
+    hit = np.flatnonzero(_scalar(run, "train_loss") <= target)
+    if not len(hit):
+        return math.nan, math.nan
+    return float(run.scalars["step"][hit[0]]), float(_scalar(run, name)[hit[0]])
+
+
+def sweep_final_frame(sweep: Any, matched_loss: float | None = None) -> pd.DataFrame:
+    """Per η: final ⟨‖J‖²⟩ (spectral and Frobenius), max ‖H‖, 2/η, test accuracy, status;
+    with ``matched_loss`` also ⟨‖J‖²⟩ and the step where the training loss first reaches it."""
+    lrs = np.asarray(sweep.lrs, dtype=float)
+    max_h = [float(np.nanmax(_scalar(r, "sharpness"), initial=-np.inf)) for r in sweep.runs]
+    frame = pd.DataFrame(
+        {
+            "lr": lrs,
+            "two_over_eta": 2.0 / lrs,
+            "final_jac": [_last(r, "jac_spectral_sq_mean") for r in sweep.runs],
+            "final_jac_f": [_last(r, "jac_frobenius_sq_mean") for r in sweep.runs],
+            "max_sharpness": [h if math.isfinite(h) else np.nan for h in max_h],
+            "test_acc": [_last(r, "test_acc") for r in sweep.runs],
+            "status": _statuses(sweep),
+        }
+    )
+    if matched_loss is not None:
+        hits = [at_loss(r, matched_loss) for r in sweep.runs]
+        frame["step_at_loss"] = [h[0] for h in hits]
+        frame["jac_at_loss"] = [h[1] for h in hits]
+    return frame
+
+
+JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖²_F⟩"))
+JAC_COLORS = ("#8c564b", "#e377c2", "#17becf")
+
+
+def final_jac_chart(
+    sweep: Any, matched_loss: float | None = None, height: int = 260
+) -> alt.LayerChart:
+    """Final ⟨‖J‖²⟩ (and ⟨‖J‖²_F⟩) against η, log-log: implicit Jacobian regularization
+    shows as a falling curve. With ``matched_loss`` a third series gives ⟨‖J‖²⟩ where each
+    run's training loss first reaches that level (runs that never do are left out)."""
+    f = sweep_final_frame(sweep, matched_loss)
+    series = list(JAC_SERIES)
+    if matched_loss is not None:
+        series.append(("jac_at_loss", f"⟨‖J‖²⟩ at train loss ≤ {matched_loss:g}"))
+    rows = []
+    for key, label in series:
+        ok = np.isfinite(f[key]) & (f[key] > 0)
+        rows.append(
+            pd.DataFrame(
+                {"lr": f["lr"][ok], "value": f[key][ok], "series": label, "status": f["status"][ok]}
+            )
+        )
+    data = pd.concat(rows, ignore_index=True)
+    present = [
+        (label, color)
+        for (_, label), color in zip(series, JAC_COLORS, strict=False)
+        if (data["series"] == label).any()
+    ]
+    base = alt.Chart(data).encode(
+        x=alt.X("lr:Q", title="learning rate η", scale=alt.Scale(type="log")),
+        y=alt.Y("value:Q", title="Jacobian norm²", scale=alt.Scale(type="log")),
+        color=alt.Color(
+            "series:N",
+            scale=alt.Scale(domain=[lab for lab, _ in present], range=[c for _, c in present]),
+            legend=alt.Legend(title=None, orient="bottom", columns=1),
+        ),
+    )
+    line = base.mark_line()
+    pts = base.mark_point(filled=True, size=60).encode(
+        shape=alt.Shape("status:N", legend=alt.Legend(title="status", orient="bottom")),
+        tooltip=[
+            alt.Tooltip("lr:Q", title="η"),
+            alt.Tooltip("series:N"),
+            alt.Tooltip("value:Q", format=".4g"),
+            alt.Tooltip("status:N"),
+        ],
+    )
+    return alt.layer(line, pts).properties(height=height, title="⟨‖J‖²⟩ against η")
+
+
+def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
+    """Largest ‖H‖ of each run against its 2/η, with the diagonal ‖H‖ = 2/η: runs at the
+    edge of stability sit on (or just above) the diagonal."""
+    f = sweep_final_frame(sweep)
+    f = f[np.isfinite(f["max_sharpness"])]
+    hi = float(max(f["two_over_eta"].max(), f["max_sharpness"].max())) if len(f) else 1.0
+    lo = float(min(f["two_over_eta"].min(), f["max_sharpness"].min())) if len(f) else 0.0
+    diag = pd.DataFrame(
+        {"two_over_eta": [min(lo, 0.0), hi * 1.05], "max_sharpness": [min(lo, 0.0), hi * 1.05]}
+    )
+    x = alt.X("two_over_eta:Q", title="2/η")
+    y = alt.Y("max_sharpness:Q", title="max ‖H‖ over training")
+    rule = alt.Chart(diag).mark_line(strokeDash=[5, 4], color="#888").encode(x=x, y=y)
+    pts = (
+        alt.Chart(f)
+        .mark_point(filled=True, size=70)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color("lr:O", title="η", scale=alt.Scale(scheme="plasma")),
+            shape=alt.Shape("status:N", legend=alt.Legend(title="status")),
+            tooltip=[
+                alt.Tooltip("lr:Q", title="η"),
+                alt.Tooltip("two_over_eta:Q", format=".4g"),
+                alt.Tooltip("max_sharpness:Q", title="max ‖H‖", format=".4g"),
+                alt.Tooltip("status:N"),
+            ],
+        )
+    )
+    return alt.layer(rule, pts).properties(height=height, title="Max ‖H‖ against 2/η")
+
+
+def sweep_runs(sweep: Any) -> dict[str, Any]:
+    """Label -> run of a sweep ("η=0.5"), for the overlay charts."""
+    return {f"η={_eta_label(lr)}": run for lr, run in zip(sweep.lrs, sweep.runs, strict=True)}

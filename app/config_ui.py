@@ -1,0 +1,152 @@
+"""The sidebar config form, built from RunConfig's field metadata (help, group, choices).
+
+Every field has one widget with key ``cfg_<field>``: a select box for fields with choices,
+a checkbox for booleans, a text box otherwise (parsed and validated by
+``RunConfig.from_dict``, so a bad value yields a ConfigError naming the field, which the
+page shows with ``st.error``). The config is mirrored in the URL query string
+(``RunConfig.to_query``) so a link restores it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ijr_core.config import PRESETS, ConfigError, RunConfig, field_help, fields_by_group
+
+PRESET_KEY = "preset"
+CUSTOM = "(custom)"
+GROUP_TITLES = {
+    "data": "Data",
+    "model": "Model",
+    "optimizer": "Optimizer",
+    "probes": "Probes",
+    "advanced": "Advanced",
+}
+
+
+def key(name: str) -> str:
+    return f"cfg_{name}"
+
+
+def widget_value(name: str, value):
+    """Value as the widget of field ``name`` holds it."""
+    meta = field_help()[name]
+    if "choices" in meta or isinstance(value, bool):
+        return value
+    return "" if value is None else (repr(value) if isinstance(value, float) else str(value))
+
+
+def load_into_widgets(config: RunConfig) -> None:
+    """Set every field widget's state from ``config`` (before the widgets are drawn)."""
+    for name, value in config.to_dict().items():
+        st.session_state[key(name)] = widget_value(name, value)
+
+
+def _apply_preset() -> None:
+    name = st.session_state.get(PRESET_KEY)
+    if name in PRESETS:
+        load_into_widgets(PRESETS[name])
+
+
+def init_state() -> None:
+    """First run of a session: config from the URL query string, else the default preset."""
+    if st.session_state.get("_cfg_ready"):
+        return
+    st.session_state["_cfg_ready"] = True
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    config, preset = PRESETS["edge-of-stability"], "edge-of-stability"
+    if params:
+        try:
+            config = RunConfig.from_query(params)
+            preset = params.get("preset", [CUSTOM])[-1]
+            preset = preset if preset in PRESETS else CUSTOM
+        except ConfigError as exc:
+            st.session_state["_query_error"] = str(exc)
+    st.session_state[PRESET_KEY] = preset
+    load_into_widgets(config)
+
+
+def _widget(name: str, meta: dict, container) -> None:
+    k = key(name)
+    help_text = meta.get("help")
+    if "choices" in meta:
+        choices = list(meta["choices"])
+        current = st.session_state.get(k)
+        if current is not None and current not in choices:
+            choices.append(current)  # e.g. device "cuda:1": keep it selectable
+        container.selectbox(name, choices, key=k, help=help_text)
+    elif meta.get("type") == "bool":
+        container.checkbox(name, key=k, help=help_text)
+    else:
+        optional = meta.get("type", "").endswith("or None")
+        hint = " Empty = None." if optional else ""
+        container.text_input(name, key=k, help=f"{help_text}{hint}")
+
+
+def _two_over_eta_caption(container) -> None:
+    try:
+        lr = float(st.session_state.get(key("lr"), ""))
+        if lr > 0:
+            container.caption(f"2/η = **{2 / lr:.4g}** — the edge-of-stability level of ‖H‖")
+    except ValueError:
+        pass
+
+
+SAVED = "_cfg_saved"  # widget values kept under a private key across page switches
+
+
+def _restore_widgets() -> None:
+    """Streamlit drops the state of widgets a page does not draw, so after a visit to
+    another page the form is refilled from the copy saved by the last Train run."""
+    for k, value in st.session_state.get(SAVED, {}).items():
+        if k not in st.session_state:
+            st.session_state[k] = value
+
+
+def _save_widgets(names) -> None:
+    keys = [PRESET_KEY, *(key(n) for n in names)]
+    st.session_state[SAVED] = {k: st.session_state[k] for k in keys if k in st.session_state}
+
+
+def sidebar_config() -> tuple[RunConfig | None, str | None]:
+    """Draw the preset picker and the grouped fields; return (config, error message)."""
+    init_state()
+    _restore_widgets()
+    sb = st.sidebar
+    sb.selectbox(
+        "Preset",
+        [*PRESETS, CUSTOM],
+        key=PRESET_KEY,
+        on_change=_apply_preset,
+        help="Load a preset configuration; edit any field below afterwards.",
+    )
+    meta = field_help()
+    for group, names in fields_by_group().items():
+        with sb.expander(GROUP_TITLES.get(group, group), expanded=group in ("optimizer",)):
+            for name in names:
+                _widget(name, meta[name], st)
+                if name == "lr":
+                    _two_over_eta_caption(st)
+    values = {n: st.session_state.get(key(n)) for n in meta}
+    _save_widgets(meta)
+    try:
+        return RunConfig.from_dict(values), None
+    except ConfigError as exc:
+        return None, str(exc)
+    except (TypeError, ValueError) as exc:
+        return None, f"invalid configuration: {exc}"
+
+
+def mirror_to_url(config: RunConfig) -> None:
+    """Write the config into the URL query string (only when it changed)."""
+    preset = st.session_state.get(PRESET_KEY)
+    from urllib.parse import parse_qsl
+
+    query = dict(
+        parse_qsl(
+            config.to_query(preset=preset if preset in PRESETS else None), keep_blank_values=True
+        )
+    )
+    current = {k: st.query_params.get(k) for k in st.query_params}
+    if current != query:
+        st.query_params.from_dict(query)

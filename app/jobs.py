@@ -1,0 +1,217 @@
+"""Background jobs of the Compare page: a learning-rate sweep and an optimizer comparison.
+
+Each job trains in a daemon thread (never calling ``st.*``) into its own folder under the
+runs folder, so the page stays responsive and a finished job reopens from disk. Progress is
+read from the run folders the trainer autosaves after every probe (``run.json`` holds the
+step reached), which also covers sweep runs trained in worker processes. State written
+by the worker (``error``, ``finished``) is guarded by ``lock``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from app.runs_store import write_group
+from ijr_core.sweep import run_folder_name, sweep_lr
+
+SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
+
+
+def stamp_name(label: str) -> str:
+    """Sortable, unique folder name: UTC time, a sanitised label and a short random id
+    (two sessions starting the same job in the same second get different folders)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    clean = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", label).strip("-.")[:80] or "job"
+    return f"{stamp}-{clean}-{uuid.uuid4().hex[:4]}"
+
+
+def _run_step(folder: Path) -> int:
+    """Step reached by the run saved in ``folder`` (0 while nothing is saved yet)."""
+    try:
+        return int(json.loads((folder / "run.json").read_text(encoding="utf-8")).get("step", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+class _Job:
+    """A function run once in a daemon thread; ``error`` holds a one-line message."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.lock = threading.Lock()
+        self.error: str | None = None
+        self.finished = False
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.thread = threading.Thread(target=self._work, name="ijr-compare-job", daemon=True)
+
+    def start(self):
+        self.started_at = time.monotonic()
+        self.thread.start()
+        return self
+
+    def run_sync(self):
+        """Run in the calling thread (tests, scripts)."""
+        self.started_at = time.monotonic()
+        self._work()
+        return self
+
+    def _work(self) -> None:
+        try:
+            self.body()
+        except Exception as exc:  # noqa: BLE001 - shown to the user by the page
+            with self.lock:
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.trace = traceback.format_exc()
+        finally:
+            with self.lock:
+                self.finished = True
+                self.ended_at = time.monotonic()
+
+    def body(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - self.started_at
+
+
+class SweepJob(_Job):
+    """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``."""
+
+    def __init__(self, config, lrs, out_dir: Path, processes: int | None = None) -> None:
+        super().__init__(out_dir)
+        self.config = config
+        self.lrs = [float(x) for x in lrs]
+        self.processes = processes
+        self.done_runs = 0
+        self.folders = [self.out_dir / run_folder_name(i, lr) for i, lr in enumerate(self.lrs)]
+
+    def _callback(self, i, lr, run) -> None:
+        with self.lock:
+            self.done_runs += 1
+
+    def body(self) -> None:
+        sweep_lr(
+            self.config,
+            self.lrs,
+            out_dir=self.out_dir,
+            processes=self.processes,
+            callback=self._callback,
+        )
+
+    def progress(self) -> dict:
+        """fraction (steps done / steps of all runs), runs done, runs total, elapsed."""
+        total = max(1, self.config.steps * len(self.lrs))
+        done = sum(min(_run_step(f), self.config.steps) for f in self.folders)
+        with self.lock:
+            done_runs = self.done_runs
+            finished = self.finished
+        fraction = 1.0 if finished else min(done / total, 0.999)
+        return {
+            "fraction": fraction,
+            "runs_done": done_runs,
+            "runs": len(self.lrs),
+            "elapsed": self.elapsed(),
+        }
+
+
+def optimizer_configs(
+    base, methods, batch_size: int | None, seeds: list[int] | None = None
+) -> dict[str, object]:
+    """Run name -> config: ``base`` with each optimizer, full batch for gd and
+    ``batch_size`` (None = full batch) for the others, at each seed of ``seeds`` (default:
+    the base's own seed). Every method shares the seeds, so all start from the same
+    initialisation. Names are the method ("sam"), or "sam-s1" with several seeds."""
+    seeds = [base.seed] if not seeds else list(seeds)
+    out = {}
+    for m in methods:
+        bs = None if m == "gd" else batch_size
+        for seed in seeds:
+            name = m if len(seeds) == 1 else f"{m}-s{seed}"
+            label = f"{base.name or base.dataset}-{name}"
+            out[name] = base.replace(optimizer=m, batch_size=bs, seed=int(seed), name=label)
+    return out
+
+
+def parse_seeds(text: str, limit: int = 10) -> list[int]:
+    """Seeds from "0, 1, 2" (at most ``limit``, non-negative, no repeats)."""
+    seeds = [int(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds) or len(seeds) > limit:
+        raise ValueError(f"seeds must be distinct integers ≥ 0, at most {limit}")
+    return seeds
+
+
+class OptimizerJob(_Job):
+    """Train one config per optimizer (shared seed) one after the other into a group."""
+
+    def __init__(self, configs: dict, out_dir: Path, title: str = "optimizer comparison"):
+        super().__init__(out_dir)
+        from ijr_core.trainer import TrainingControl
+
+        self.configs = dict(configs)
+        self.title = title
+        self.names = list(self.configs)
+        self.current = 0
+        self.control = TrainingControl()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop the current run (kept, status "stopped") and skip the remaining ones."""
+        self._stop.set()
+        self.control.stop()
+
+    def body(self) -> None:
+        from ijr_core.trainer import TrainingControl, train
+
+        base = next(iter(self.configs.values()))
+        write_group(self.out_dir, self.names, self.title, base.to_dict(), status="running")
+        done = []
+        for i, (name, cfg) in enumerate(self.configs.items()):
+            if self._stop.is_set():
+                break
+            with self.lock:
+                self.current = i
+                self.control = TrainingControl()
+            train(cfg, out_dir=self.out_dir / name, control=self.control)
+            done.append(name)
+        write_group(
+            self.out_dir,
+            done,
+            self.title,
+            base.to_dict(),
+            status="stopped" if self._stop.is_set() else "finished",
+        )
+
+    def progress(self) -> dict:
+        total = sum(c.steps for c in self.configs.values()) or 1
+        with self.lock:
+            i, finished = self.current, self.finished
+        before = sum(c.steps for c in list(self.configs.values())[:i])
+        now = min(int(self.control.step), list(self.configs.values())[i].steps)
+        fraction = 1.0 if finished else min((before + now) / total, 0.999)
+        return {
+            "fraction": fraction,
+            "current": self.names[i],
+            "index": i,
+            "runs": len(self.names),
+            "elapsed": self.elapsed(),
+        }

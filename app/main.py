@@ -1,0 +1,87 @@
+"""Entry of the IJR explorer: ``streamlit run app/main.py [-- --runs-dir DIR]``.
+
+Sets up the process once (torch threads, runs folder), draws the title and device badge
+and hands over to the pages through ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import session  # noqa: E402
+
+# Not "pages/": with that name Streamlit also routes a URL like /train straight to the
+# page file, skipping this entry script (no navigation, no setup).
+PAGES = ROOT / "app" / "app_pages"
+# Pages of issue 5, registered when their file exists: (file, title, icon, url path).
+OPTIONAL_PAGES = (
+    ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
+    ("theory.py", "Theory", ":material/functions:", "theory"),
+)
+
+
+@st.cache_resource
+def setup_process() -> dict:
+    """Once per process: torch's thread count, the runs folder flag, the device badge."""
+    import torch
+
+    from ijr_core.config import resolve_device
+
+    threads = int(os.environ.get("IJR_TORCH_THREADS") or min(4, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, threads))
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs-dir", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    session.set_runs_dir(args.runs_dir)
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        badge = f"GPU · {torch.cuda.get_device_name(device)}"
+    elif device.type == "mps":
+        badge = "GPU · Apple MPS"
+    else:
+        n = torch.get_num_threads()
+        badge = f"CPU · {n} thread{'s' if n > 1 else ''}"
+    return {"device": str(device), "badge": badge}
+
+
+def main() -> None:
+    st.set_page_config(page_title="IJR explorer", page_icon=":material/insights:", layout="wide")
+    info = setup_process()
+    pages = [
+        st.Page(
+            str(PAGES / "train.py"),
+            title="Train",
+            icon=":material/model_training:",
+            default=True,
+            url_path="train",
+        ),
+        st.Page(
+            str(PAGES / "inspect.py"),
+            title="Inspect",
+            icon=":material/search_insights:",
+            url_path="inspect",
+        ),
+    ]
+    for file, title, icon, url in OPTIONAL_PAGES:
+        for folder in (PAGES, ROOT / "app" / "pages"):  # see the note above PAGES
+            if (folder / file).exists():
+                pages.append(st.Page(str(folder / file), title=title, icon=icon, url_path=url))
+                break
+    nav = st.navigation(pages)
+    st.sidebar.markdown(
+        f"**IJR explorer** &nbsp; :blue-badge[{info['badge']}]",
+        help="Where training runs: the first CUDA GPU, Apple MPS, or the CPU.",
+    )
+    nav.run()
+
+
+main()

@@ -1,0 +1,82 @@
+"""The run picker shared by Inspect and Theory: the session's current run, saved runs,
+demo runs. The choice and the scrubbed step survive page switches (Streamlit drops the
+state of widgets that a page does not draw, so they are kept under private keys too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import session, store
+from ijr_core.run import RunFormatError
+
+CURRENT = "current"
+KEY = "inspect_run"
+
+
+def run_options() -> dict[str, str]:
+    """Option value -> label: the session's current run, saved runs, demo runs."""
+    options: dict[str, str] = {}
+    if st.session_state.get("job") is not None:
+        options[CURRENT] = "● current run (this session)"
+    for folder in store.list_runs(session.runs_dir()):
+        options[str(folder)] = "saved · " + store.run_label(folder)
+    for folder in store.demo_runs():
+        options[str(folder)] = "demo · " + store.run_label(folder)
+    return options
+
+
+def pick_run(label: str = "Run"):
+    """Draw the run select box; return the chosen Run (None with a message if none)."""
+    options = run_options()
+    if not options:
+        st.info("No runs yet: train one on the **Train** page.")
+        return None
+    started = st.session_state.pop("inspect_source", None)  # set when Start is pressed
+    kept = st.session_state.get("_" + KEY)
+    if started in options:
+        st.session_state[KEY] = started
+    elif KEY not in st.session_state and kept in options:
+        st.session_state[KEY] = kept
+    if st.session_state.get(KEY) not in options:
+        st.session_state[KEY] = next(iter(options))
+    choice = st.selectbox(
+        label,
+        list(options),
+        format_func=options.get,
+        key=KEY,
+        help="The current session's run, runs saved in the runs folder, or a demo run.",
+    )
+    st.session_state["_" + KEY] = choice
+    if choice == CURRENT:
+        return st.session_state["job"].snapshot()
+    try:
+        return store.load_cached(Path(choice))
+    except RunFormatError as exc:
+        st.error(f"Cannot open this run: {exc}")
+        return None
+
+
+def remember_step(step: int) -> None:
+    st.session_state["_inspect_step"] = int(step)
+
+
+def remembered_step(run) -> int:
+    """Checkpoint index of the step last scrubbed on Inspect (the last one by default)."""
+    steps = [int(s) for s in run.sample_steps]
+    step = st.session_state.get("inspect_step", st.session_state.get("_inspect_step"))
+    return steps.index(step) if step in steps else len(steps) - 1
+
+
+def restore_widgets(name: str, keys) -> None:
+    """Refill widget states saved by :func:`save_widgets` that a page switch dropped."""
+    for k, value in st.session_state.get(f"_saved_{name}", {}).items():
+        if k in keys and k not in st.session_state:
+            st.session_state[k] = value
+
+
+def save_widgets(name: str, keys) -> None:
+    st.session_state[f"_saved_{name}"] = {
+        k: st.session_state[k] for k in keys if k in st.session_state
+    }

@@ -1,0 +1,266 @@
+"""Background training for the app: one worker thread per browser session.
+
+A :class:`TrainingJob` runs :func:`ijr_core.trainer.train` in a daemon thread and is steered
+through a :class:`~ijr_core.trainer.TrainingControl`. The worker never calls ``st.*``; the
+page reads consistent copies of the live run (``job.snapshot()``) from a fragment that
+re-runs every second. Each job records the Streamlit session that owns it; a single
+reaper thread stops jobs whose session has ended (tab closed or reloaded), so no orphaned
+worker keeps a CPU busy. ``train`` autosaves after every probe into the job's folder under
+:func:`runs_dir`, so a stopped or finished run is on disk when its status is final.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ijr_core.run import Run
+from ijr_core.trainer import TrainingControl, train
+
+RUNS_ENV = "IJR_RUNS_DIR"
+FINAL = ("finished", "stopped", "diverged", "failed")
+
+_registry_lock = threading.Lock()
+_registry: dict[str, TrainingJob] = {}  # job id -> job
+_reaper: threading.Thread | None = None
+_runs_dir_override: Path | None = None
+
+
+def set_runs_dir(path: str | os.PathLike | None) -> None:
+    """Override the runs folder (the ``--runs-dir`` flag of ``streamlit run app/main.py``)."""
+    global _runs_dir_override
+    _runs_dir_override = Path(path) if path else None
+
+
+def runs_dir() -> Path:
+    """Folder of saved runs: the flag, else $IJR_RUNS_DIR, else ./runs."""
+    if _runs_dir_override is not None:
+        return _runs_dir_override
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def run_folder_name(config) -> str:
+    """Unique, sortable folder name: UTC time, the run's name (or optimizer), a short id."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    label = config.name or f"{config.dataset}-{config.optimizer}"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{config.lr:g}").strip("-")
+    return f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
+
+
+class TrainingJob:
+    """One training run in a background thread.
+
+    Thread-safe: the worker writes ``result`` / ``error`` under ``lock``; everything
+    else the UI reads goes through the TrainingControl (itself thread-safe) or
+    ``snapshot()``, a consistent copy of the live Run."""
+
+    def __init__(
+        self, config, out_dir: str | os.PathLike | None = None, owner: str | None = None
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.config = config
+        self.out_dir = (
+            Path(out_dir) if out_dir is not None else runs_dir() / run_folder_name(config)
+        )
+        self.owner = owner
+        self.control = TrainingControl()
+        self.lock = threading.Lock()
+        self.result: Run | None = None
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._paused_total = 0.0
+        self._paused_since: float | None = None
+        self.thread = threading.Thread(
+            target=self._work, name=f"ijr-train-{self.id[:6]}", daemon=True
+        )
+
+    # ---- lifecycle
+
+    def start(self) -> TrainingJob:
+        """Start the worker thread and register the job for orphan reaping."""
+        self.started_at = time.monotonic()
+        _register(self)
+        self.thread.start()
+        return self
+
+    def run_sync(self) -> Run | None:
+        """Train in the calling thread (tests, scripts); returns the Run or None on error."""
+        self.started_at = time.monotonic()
+        self._work()
+        return self.result
+
+    def _work(self) -> None:
+        try:
+            result = train(self.config, out_dir=self.out_dir, control=self.control)
+            with self.lock:
+                self.result = result
+        except Exception as exc:  # noqa: BLE001 - shown to the user by the page
+            with self.lock:
+                self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self.lock:
+                self.ended_at = time.monotonic()
+            _unregister(self)
+
+    # ---- control (called from the UI thread)
+
+    def pause(self) -> None:
+        with self.lock:
+            if self._paused_since is None:
+                self._paused_since = time.monotonic()
+        self.control.pause()
+
+    def resume(self) -> None:
+        with self.lock:
+            if self._paused_since is not None:
+                self._paused_total += time.monotonic() - self._paused_since
+                self._paused_since = None
+        self.control.resume()
+
+    def stop(self) -> None:
+        self.resume()
+        self.control.stop()
+
+    def set_lr(self, lr: float) -> None:
+        self.control.set_lr(lr)
+
+    def set_rho(self, rho: float) -> None:
+        self.control.set_rho(rho)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True when it has ended."""
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    # ---- reading (any thread)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def snapshot(self) -> Run | None:
+        """A consistent copy of the run (the final Run once training has ended)."""
+        with self.lock:
+            if self.result is not None:
+                return self.result
+        return self.control.latest()
+
+    @property
+    def status(self) -> str:
+        """starting | running | paused | finished | stopped | diverged | failed."""
+        with self.lock:
+            if self.error is not None:
+                return "failed"
+            if self.result is not None:
+                return self.result.status
+        run = self.control.run
+        if run is None:
+            return "starting" if self.started_at is not None else "new"
+        return "paused" if self.pause_requested else run.status
+
+    @property
+    def pause_requested(self) -> bool:
+        """Pause was pressed and not undone (the loop stops after its current step)."""
+        control = self.control
+        return bool(getattr(control, "pause_requested", control.paused))
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, pauses excluded."""
+        if self.started_at is None:
+            return 0.0
+        with self.lock:
+            end = self.ended_at if self.ended_at is not None else time.monotonic()
+            paused = self._paused_total
+            if self._paused_since is not None:
+                paused += end - self._paused_since
+        return max(0.0, end - self.started_at - paused)
+
+    def progress(self) -> dict:
+        """step, steps (total), fraction, elapsed (s), steps_per_s."""
+        step = int(self.control.step)
+        total = int(self.control.steps_total or self.config.steps)
+        elapsed = self.elapsed()
+        return {
+            "step": step,
+            "steps": total,
+            "fraction": min(1.0, step / max(total, 1)),
+            "elapsed": elapsed,
+            "steps_per_s": step / elapsed if elapsed > 0 else 0.0,
+        }
+
+
+# --------------------------------------------------------------------------- orphans
+
+
+def _register(job: TrainingJob) -> None:
+    global _reaper
+    with _registry_lock:
+        _registry[job.id] = job
+        if _reaper is None or not _reaper.is_alive():
+            _reaper = threading.Thread(target=_reap_forever, name="ijr-reaper", daemon=True)
+            _reaper.start()
+
+
+def _unregister(job: TrainingJob) -> None:
+    with _registry_lock:
+        _registry.pop(job.id, None)
+
+
+def active_jobs() -> list[TrainingJob]:
+    """Jobs whose worker is still running (all sessions)."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def session_alive(session_id: str | None) -> bool:
+    """Whether the Streamlit session is still connected; True outside a Streamlit server
+    (tests, scripts), where nothing can be orphaned."""
+    if session_id is None:
+        return True
+    try:
+        from streamlit import runtime
+
+        if not runtime.exists():
+            return True
+        return runtime.get_instance().is_active_session(session_id)
+    except Exception:  # noqa: BLE001 - never stop a job because the check itself failed
+        return True
+
+
+def reap_orphans() -> list[TrainingJob]:
+    """Stop every running job whose owning session has ended; returns them."""
+    stopped = [job for job in active_jobs() if not session_alive(job.owner)]
+    for job in stopped:
+        job.stop()
+    return stopped
+
+
+def _reap_forever(period: float = 2.0) -> None:
+    while True:
+        time.sleep(period)
+        reap_orphans()
+        with _registry_lock:
+            if not _registry:
+                return
+
+
+def current_session_id() -> str | None:
+    """The id of the Streamlit session running this script, None outside one."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        return ctx.session_id if ctx is not None else None
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,128 @@
+"""Download panel shared by the pages: a run or sweep folder as zip, the HTML report,
+scalars CSV, per-sample CSV / NPZ and chart images (PNG / SVG rendered offline).
+
+Every file is built only when its button is clicked (Streamlit's deferred downloads), so
+a page pays nothing for what nobody downloads. Usable for a saved folder, a live Run that
+is not saved yet, or both::
+
+    share.download_panel("inspect_dl", run=run, folder=run_folder)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app import charts, exports, runs_store
+
+CHART_EXPORTS: dict[str, Callable[[Any], Any]] = {
+    "sharpness panel": lambda run: charts.sharpness_chart(run),
+    "⟨‖M‖⟩": lambda run: charts.m_norm_chart(run),
+    "Jacobian norms": lambda run: charts.jacobian_chart(run),
+    "loss": lambda run: charts.loss_chart(run),
+    "accuracy": lambda run: charts.accuracy_chart(run),
+    "per-sample ‖M‖ heatmap": lambda run: charts.heatmap_chart(run, "m_norm"),
+    "λ* against ‖M‖": lambda run: charts.scatter_chart(run),
+}
+
+
+def chart_image(run: Any, name: str, fmt: str, width: int = 720) -> bytes | str:
+    """PNG bytes or SVG text of the chart ``name`` of CHART_EXPORTS for ``run``."""
+    chart = CHART_EXPORTS[name](run).properties(width=width)
+    return exports.chart_png(chart) if fmt == "png" else exports.chart_svg(chart)
+
+
+def _report(run: Any, folder: Path | None) -> bytes:
+    from app import report
+
+    text = report.report_html(folder) if folder is not None else report.run_report_html(run)
+    return text.encode("utf-8")
+
+
+def download_panel(
+    key: str, run: Any = None, folder: Path | None = None, expanded: bool = False
+) -> None:
+    """An expander "Download" with the folder as zip and the HTML report (``folder``: a
+    run, sweep or comparison folder), and for a ``run`` its scalars CSV, per-sample CSV /
+    NPZ and chart images. ``key`` prefixes the widget keys (unique per page)."""
+    if run is None and folder is None:
+        return
+    folder = Path(folder) if folder is not None else None
+    stem = exports.safe_filename(folder.name if folder is not None else "run")
+    with st.expander("Download", expanded=expanded):
+        c1, c2 = st.columns(2)
+        if folder is not None:
+            c1.download_button(
+                "Folder as zip",
+                lambda: runs_store.export_zip(folder),
+                file_name=f"{stem}.zip",
+                mime="application/zip",
+                key=f"{key}_zip",
+                on_click="ignore",
+                help="The run format (JSON + NPZ, no pickle); upload it on Compare → Manage.",
+            )
+        c2.download_button(
+            "HTML report (all charts, config, phases)",
+            lambda: _report(run, folder),
+            file_name=f"{stem}-report.html",
+            mime="text/html",
+            key=f"{key}_report",
+            on_click="ignore",
+            help="Standalone: charts embedded as SVG, no network needed. "
+            "Also: python -m app.report FOLDER --out report.html",
+        )
+        if run is None:
+            return
+        c1, c2, c3 = st.columns(3)
+        c1.download_button(
+            "Scalars CSV",
+            lambda: exports.scalars_csv(run),
+            f"{stem}-scalars.csv",
+            "text/csv",
+            key=f"{key}_scsv",
+            on_click="ignore",
+        )
+        c2.download_button(
+            "Per-sample NPZ",
+            lambda: exports.samples_npz(run),
+            f"{stem}-samples.npz",
+            "application/octet-stream",
+            key=f"{key}_npz",
+            on_click="ignore",
+        )
+        c3.download_button(
+            "Per-sample CSV",
+            lambda: exports.samples_csv(run),
+            f"{stem}-samples.csv",
+            "text/csv",
+            key=f"{key}_pcsv",
+            on_click="ignore",
+            help="One row per (checkpoint, sample).",
+        )
+        chart_downloads(run, stem, key)
+
+
+def chart_downloads(run: Any, stem: str, key: str) -> None:
+    """Pick a chart; its PNG and SVG are rendered offline (vl-convert) when clicked."""
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    name = c1.selectbox("Chart image", list(CHART_EXPORTS), key=f"{key}_chart")
+    slug = exports.safe_filename(name, "chart")
+    c2.download_button(
+        "PNG",
+        lambda: chart_image(run, name, "png"),
+        f"{stem}-{slug}.png",
+        "image/png",
+        key=f"{key}_png",
+        on_click="ignore",
+    )
+    c3.download_button(
+        "SVG",
+        lambda: chart_image(run, name, "svg"),
+        f"{stem}-{slug}.svg",
+        "image/svg+xml",
+        key=f"{key}_svg",
+        on_click="ignore",
+    )

@@ -1,0 +1,56 @@
+"""Finding and loading run folders for the app: saved runs, demo runs in assets/.
+
+Loading is cached by (folder, modification time of run.json), so a run that is still
+being written reloads when it changes and a finished one loads once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from ijr_core.run import Run, RunFormatError, load_run
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEMO_DIR = ASSETS / "demo_runs"
+
+
+def run_label(folder: Path) -> str:
+    """Short description of a run folder from its run.json: name, η, status, step."""
+    try:
+        doc = json.loads((folder / "run.json").read_text())
+        cfg = doc.get("config", {})
+        name = cfg.get("name") or f"{cfg.get('dataset')}-{cfg.get('optimizer')}"
+        return (
+            f"{folder.name} · {name} · η={cfg.get('lr')} · {doc.get('status')} @ {doc.get('step')}"
+        )
+    except (OSError, ValueError, AttributeError):
+        return f"{folder.name} · (unreadable)"
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Run folders (holding a run.json) directly under ``root``, newest first."""
+    if not root.is_dir():
+        return []
+    folders = [p for p in root.iterdir() if (p / "run.json").is_file()]
+    return sorted(folders, key=lambda p: p.name, reverse=True)
+
+
+def demo_runs() -> list[Path]:
+    """The demo runs shipped in assets/demo_runs, by name."""
+    return sorted(list_runs(DEMO_DIR), key=lambda p: p.name)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(folder: str, mtime: float) -> Run:
+    return load_run(folder)
+
+
+def load_cached(folder: Path) -> Run:
+    """load_run with a cache keyed by run.json's modification time; RunFormatError as is."""
+    try:
+        mtime = (Path(folder) / "run.json").stat().st_mtime
+    except OSError as exc:
+        raise RunFormatError(f"{folder}: no readable run.json ({exc})") from None
+    return _load(str(folder), mtime)

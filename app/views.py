@@ -1,0 +1,53 @@
+"""Small Streamlit helpers shared by the pages (the only app module besides pages that
+calls ``st.*`` for charts)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts
+
+
+def show_chart(chart, key: str, on_select: str | None = None):
+    """Render an Altair chart, or the (spec, data) pair a chart function returns with
+    ``as_spec=True``, through ``st.vega_lite_chart`` with the data passed apart from the
+    spec: a re-render with new data keeps the same spec and the browser updates the view
+    in place (no flicker). Returns the selection state when ``on_select`` is given."""
+    spec, data = chart if isinstance(chart, tuple) else charts.split_spec(chart)
+    # fit the width to the column; the height given by the chart is the plot's own height
+    spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
+    kwargs = {"key": key}
+    if on_select:
+        kwargs.update(on_select=on_select, selection_mode=["pick"])
+    return st.vega_lite_chart(data, spec, **kwargs)
+
+
+def picked_sample(event) -> int | None:
+    """The sample id of a chart's 'pick' selection event, if any."""
+    if not event:
+        return None
+    try:
+        points = event["selection"]["pick"]
+    except (KeyError, TypeError):
+        return None
+    if isinstance(points, list) and points:
+        value = points[0].get("sample") if isinstance(points[0], dict) else None
+        return None if value is None else int(value)
+    return None
+
+
+def status_line(status: str, run) -> str:
+    """One-line status with the step where a run diverged / failed / stopped."""
+    meta = getattr(run, "meta", {}) or {}
+    if status == "diverged":
+        why = meta.get("diverged_reason", "")
+        return f":red[**diverged**] at step {meta.get('diverged_at')} ({why})"
+    if status == "failed":
+        return f":red[**failed**]: {meta.get('error', 'unknown error')}"
+    if status == "stopped":
+        return f":orange[**stopped**] at step {meta.get('stopped_at', getattr(run, 'step', '?'))}"
+    if status == "finished":
+        return ":green[**finished**]"
+    if status == "paused":
+        return ":orange[**paused**]"
+    return f":blue[**{status}**]"

@@ -1,0 +1,182 @@
+"""AppTest of the Compare page: every section renders, a tiny 2-η sweep and a tiny optimizer
+comparison complete through the page and reopen from disk, bad zips are rejected with an
+error element, delete asks for confirmation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import runs_store
+from app.synthetic import synthetic_run
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "app_pages" / "compare.py")
+# The conftest's tiny moons config as overrides of the two-moons preset (~1 s per run).
+TINY_OVERRIDES = (
+    "n_train=80&n_test=40&probe_size=80&width=8&depth=1&steps=12&probe_every=4&device=cpu"
+)
+
+
+def _app(section: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    if section is not None:
+        at.radio(key="cmp_section").set_value(section).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not _errors(at), _errors(at)
+    return at
+
+
+def _charts(at) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def _errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_runs_section_overlays_demo_runs(runs_dir):
+    at = _app()
+    assert len(at.multiselect(key="cmp_runs").value) == 2  # two demo runs by default
+    assert _charts(at) == 4
+    at.radio(key="cmp_x").set_value("time")
+    at.slider(key="cmp_smooth").set_value(0.5)
+    at.checkbox(key="cmp_group").check().run()
+    assert not at.exception and not _errors(at)
+    assert _charts(at) == 4
+    assert len(at.dataframe) == 2  # config differences + final metrics
+
+
+def test_tiny_sweep_completes_and_reopens(runs_dir):
+    at = _app("Learning-rate sweep")
+    at.selectbox(key="sweep_preset").set_value("two-moons")
+    at.text_input(key="sweep_overrides").set_value(TINY_OVERRIDES)
+    at.text_input(key="sweep_lrs").set_value("0.3, 0.7")
+    at.number_input(key="sweep_processes").set_value(1)
+    at.button(key="sweep_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = at.session_state["sweep_job"]
+    assert job.join(timeout=120), "sweep did not finish"
+    assert job.error is None, job.error
+    at.run()
+    assert not at.exception and not _errors(at), _errors(at)
+    folders = [p for p in runs_dir.iterdir() if (p / "sweep.json").exists()]
+    assert len(folders) == 1
+    doc = json.loads((folders[0] / "sweep.json").read_text())
+    assert doc["status"] == "finished" and doc["lrs"] == [0.3, 0.7]
+    assert at.selectbox(key="sweep_open").value == str(folders[0])
+    assert _charts(at) == 3 + 4  # heatmap, final ‖J‖², max ‖H‖ + four overlays
+    # Reopening from disk in a fresh session shows the same views, with no training.
+    again = _app("Learning-rate sweep")
+    assert again.selectbox(key="sweep_open").value == str(folders[0])
+    assert _charts(again) == 7 and not _errors(again)
+
+
+def test_bad_learning_rates_and_overrides_show_errors(runs_dir):
+    at = _app("Learning-rate sweep")
+    at.text_input(key="sweep_lrs").set_value("0.1, -2").run()
+    assert any("positive" in e for e in _errors(at))
+    at.text_input(key="sweep_overrides").set_value("widthh=3").run()
+    assert any("widthh" in e for e in _errors(at))
+    assert at.button(key="sweep_start").disabled
+    assert not at.exception
+
+
+def test_tiny_optimizer_comparison(runs_dir):
+    at = _app("Optimizers")
+    at.selectbox(key="opt_preset").set_value("two-moons")
+    at.text_input(key="opt_overrides").set_value(TINY_OVERRIDES)
+    at.multiselect(key="opt_methods").set_value(["gd", "sam"])
+    at.text_input(key="opt_batch").set_value("40")
+    at.button(key="opt_start").click().run()
+    job = at.session_state["opt_job"]
+    assert job.join(timeout=120) and job.error is None, job.error
+    at.run()
+    assert not at.exception and not _errors(at), _errors(at)
+    table = at.dataframe[0].value
+    assert list(table["optimizer"]) == ["gd", "sam"]
+    assert list(table["batch"]) == ["full", "40"]
+    assert (table["test acc"] >= 0).all() and (table["wall time (s)"] > 0).all()
+    assert _charts(at) == 4
+
+
+def test_optimizer_comparison_over_seeds(runs_dir):
+    at = _app("Optimizers")
+    at.selectbox(key="opt_preset").set_value("two-moons")
+    at.text_input(key="opt_overrides").set_value(TINY_OVERRIDES.replace("steps=12", "steps=4"))
+    at.multiselect(key="opt_methods").set_value(["gd", "sgd"])
+    at.text_input(key="opt_seeds").set_value("0, 1")
+    at.button(key="opt_start").click().run()
+    job = at.session_state["opt_job"]
+    assert list(job.configs) == ["gd-s0", "gd-s1", "sgd-s0", "sgd-s1"]
+    assert [c.seed for c in job.configs.values()] == [0, 1, 0, 1]
+    assert job.join(timeout=120) and job.error is None, job.error
+    at.run()
+    assert not at.exception and not _errors(at), _errors(at)
+    summary = at.dataframe[0].value
+    assert list(summary["optimizer"]) == ["gd", "sgd"] and list(summary["seeds"]) == [2, 2]
+    assert (summary["± test acc"] >= 0).all()
+    at.text_input(key="opt_seeds").set_value("1, 1").run()
+    assert any("distinct" in e for e in _errors(at))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a zip", "not a zip"),
+        (None, "unsafe path"),
+    ],
+)
+def test_bad_zip_upload_shows_error(runs_dir, content, message):
+    if content is None:
+        import io
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("../run.json", "{}")
+        content = buf.getvalue()
+    at = _app("Manage & share")
+    at.file_uploader(key="run_zip_upload").set_value(("bad.zip", content, "application/zip"))
+    at.run()
+    assert not at.exception
+    assert any(message in e for e in _errors(at)), _errors(at)
+    assert not runs_dir.exists() or not [p for p in runs_dir.iterdir() if p.name[0] != "."]
+
+
+def test_upload_rename_and_confirmed_delete(runs_dir):
+    run = synthetic_run(n_samples=20, n_checkpoints=5)
+    src = run.save(runs_dir.parent / "src-run")
+    data = runs_store.export_zip(src)
+    at = _app("Manage & share")
+    at.file_uploader(key="run_zip_upload").set_value(("my-run.zip", data, "application/zip"))
+    at.run()
+    assert not at.exception and not _errors(at), _errors(at)
+    assert (runs_dir / "my-run" / "run.json").exists()
+    item = str(runs_dir / "my-run")
+    at.selectbox(key="manage_item").set_value(item).run()
+    at.text_input(key=f"manage_new_name:{item}").set_value("renamed")
+    at.button(key="manage_rename").click().run()
+    assert (runs_dir / "renamed" / "run.json").exists() and not (runs_dir / "my-run").exists()
+    assert at.selectbox(key="manage_item").value == str(runs_dir / "renamed")
+    at.button(key="manage_delete").click().run()
+    assert (runs_dir / "renamed").exists()  # only asked so far
+    assert any("cannot be undone" in w.value for w in at.warning)
+    at.button(key="manage_confirm_no").click().run()
+    assert (runs_dir / "renamed").exists()
+    at.button(key="manage_delete").click().run()
+    at.button(key="manage_confirm_yes").click().run()
+    assert not at.exception
+    assert not (runs_dir / "renamed").exists()
+
+
+def test_inputs_survive_switching_sections(runs_dir):
+    at = _app("Learning-rate sweep")
+    at.text_input(key="sweep_lrs").set_value("0.2, 0.4").run()
+    at.radio(key="cmp_section").set_value("Runs").run()
+    at.radio(key="cmp_section").set_value("Learning-rate sweep").run()
+    assert at.text_input(key="sweep_lrs").value == "0.2, 0.4"
+    assert not at.exception and not at.warning

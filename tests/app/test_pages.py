@@ -1,0 +1,251 @@
+"""AppTest: every page runs without exception, widgets by key, a tiny training through the
+Train page produces charts and a saved run, Inspect scrubs it, bad input shows st.error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from app_constants import APP, TINY
+from streamlit.testing.v1 import AppTest
+
+from ijr_core.config import PRESETS, RunConfig
+
+
+def _app(runs_dir=None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _charts(at) -> list:
+    return at.get("vega_lite_chart")
+
+
+def _chart_specs(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in _charts(at)]
+
+
+def _query(at) -> dict[str, str]:
+    """The app's URL query parameters as str -> str."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
+
+
+def _errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_train_page_renders_with_demo_charts(runs_dir):
+    at = _app(runs_dir)
+    assert at.title[0].value.startswith("IJR explorer")
+    assert {b.key for b in at.button} >= {"btn_start", "btn_pause", "btn_stop"}
+    assert at.selectbox(key="preset").value == "edge-of-stability"
+    assert at.text_input(key="cfg_lr").value == "0.5"
+    assert any("2/η = **4**" in c.value for c in at.sidebar.caption)
+    assert len(_charts(at)) >= 5  # demo run: sharpness, ⟨‖M‖⟩, ‖J‖², loss, accuracy
+    titles = [s.get("title") for s in _chart_specs(at)]
+    assert "Sharpness against the edge of stability 2/η" in titles
+    assert not _errors(at)
+    assert not at.warning
+
+
+@pytest.mark.parametrize(
+    "field,value,named",
+    [
+        ("lr", "-1", "lr"),
+        ("lr", "fast", "lr"),
+        ("steps", "0", "steps"),
+        ("batch_size", "32", "batch_size"),
+    ],
+)
+def test_invalid_sidebar_value_shows_an_error_naming_the_field(runs_dir, field, value, named):
+    at = _app(runs_dir)
+    at.text_input(key=f"cfg_{field}").set_value(value).run()
+    assert not at.exception
+    errors = _errors(at)
+    assert errors and all(e.split(":")[0].endswith(named) for e in errors[-1:])
+    assert any(named in e for e in errors)
+    assert at.button(key="btn_start").disabled
+
+
+def test_preset_picker_loads_the_preset(runs_dir):
+    at = _app(runs_dir)
+    at.selectbox(key="preset").set_value("two-moons").run()
+    assert not at.exception
+    moons = PRESETS["two-moons"]
+    assert at.selectbox(key="cfg_dataset").value == "moons"
+    assert at.text_input(key="cfg_lr").value == repr(moons.lr)
+    assert _query(at)["preset"] == "two-moons"
+
+
+def test_query_string_restores_the_config_and_mirrors_changes(runs_dir):
+    at = _app(runs_dir, preset="two-moons", lr="0.7", steps="50")
+    assert at.selectbox(key="cfg_dataset").value == "moons"
+    assert at.text_input(key="cfg_lr").value == "0.7"
+    assert at.text_input(key="cfg_steps").value == "50"
+    at.text_input(key="cfg_width").set_value("16").run()
+    query = _query(at)
+    restored = RunConfig.from_query(query)
+    assert restored == PRESETS["two-moons"].replace(lr=0.7, steps=50, width=16)
+
+
+def test_bad_query_string_is_reported_not_raised(runs_dir):
+    at = _app(runs_dir, lr="banana")
+    assert any("not valid" in w.value for w in at.warning)
+    assert at.text_input(key="cfg_lr").value == "0.5"
+
+
+def _train_tiny(at) -> AppTest:
+    for name, value in TINY.items():
+        if name in ("dataset", "device"):
+            at.selectbox(key=f"cfg_{name}").set_value(value)
+        else:
+            at.text_input(key=f"cfg_{name}").set_value(value)
+    at.run()
+    assert not _errors(at), _errors(at)
+    at.button(key="btn_start").click().run()
+    assert not at.exception
+    job = at.session_state["job"]
+    assert job.join(timeout=120), "tiny training did not finish"
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_training_through_the_page_then_inspect_it(runs_dir):
+    at = _train_tiny(_app(runs_dir))
+    job = at.session_state["job"]
+    assert job.status == "finished"
+    assert (job.out_dir / "run.json").is_file() and job.out_dir.parent == runs_dir
+    specs = _chart_specs(at)
+    assert len(specs) >= 5
+    sharp = [c for c in _charts(at) if "Sharpness" in c.proto.spec]
+    assert sharp and len(sharp[0].proto.data.data) > 0  # data travels beside the spec
+    assert any("finished" in m.value for m in at.markdown)
+    assert any("steps/s" in (p.proto.text or "") for p in at.get("progress"))
+
+    at.switch_page("app_pages/inspect.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="inspect_run").value == "current"
+    slider = at.select_slider(key="inspect_step")
+    assert slider.options == ["0", "4", "8", "12"]
+    titles = [s.get("title") for s in _chart_specs(at)]
+    assert any("per sample over training" in str(t) for t in titles)
+    assert any("Input plane" in str(t) for t in titles)  # 2-D data: decision map
+    slider.set_value(4).run()
+    assert not at.exception
+    assert at.session_state["inspect_step"] == 4
+    at.selectbox(key="inspect_metric").set_value("lambda_star").run()
+    at.selectbox(key="inspect_order").set_value("first correct").run()
+    assert not at.exception
+    # a saved run appears in the picker too
+    assert any(o.startswith("saved") for o in at.selectbox(key="inspect_run").options)
+
+
+def test_inspect_page_shows_demo_runs_and_sample_history(runs_dir):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/inspect.py").run()
+    assert not at.exception
+    options = at.selectbox(key="inspect_run").options
+    assert any(o.startswith("demo") for o in options)
+    at.session_state["inspect_sample"] = 5
+    at.run()
+    assert not at.exception
+    assert any("Sample 5" in str(s.get("title")) for s in _chart_specs(at))
+    at.button(key="btn_play").click().run()
+    assert not at.exception
+    assert at.session_state["playing"] is True
+
+
+def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/inspect.py").run()
+    steps = [int(s) for s in at.select_slider(key="inspect_step").options]
+    at.select_slider(key="inspect_step").set_value(steps[3]).run()
+    chosen = at.selectbox(key="inspect_run").value
+    at.switch_page("app_pages/theory.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="inspect_run").value == chosen  # the choice survives the switch
+    assert len(at.get("latex")) >= 6
+    infos = " ".join(i.value for i in at.info)
+    assert f"At step {steps[3]}" in infos
+    assert "‖G‖ =" in infos and "⟨λ\\*‖J‖²⟩ =" in infos
+    assert "holds for 100.0 %" in infos  # λ* ≤ ‖M‖ on every sample of a real run
+    text = " ".join(m.value for m in at.markdown)
+    assert "project's own" in text  # ARP thresholds and EJR are the project's definitions
+
+
+def test_inspect_reports_a_damaged_saved_run(runs_dir):
+    bad = runs_dir / "20990101-000000-broken"
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text('{"schema_version": 1}')
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/inspect.py").run()
+    at.selectbox(key="inspect_run").set_value(str(bad)).run()
+    assert not at.exception
+    assert any("Cannot open this run" in e for e in _errors(at))
+
+
+def test_pause_resume_stop_and_live_lr_through_the_page(runs_dir):
+    at = _app(runs_dir)
+    for name, value in {**TINY, "steps": "1000000"}.items():
+        if name in ("dataset", "device"):
+            at.selectbox(key=f"cfg_{name}").set_value(value)
+        else:
+            at.text_input(key=f"cfg_{name}").set_value(value)
+    at.run()
+    at.button(key="btn_start").click().run()
+    job = at.session_state["job"]
+    try:
+        assert job.alive and at.button(key="btn_start").disabled
+        at.number_input(key="live_lr").set_value(0.35).run()
+        at.button(key="btn_pause").click().run()
+        assert not at.exception
+        assert "btn_resume" in {b.key for b in at.button}
+        at.button(key="btn_resume").click().run()
+        at.switch_page("app_pages/inspect.py").run()
+        assert not at.exception
+        assert "btn_refresh" in {b.key for b in at.button}  # the run is still training
+        at.switch_page("app_pages/train.py").run()
+        at.button(key="btn_stop").click().run()
+        assert not at.exception
+    finally:
+        job.stop()
+        job.join(60)
+    assert job.status == "stopped"
+    assert job.snapshot().meta["lr_changes"][0][1] == 0.35
+
+
+def test_sidebar_config_survives_a_page_switch(runs_dir):
+    at = _app(runs_dir)
+    at.selectbox(key="preset").set_value("two-moons").run()
+    at.text_input(key="cfg_lr").set_value("0.7").run()
+    at.text_input(key="cfg_name").set_value("my run").run()
+    at.switch_page("app_pages/inspect.py").run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception
+    assert at.text_input(key="cfg_lr").value == "0.7"
+    assert at.text_input(key="cfg_name").value == "my run"
+    assert at.selectbox(key="cfg_dataset").value == "moons"
+    assert at.selectbox(key="preset").value == "two-moons"
+    assert not _errors(at)
+
+
+def test_inspect_options_survive_a_page_switch(runs_dir):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/inspect.py").run()
+    at.selectbox(key="inspect_metric").set_value("p_max").run()
+    at.toggle(key="inspect_noisy").set_value(False).run()
+    at.switch_page("app_pages/train.py").run()
+    at.switch_page("app_pages/inspect.py").run()
+    assert not at.exception
+    assert at.selectbox(key="inspect_metric").value == "p_max"
+    assert at.toggle(key="inspect_noisy").value is False
+    assert not at.warning  # no "default value also set via Session State" warnings

@@ -1,0 +1,70 @@
+"""Small app helpers: selection events, status lines, the run store, parameter-based views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app import maps, store
+from app.session import TrainingJob
+from app.views import picked_sample, status_line
+from ijr_core.curvature import m_norm
+from ijr_core.run import Run, RunFormatError
+
+
+def test_picked_sample_reads_the_pick_selection():
+    assert picked_sample({"selection": {"pick": [{"sample": 42, "label": 3}]}}) == 42
+    assert picked_sample({"selection": {"pick": []}}) is None
+    assert picked_sample({"selection": {}}) is None
+    assert picked_sample(None) is None
+
+
+def test_status_line_names_the_step_of_divergence():
+    run = Run(None, status="diverged", meta={"diverged_at": 17, "diverged_reason": "NaN loss"})
+    line = status_line("diverged", run)
+    assert "diverged" in line and "17" in line and "NaN loss" in line
+    assert "finished" in status_line("finished", Run(None))
+    failed = status_line("failed", Run(None, meta={"error": "boom"}))
+    assert "boom" in failed
+
+
+def test_store_lists_labels_and_rejects_a_damaged_folder(tmp_path):
+    good = tmp_path / "b-good"
+    Run(None, status="finished").save(good)
+    bad = tmp_path / "a-bad"
+    bad.mkdir()
+    (bad / "run.json").write_text("{not json")
+    assert store.list_runs(tmp_path) == [good, bad]  # newest (by name) first
+    assert "(unreadable)" in store.run_label(bad)
+    with pytest.raises(RunFormatError):
+        store.load_cached(bad)
+    assert store.load_cached(good).status == "finished"
+    assert store.list_runs(tmp_path / "missing") == []
+
+
+def test_demo_runs_load_and_are_small():
+    demos = store.demo_runs()
+    assert len(demos) >= 2
+    total = sum(f.stat().st_size for d in demos for f in d.iterdir())
+    assert total < 10e6
+    for folder in demos:
+        run = store.load_cached(folder)
+        assert run.status == "finished"
+        assert len(run.sample_steps) >= 10 and len(run.params) == len(run.sample_steps)
+
+
+def test_decision_grid_recomputes_the_model_from_a_snapshot(tiny_config, runs_dir):
+    run = TrainingJob(tiny_config).run_sync()
+    assert run.meta["is_2d"]
+    last = len(run.sample_steps) - 1
+    grid, points = maps.decision_grid(run, last, resolution=20)
+    assert grid["m"].shape == grid["pred"].shape == (20, 20)
+    assert np.all((grid["m"] >= 0) & (grid["m"] <= 0.5 + 1e-9))
+    assert len(points["x"]) == tiny_config.n_train
+    # the rebuilt model reproduces the recorded per-sample ‖M‖ at that checkpoint
+    model = maps.model_at(run, last)
+    X = maps.dataset_of(run).X_train[np.asarray(run.sample_ids)]
+    m = m_norm(maps.probabilities(model, X)).numpy()
+    np.testing.assert_allclose(m, run.samples["m_norm"][last], atol=1e-4)
+    pred = maps.predictions_at(run, last)
+    np.testing.assert_array_equal(pred == run.sample_labels, run.samples["correct"][last] > 0.5)
