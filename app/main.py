@@ -22,8 +22,10 @@ from app import session  # noqa: E402
 # Not "pages/": with that name Streamlit also routes a URL like /train straight to the
 # page file, skipping this entry script (no navigation, no setup).
 PAGES = ROOT / "app" / "app_pages"
-# Pages of issue 5, registered when their file exists: (file, title, icon, url path).
-OPTIONAL_PAGES = (
+# (file in PAGES, title, icon, url path); the first is the landing page.
+PAGE_SPECS = (
+    ("train.py", "Train", ":material/model_training:", "train"),
+    ("inspect.py", "Inspect", ":material/search_insights:", "inspect"),
     ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
     ("theory.py", "Theory", ":material/functions:", "theory"),
 )
@@ -57,25 +59,9 @@ def main() -> None:
     st.set_page_config(page_title="IJR explorer", page_icon=":material/insights:", layout="wide")
     info = setup_process()
     pages = [
-        st.Page(
-            str(PAGES / "train.py"),
-            title="Train",
-            icon=":material/model_training:",
-            default=True,
-            url_path="train",
-        ),
-        st.Page(
-            str(PAGES / "inspect.py"),
-            title="Inspect",
-            icon=":material/search_insights:",
-            url_path="inspect",
-        ),
+        st.Page(str(PAGES / file), title=title, icon=icon, url_path=url, default=i == 0)
+        for i, (file, title, icon, url) in enumerate(PAGE_SPECS)
     ]
-    for file, title, icon, url in OPTIONAL_PAGES:
-        for folder in (PAGES, ROOT / "app" / "pages"):  # see the note above PAGES
-            if (folder / file).exists():
-                pages.append(st.Page(str(folder / file), title=title, icon=icon, url_path=url))
-                break
     nav = st.navigation(pages)
     st.sidebar.markdown(
         f"**IJR explorer** &nbsp; :blue-badge[{info['badge']}]",

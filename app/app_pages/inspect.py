@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
-from app import charts, maps
-from app.run_picker import pick_run, remember_step, restore_widgets, save_widgets
+from app import charts, maps, share, uploads
+from app.run_picker import CURRENT, KEY, pick_run, remember_step, restore_widgets, save_widgets
 from app.views import picked_sample, show_chart, status_line
 
 
@@ -169,6 +171,8 @@ def views(run) -> None:
 
 def page() -> None:
     st.title("IJR explorer · Inspect")
+    with st.sidebar:
+        uploads.run_zip_uploader()
     run = pick_run()
     if run is None:
         return
@@ -176,6 +180,9 @@ def page() -> None:
         f"Status: {status_line(run.status, run)} · step {run.step} · "
         f"{len(run.sample_ids)} samples × {len(run.sample_steps)} checkpoints"
     )
+    choice = st.session_state.get(KEY)
+    share.download_panel("inspect_dl", run=run,
+                         folder=None if choice == CURRENT else Path(choice))
     if run.status in ("running", "paused"):
         st.caption("This run is still training: the views show it as of this page load.")
         if st.button("Refresh", key="btn_refresh", icon=":material/refresh:"):

@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import charts, config_ui, session, store
+from app import charts, config_ui, session, store, uploads
 from app.views import show_chart, status_line
 from ijr_core.run import RunFormatError
 
@@ -189,6 +189,7 @@ def page() -> None:
         "Train a small classifier and watch 2/η ≈ ‖H‖ ≈ ‖G‖ = ⟨λ\\*‖J‖²⟩ and the "
         "impurity ⟨‖M‖⟩ evolve: implicit Jacobian regularization weighted by impurity."
     )
+    uploads.csv_upload_sidebar()
     config, error = config_ui.sidebar_config()
     if error:
         st.sidebar.error(error)
