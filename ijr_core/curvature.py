@@ -213,10 +213,14 @@ def logit_jacobian_gram(
     if chunk_size is None:
         per_sample = K * P if layers is None else K * 4096
         chunk_size = max(1, min(X.shape[0], int(2**26 // max(per_sample, 1))))
+    chain = _mlp_chain(model) if layers is not None else None
     parts = []
     for start in range(0, X.shape[0], chunk_size):
         Xc = X[start : start + chunk_size]
-        gram = _gram_fast(model, Xc, layers) if layers is not None else None
+        if chain is not None and (Xc.ndim == 2 or type(model[0]) is nn.Flatten):
+            gram = _gram_mlp(Xc, *chain)
+        else:
+            gram = _gram_fast(model, Xc, layers) if layers is not None else None
         if gram is None:
             if method == "fast":
                 raise ValueError("the fast path does not apply to this model's forward pass")
@@ -250,6 +254,62 @@ def _fast_path_layers(model: nn.Module) -> list[nn.Module] | None:
         owned.update(id(p) for p in own)
     all_ids = {id(p) for _, p in trainable_parameters(model)}
     return layers if owned == all_ids else None
+
+
+_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.GELU, nn.ELU, nn.Softplus, nn.Sigmoid, nn.SiLU,
+                nn.LeakyReLU, nn.Identity)
+
+
+def _mlp_chain(model: nn.Module):
+    """``(linears, activations)`` when the model is ``Sequential(Linear, act, Linear, ...,
+    Linear)`` with element-wise activations (a leading ``Flatten`` allowed), else None."""
+    if type(model) is not nn.Sequential:
+        return None
+    mods = list(model)
+    if mods and type(mods[0]) is nn.Flatten and mods[0].start_dim == 1 and mods[0].end_dim == -1:
+        mods = mods[1:]
+    if not mods or len(mods) % 2 == 0:
+        return None
+    linears, acts = mods[0::2], mods[1::2]
+    if any(type(m) is not nn.Linear for m in linears):
+        return None
+    if any(type(a) not in _ELEMENTWISE or getattr(a, "inplace", False) for a in acts):
+        return None
+    return linears, acts
+
+
+def _gram_mlp(X: torch.Tensor, linears: list[nn.Linear], acts: list[nn.Module]) -> torch.Tensor:
+    r"""Per-sample Grams of an MLP by explicit back-propagation of the K one-hot cotangents.
+
+    One forward pass stores each layer's input :math:`a_l` and activation derivative
+    :math:`\sigma'(s_l)`; then :math:`g_{l-1} = (g_l W_l)\odot\sigma'(s_{l-1})` carries all K
+    cotangents at once, starting from :math:`g_L = I_K` at the logits.
+    """
+    a = X.flatten(1)
+    inputs, derivs = [], []
+    with torch.no_grad():
+        for i, lin in enumerate(linears):
+            inputs.append(a)
+            s = F.linear(a, lin.weight, lin.bias)
+            if i == len(acts):
+                z = s
+                break
+            with torch.enable_grad():
+                s_in = s.detach().requires_grad_(True)
+                out = acts[i](s_in)
+                (d,) = torch.autograd.grad(out.sum(), s_in)
+            derivs.append(d)
+            a = out.detach()
+    _check_logits(z)
+    N, K = z.shape
+    g = torch.eye(K, device=z.device, dtype=z.dtype).unsqueeze(1).expand(K, N, K)
+    gram = torch.zeros(N, K, K, device=z.device, dtype=z.dtype)
+    with torch.no_grad():
+        for i in range(len(linears) - 1, -1, -1):
+            gram += _layer_gram(linears[i], inputs[i], g)
+            if i > 0:
+                g = (g @ linears[i].weight) * derivs[i - 1]
+    return gram
 
 
 def _gram_fast(model: nn.Module, X: torch.Tensor, layers: list[nn.Module]) -> torch.Tensor | None:
