@@ -631,11 +631,18 @@ def _start_vector(dim, v0, device, dtype, seed) -> torch.Tensor:
     return q / torch.linalg.vector_norm(q)
 
 
+# Ritz values of a short Lanczos run overestimate the spectral gap (measured: 2 iterations at
+# the edge of stability gave a 1 % error under a 0.1 % estimate), so the gap is trusted only
+# after this many iterations beyond k.
+_TRUST_GAP_AFTER = 5
+
+
 def _ritz_error(theta: torch.Tensor, res: torch.Tensor, k: int) -> torch.Tensor:
     r"""Error estimate of the top-k Ritz values: :math:`\min(r, r^2/\delta)` (Kato–Temple),
-    :math:`r` the residual and :math:`\delta` the gap to the nearest other Ritz value."""
+    :math:`r` the residual and :math:`\delta` the gap to the nearest other Ritz value; just
+    :math:`r` (a rigorous bound) while the Ritz values are too few to estimate the gap."""
     m = theta.shape[0]
-    if m == 1:
+    if m < k + _TRUST_GAP_AFTER:  # too few Ritz values to estimate the gap: residual only
         return res
     top = theta[m - k :]
     below = theta[m - k - 1 : m - 1] if m > k else torch.cat([theta[:1] - math.inf,
