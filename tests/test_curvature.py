@@ -342,6 +342,21 @@ def test_lanczos_tolerance_controls_accuracy_and_warm_start_saves_products():
     assert count["n"] < cold
 
 
+@pytest.mark.parametrize("mix", [0.3, 0.6, 0.8, 0.95])
+def test_lanczos_warm_start_near_a_close_pair_meets_the_tolerance(mix):
+    """The edge-of-stability case: top two eigenvalues 3 % apart, warm start mixing their
+    eigenvectors. The eigenvalue error must stay within the tolerance asked for."""
+    g = torch.Generator().manual_seed(7)
+    rest = torch.rand(298, generator=g, dtype=torch.float64) * 2.5 - 0.5
+    eigs = torch.cat([torch.tensor([3.064, 2.976], dtype=torch.float64), rest])
+    Q, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(eigs) @ Q.T
+    v0 = mix * Q[:, 1] + (1 - mix**2) ** 0.5 * Q[:, 0] + 0.05 * Q[:, 5]
+    for tol in (1e-3, 1e-4):
+        val, _ = top_eigenpairs(lambda v: A @ v, 300, tol=tol, v0=v0, dtype=torch.float64)
+        assert abs(float(val[0]) - 3.064) / 3.064 <= tol
+
+
 def test_lanczos_rejects_bad_arguments():
     A = torch.eye(4, dtype=torch.float64)
     with pytest.raises(ValueError, match="k must lie"):
