@@ -24,7 +24,7 @@ from ijr_core.models import MODELS, build_model
 from ijr_core.optimizers import OPTIMIZERS, build_optimizer
 from ijr_core.probe import ProbeState, Snapshot, probe
 from ijr_core.run import Run, RunFormatError, load_run
-from ijr_core.sweep import Sweep, load_sweep, sweep_lr
+from ijr_core.sweep import Sweep, SweepControl, load_sweep, sweep_lr
 from ijr_core.trainer import TrainingControl, train
 from ijr_core.writer import RunWriter
 
@@ -41,5 +41,5 @@ __all__ = [
     "train", "TrainingControl", "probe", "ProbeState", "Snapshot",
     "Run", "load_run", "RunFormatError", "RunWriter",
     # sweeps
-    "sweep_lr", "Sweep", "load_sweep",
+    "sweep_lr", "Sweep", "SweepControl", "load_sweep",
 ]

@@ -16,12 +16,12 @@ stopped and diverged runs exit with 0 (the status is printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -116,6 +116,8 @@ def config_from_args(args: argparse.Namespace):
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"config file {path} is not UTF-8 text (expected JSON)") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -131,16 +133,19 @@ def config_from_args(args: argparse.Namespace):
 
 
 class Progress:
-    """A one-line progress bar with steps/s on stderr, refreshed from a polling thread."""
+    """A one-line progress bar with steps/s on stderr, refreshed from a polling thread.
+    When stderr is not a terminal (a log file, a pipe) it writes one line every
+    ``log_every`` seconds instead, and a last one on :meth:`close`."""
 
-    def __init__(self, total: int, label: str = "", stream=None, interval: float = 0.5) -> None:
+    def __init__(self, total: int, label: str = "", stream=None, interval: float = 0.5,
+                 log_every: float = 30.0) -> None:
         self.total, self.label = max(total, 1), label
         self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
+        self.interval, self.log_every = interval, log_every
         self.value = 0
-        self.note = ""
-        self._t0 = time.perf_counter()
+        self._t0 = self._logged = time.perf_counter()
         self._stop = threading.Event()
+        self._write_lock = threading.Lock()  # the poller and print() write from two threads
         self._thread: threading.Thread | None = None
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
@@ -152,7 +157,7 @@ class Progress:
         eta = (self.total - self.value) / rate if rate > 0 else math.inf
         eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
         return (f"{self.label}[{bar}] {self.value}/{self.total} {100 * frac:3.0f}% "
-                f"{rate:7.1f} steps/s  elapsed {elapsed:5.1f}s  eta {eta_s} {self.note}")
+                f"{rate:7.1f} steps/s  elapsed {elapsed:5.1f}s  eta {eta_s}")
 
     def start(self, poll) -> Progress:
         def loop():
@@ -164,20 +169,50 @@ class Progress:
         self._thread.start()
         return self
 
-    def _draw(self, final: bool = False) -> None:
-        if self._tty:
-            self.stream.write("\r" + self.line() + ("\n" if final else ""))
-        elif final:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+    def print(self, text: str) -> None:
+        """Write a line of its own above the bar (the bar is redrawn on the next refresh)."""
+        with self._write_lock:
+            self.stream.write(("\r\033[K" if self._tty else "") + text + "\n")
+            self.stream.flush()
 
-    def close(self, value: int | None = None) -> None:
+    def _draw(self, final: bool = False) -> None:
+        with self._write_lock:
+            if self._tty:
+                self.stream.write("\r" + self.line() + ("\n" if final else ""))
+            elif final or time.perf_counter() - self._logged >= self.log_every:
+                self._logged = time.perf_counter()
+                self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def close(self, value: int | None = None, clear: bool = False) -> None:
+        """Stop refreshing; draw the final bar at ``value``, or with ``clear`` (on an error)
+        wipe the bar so that the error message stands alone."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         if value is not None:
             self.value = value
-        self._draw(final=True)
+        if not clear:
+            self._draw(final=True)
+        elif self._tty:
+            with self._write_lock:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool, total: int, label: str, poll):
+    """A started :class:`Progress` (None when ``quiet``), closed at ``poll()`` on leaving,
+    wiped on an exception."""
+    progress = None if quiet else Progress(total, label).start(poll)
+    try:
+        yield progress
+    except BaseException:
+        if progress is not None:
+            progress.close(clear=True)
+        raise
+    if progress is not None:
+        progress.close(poll())
 
 
 # --------------------------------------------------------------------------- commands
@@ -188,13 +223,22 @@ def _default_out(name: str) -> Path:
     return Path("runs") / f"{name}-{stamp}"
 
 
-def _out_dir(args, name: str) -> Path:
-    """--out (refusing a non-empty folder unless --force) or runs/<name>-<time>."""
+def _out_dir(args, name: str, kind: str) -> Path:
+    """--out (refusing a non-empty folder unless --force, and a folder holding the other
+    ``kind`` of result, "run" or "sweep", even then) or runs/<name>-<time>."""
     out = Path(args.out) if args.out else _default_out(name)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise UsageError(f"--out {out} is not empty; pass --force to overwrite it")
+    other = {"run": "sweep", "sweep": "run"}[kind]
+    if (out / f"{other}.json").exists():
+        raise UsageError(f"--out {out} holds a {other}; --force overwrites only a {kind} "
+                         "folder, choose another one")
+    try:  # fail now, not after loading the data and building the model
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     return out
 
 
@@ -202,18 +246,14 @@ def cmd_train(args) -> int:
     from ijr_core.trainer import TrainingControl, train
 
     config = config_from_args(args)
-    out = _out_dir(args, config.name or "run")
+    out = _out_dir(args, config.name or "run", "run")
     control = TrainingControl()
-    progress = None if args.quiet else Progress(config.steps, "train ").start(lambda: control.step)
     try:
-        run = train(config, out_dir=out, control=control)
+        with _progress(args.quiet, config.steps, "train ", lambda: control.step):
+            run = train(config, out_dir=out, control=control)
     except KeyboardInterrupt:
-        if progress:
-            progress.close()
         print(f"interrupted; what was recorded is saved in {out}", file=sys.stderr)
         return 130
-    if progress:
-        progress.close(run.step)
     print(f"{run.status}: step {run.step}/{config.steps}, saved to {out}")
     if run.status == "diverged":
         print(f"diverged at step {run.meta.get('diverged_at')}: {run.meta.get('diverged_reason')}")
@@ -243,25 +283,43 @@ def parse_lrs(text: str) -> list[float]:
 
 
 def cmd_sweep(args) -> int:
-    from ijr_core.sweep import sweep_lr
+    from ijr_core.sweep import run_folder_name, sweep_lr
 
     config = config_from_args(args)
     lrs = parse_lrs(args.lrs)
     if args.processes is not None and args.processes < 1:
         raise UsageError(f"--processes must be >= 1, got {args.processes}")
-    out = _out_dir(args, "sweep")
+    out = _out_dir(args, "sweep", "sweep")
     t0 = time.perf_counter()
+    folders = [out / run_folder_name(i, lr) for i, lr in enumerate(lrs)]
 
-    def done(i, lr, run):
-        if not args.quiet:
-            print(f"  η={lr:g}: {run.status} at step {run.step} "
-                  f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    def saved_steps() -> int:  # from the run folders: workers are other processes
+        return sum(min(_saved_step(f), config.steps) for f in folders)
 
-    sweep = sweep_lr(config, lrs, out_dir=out, processes=args.processes, callback=done)
+    try:
+        with _progress(args.quiet, config.steps * len(lrs), "sweep ", saved_steps) as progress:
+
+            def done(i, lr, run):
+                if progress is not None:
+                    progress.print(f"  η={lr:g}: {run.status} at step {run.step} "
+                                   f"({time.perf_counter() - t0:.1f}s)")
+
+            sweep = sweep_lr(config, lrs, out_dir=out, processes=args.processes, callback=done)
+    except KeyboardInterrupt:
+        print(f"interrupted; the runs recorded so far are saved in {out}", file=sys.stderr)
+        return 130
     print(f"sweep of {len(lrs)} learning rates saved to {out} "
           f"({time.perf_counter() - t0:.1f}s)")
     print(format_sweep(sweep))
     return EXIT_FAILED if "failed" in sweep.statuses else EXIT_OK
+
+
+def _saved_step(run_dir: Path) -> int:
+    """The step in ``run_dir/run.json`` (0 while there is none or it cannot be read)."""
+    try:
+        return int(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def cmd_show(args) -> int:
@@ -279,15 +337,16 @@ def cmd_export(args) -> int:
     from ijr_core.run import load_run
     from ijr_core.sweep import is_sweep_folder, load_sweep
 
-    if is_sweep_folder(args.dir):
+    is_sweep = is_sweep_folder(args.dir)
+    if is_sweep:
         sweep = load_sweep(args.dir)
         pairs = [(float(lr), run) for lr, run in zip(sweep.lrs, sweep.runs, strict=True)]
     else:
         pairs = [(None, load_run(args.dir))]
     if args.csv is not None:
-        text, target = export_csv(pairs), args.csv
+        text, target = export_csv(pairs, is_sweep), args.csv
     else:
-        text, target = export_json(pairs), args.json
+        text, target = export_json(pairs, is_sweep), args.json
     if target == "-":
         sys.stdout.write(text)
     else:
@@ -326,14 +385,16 @@ def format_run(run) -> str:
     """Summary table of one run: status, config, phases, first / peak / final metrics."""
     cfg = run.config
     status = f"status     {run.status} at step {run.step}"
-    if run.status == "diverged":
-        status += f" (diverged at {run.meta.get('diverged_at')})"
+    if run.status == "diverged" and run.meta.get("diverged_reason"):
+        status += f": {run.meta['diverged_reason']}"
     lines = [status]
     if run.meta.get("error"):
         lines.append(f"error      {run.meta['error']}")
-    if run.meta.get("source") == "writer":
+    if run.meta.get("source") == "writer":  # its config holds defaults, except loss
+        lr = run.last("lr")
+        eta = f"η={lr:g}" if math.isfinite(lr) else "η not given"
         lines.append(f"config     your own training loop (RunWriter), model "
-                     f"{run.meta.get('model', '?')}, η={cfg.lr:g}, loss {cfg.loss}")
+                     f"{run.meta.get('model', '?')}, {eta}, loss {cfg.loss}")
     elif cfg is not None:
         bs = "full batch" if cfg.batch_size is None else f"batch {cfg.batch_size}"
         lines.append(f"config     {cfg.dataset} n={cfg.n_train}, {cfg.model} "
@@ -358,7 +419,8 @@ def format_run(run) -> str:
 
 
 def format_sweep(sweep) -> str:
-    """One line per learning rate: status, final loss, max ‖H‖ vs 2/η, final ⟨‖J‖²⟩."""
+    """One line per learning rate: status, final loss, max ‖H‖ vs 2/η, final ⟨‖J‖²⟩; a
+    last line for a sweep that was stopped or is still running."""
     lines = [f"{'lr':>8s} {'2/lr':>8s} {'status':>9s} {'step':>6s} {'loss':>9s} "
              f"{'max ‖H‖':>9s} {'⟨‖M‖⟩ pk':>9s} {'⟨‖J‖²⟩':>9s}"]
     max_h, jac = sweep.max_sharpness(), sweep.final_jac()
@@ -368,6 +430,11 @@ def format_sweep(sweep) -> str:
         lines.append(f"{lr:8.4g} {2 / lr:8.4g} {run.status:>9s} {run.step:6d} "
                      f"{_fmt(run.last('train_loss')):>9s} {_fmt(max_h[i]):>9s} "
                      f"{_fmt(peak):>9s} {_fmt(jac[i]):>9s}")
+    status = sweep.meta.get("status") or "finished"
+    if status != "finished":
+        not_done = sweep.meta.get("not_started") or sweep.meta.get("missing_runs") or []
+        lines.append(f"sweep {status}" + (f"; not run: {', '.join(map(str, not_done))}"
+                                          if not_done else ""))
     return "\n".join(lines)
 
 
@@ -375,12 +442,12 @@ def _clean(x: float):
     return float(x) if math.isfinite(x) else None
 
 
-def export_csv(pairs) -> str:
-    """Scalars as CSV, one row per probe step (with an ``lr_sweep`` column for sweeps)."""
+def export_csv(pairs, sweep: bool = False) -> str:
+    """Scalars as CSV, one row per probe step (with an ``lr_sweep`` column for sweeps);
+    ``pairs``: (learning rate of the sweep or None, run)."""
     keys: list[str] = []
     for _, run in pairs:
         keys += [k for k in run.scalars if k not in keys]
-    sweep = pairs[0][0] is not None
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow((["lr_sweep"] if sweep else []) + keys + ["phase"])
@@ -400,7 +467,7 @@ def _csv_value(key: str, value) -> str:
     return repr(float(value)) if math.isfinite(value) else ""
 
 
-def export_json(pairs) -> str:
+def export_json(pairs, sweep: bool = False) -> str:
     """Run summary + scalars (NaN → null) as JSON; a list of those for sweeps."""
     docs = []
     for lr, run in pairs:
@@ -415,7 +482,7 @@ def export_json(pairs) -> str:
         if lr is not None:
             doc["lr_sweep"] = lr
         docs.append(doc)
-    out = docs if pairs[0][0] is not None else docs[0]
+    out = docs if sweep else docs[0]
     return json.dumps(out, indent=1, default=str) + "\n"
 
 
@@ -445,10 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(str(exc))
     except ValueError as exc:  # DatasetError and other input problems
         return _usage(str(exc))
-    except FileNotFoundError as exc:
-        return _usage(f"{exc.filename}: no such file or folder")
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a folder that cannot be created, a file that cannot be read...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _usage(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -462,9 +530,10 @@ def _usage(message: str) -> int:
 def _set_threads(threads: int | None) -> None:
     import torch
 
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
-    if threads is None:
-        has_affinity = hasattr(os, "sched_getaffinity")
-        threads = len(os.sched_getaffinity(0)) if has_affinity else (os.cpu_count() or 1)
-    torch.set_num_threads(int(threads))
+    from ijr_core.config import usable_cores
+
+    cores = usable_cores()
+    most = max(64, 4 * cores)  # far more threads than cores only slows torch down (or crashes it)
+    if threads is not None and not 1 <= threads <= most:
+        raise UsageError(f"--threads must be in 1..{most} ({cores} usable cores), got {threads}")
+    torch.set_num_threads(int(threads if threads is not None else cores))

@@ -49,6 +49,7 @@ __all__ = [
     "field_help",
     "fields_by_group",
     "resolve_device",
+    "usable_cores",
 ]
 
 DATASET_NAMES = (
@@ -84,6 +85,7 @@ class ConfigError(ValueError):
 
 
 _DEEP = {"model": ("mlp", "cnn")}
+_SEED_MAX = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 
 
 def _f(default, help: str, group: str, **extra):  # noqa: A002 - mirrors metadata key
@@ -160,12 +162,16 @@ class RunConfig:
                                "probes", min=2)
     eos_fraction: float = _f(0.9, "Edge of stability once ‖H‖ ≥ eos_fraction · 2/η.", "probes",
                              min=0.0, max=1.0, min_open=True)
-    arp_fraction: float = _f(0.5, "ARP while ⟨‖M‖⟩ ≥ arp_fraction · its running peak.", "probes",
-                             min=0.0, max=1.0, min_open=True)
+    arp_fraction: float = _f(
+        0.5, "ARP while ⟨‖M‖⟩ ≥ arp_fraction · its running peak since the edge of stability.",
+        "probes", min=0.0, max=1.0, min_open=True,
+    )
     # advanced
     loss: str = _f("ce", "Loss: cross-entropy or squared error.", "advanced", choices=LOSS_NAMES)
-    seed: int = _f(0, "Seed of initialisation and batch order.", "advanced", min=0)
-    data_seed: int = _f(0, "Seed of data generation, subsets and label noise.", "advanced", min=0)
+    seed: int = _f(0, "Seed of initialisation and batch order.", "advanced", min=0,
+                   max=_SEED_MAX)
+    data_seed: int = _f(0, "Seed of data generation, subsets and label noise.", "advanced",
+                        min=0, max=_SEED_MAX)
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps.", "advanced", choices=DEVICE_NAMES)
     divergence_factor: float = _f(
         1e3, "Diverged when the loss stays above this multiple of its initial value…",
@@ -443,6 +449,15 @@ def _preset(name: str) -> RunConfig:
 
 
 # -- devices -------------------------------------------------------------------------
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
 
 def resolve_device(name: str = "auto"):
     """torch.device for `name`: "auto" picks cuda, then mps, then cpu.

@@ -471,7 +471,7 @@ def _csv(config: RunConfig) -> RawData:
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
             rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None

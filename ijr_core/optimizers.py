@@ -142,8 +142,8 @@ class _TwoStep(Method):
 
     :math:`\theta` is saved and copied back after the second pass (not recomputed as
     :math:`\theta' - \epsilon`), so the base step starts from exactly the original
-    parameters. Both passes always run (also for :math:`\rho = 0`), so the cost is the same
-    for every :math:`\rho`.
+    parameters, also when the second pass raises. Both passes always run (also for
+    :math:`\rho = 0`), so the cost is the same for every :math:`\rho`.
     """
 
     grad_evals_per_step = 2
@@ -151,13 +151,15 @@ class _TwoStep(Method):
     def step(self, model: nn.Module, X: Tensor, y: Tensor, loss_fn: LossFn) -> float:
         loss, direction = self._direction(model, X, y, loss_fn)
         saved = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p, e in zip(self.params, direction, strict=True):
-                p.add_(e)
-        grads = self._grad(loss_fn(model(X), y))
-        with torch.no_grad():
-            for p, s in zip(self.params, saved, strict=True):
-                p.copy_(s)
+        try:
+            with torch.no_grad():
+                for p, e in zip(self.params, direction, strict=True):
+                    p.add_(e)
+            grads = self._grad(loss_fn(model(X), y))
+        finally:  # θ comes back even when the second pass raises (e.g. out of memory)
+            with torch.no_grad():
+                for p, s in zip(self.params, saved, strict=True):
+                    p.copy_(s)
         self._apply(grads)
         return float(loss.detach())
 

@@ -346,13 +346,9 @@ class Run:
     def phases(
         self, eos_fraction: float | None = None, arp_fraction: float | None = None
     ) -> np.ndarray:
-        """Phase ("I", "II" or "III") at each recorded step, per SCIENCE.md:
+        """Phase ("I", "II" or "III") at each recorded step: the project's operational
+        definition of SCIENCE.md's phases (see :func:`phases_from_scalars`).
 
-        I   until sharpness first reaches eos_fraction · 2/η (with the η of that step);
-        II  after that, while ⟨‖M‖⟩ ≥ arp_fraction · (running peak of ⟨‖M‖⟩ so far);
-        III from the first step after that where ⟨‖M‖⟩ falls below; phases never go back.
-
-        Rows where a metric is missing (NaN) keep the phase of the row before.
         Thresholds default to the run's config (0.9 and 0.5 when it has none)."""
         eos = (
             eos_fraction if eos_fraction is not None else getattr(self.config, "eos_fraction", 0.9)
@@ -395,7 +391,9 @@ class Run:
         """Write the run folder (created if needed); each file atomically. Parameters and
         samples go first and run.json last, so run.json never describes data not yet written."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        if not out.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(out.parent)  # the new folder's own entry survives a crash too
         with self._lock:
             scalars = self.scalars
             samples = self.samples
@@ -478,17 +476,38 @@ def phases_from_scalars(
     eos_fraction: float,
     arp_fraction: float,
 ) -> np.ndarray:
-    """Phases I/II/III (see :meth:`Run.phases`) from the three scalar series."""
+    """Phases I/II/III of SCIENCE.md from the three scalar series (one entry per probe).
+
+    The project's operational definition:
+
+    I   beginning: until ‖H‖ first reaches ``eos_fraction`` · 2/η (with the 2/η of that
+        probe, so a learning rate changed mid-run moves the line);
+    II  ARP: from that probe on, while ⟨‖M‖⟩ ≥ ``arp_fraction`` · its running peak, the
+        peak being counted from the probe where the run reached the edge of stability;
+    III later: from the first probe after that where ⟨‖M‖⟩ falls below; phases never go
+        back, so they always come in the order I → II → III.
+
+    Why the peak counts from the edge of stability and not from step 0: with K = 2 classes
+    ⟨‖M‖⟩ starts at its largest possible value 1/2 (near-uniform predictions at
+    initialisation) and has usually halved before ‖H‖ reaches 2/η, so a peak counted from
+    step 0 would skip the ARP (I → III) even while the run sits at the edge of stability
+    with impure predictions. Counted from the edge of stability, the ARP is the period there
+    during which impurity stays within ``arp_fraction`` of its level since then; for K ≥ 3
+    (⟨‖M‖⟩ ≈ 1/K at initialisation, then the inverted U) both readings agree closely.
+    How impure predictions are in absolute terms is read off the ⟨‖M‖⟩ curve itself.
+
+    A probe where a series is missing (NaN) keeps the phase of the probe before.
+    """
     out = np.empty(len(sharpness), dtype="<U3")
     phase = "I"
     peak = -math.inf
     for i, (h, two, m) in enumerate(zip(sharpness, two_over_eta, m_norm_mean, strict=True)):
-        if math.isfinite(m):
-            peak = max(peak, m)
         if phase == "I" and math.isfinite(h) and math.isfinite(two) and h >= eos_fraction * two:
             phase = "II"
-        if phase == "II" and math.isfinite(m) and m < arp_fraction * peak:
-            phase = "III"
+        if phase != "I" and math.isfinite(m):
+            peak = max(peak, m)
+            if phase == "II" and m < arp_fraction * peak:
+                phase = "III"
         out[i] = phase
     return out
 
@@ -576,6 +595,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     status = doc.get("status")
     if status not in STATUSES:
         raise RunFormatError(f"{path} has status {status!r}; expected one of {', '.join(STATUSES)}")
+    for key, least in (("step", 0), ("checkpoint_limit", 2)):
+        value = doc.get(key, least)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise RunFormatError(f"{path}: {key!r} must be an integer >= {least}, got {value!r}")
     return doc
 
 

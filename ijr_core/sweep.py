@@ -13,16 +13,24 @@ torch and the data takes seconds). A GPU sweep runs in this process, one run aft
 other. Runs travel between processes as saved run folders (configs as plain dicts), never
 as pickled tensors.
 
+A :class:`SweepControl` stops a running sweep from another thread (a UI): runs not yet
+started are never started, runs in progress (in this process or in a worker) stop at their
+next step with status "stopped", keeping what they recorded, and the sweep folder then lists
+the runs that did start, with status "stopped".
+
 On disk a sweep is a folder: ``sweep.json`` (schema_version, base config, learning rates,
-run folder names, status) and one run folder per η.
+run folder names, status) and one run folder per η. While a sweep is running (or after it was
+stopped or killed) the runs that have not written a run folder yet are skipped on loading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +44,51 @@ from ijr_core.run import Run, RunFormatError, atomic_write_text, load_run, now_i
 SWEEP_SCHEMA_VERSION = 1
 
 SweepCallback = Callable[[int, float, Run], None]
+
+
+class SweepControl:
+    """Stops a running :func:`sweep_lr` from another thread; ``stop()`` is thread-safe,
+    idempotent and returns at once (the runs in progress end at their next step).
+
+    One control per sweep. ``stopped`` is True from ``stop()`` on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._hooks: list[Callable[[], None]] = []
+
+    def stop(self) -> None:
+        """Start no more runs and stop the ones in progress (status "stopped")."""
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
+
+    def _on_stop(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` when stopped (at once when already stopped)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._hooks.append(hook)
+                return
+        hook()
+
+    def _detach(self) -> None:
+        """Forget the hooks of a sweep that has ended."""
+        with self._lock:
+            self._hooks = []
+
+    def _training_control(self):
+        """A TrainingControl for one run in this process, stopped with the sweep."""
+        from ijr_core.trainer import TrainingControl
+
+        return TrainingControl(stop_event=self._event)
 
 
 @dataclass
@@ -96,6 +149,13 @@ class Sweep:
     def statuses(self) -> list[str]:
         return [r.status for r in self.runs]
 
+    @property
+    def status(self) -> str:
+        """"finished"; "stopped" when the sweep was stopped before all its runs were done
+        (``meta["not_started"]`` then lists the learning rates never trained); a loaded sweep
+        folder can also say "running" or "failed" (a sweep in progress, killed or failed)."""
+        return self.meta.get("status") or "finished"
+
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write the sweep folder: every run plus sweep.json (atomic writes)."""
         out = Path(out_dir)
@@ -103,7 +163,7 @@ class Sweep:
         names = [run_folder_name(i, lr) for i, lr in enumerate(self.lrs)]
         for name, run in zip(names, self.runs, strict=True):
             run.save(out / name)
-        _write_sweep_json(out, self.config, self.lrs, names, self.meta, status="finished")
+        _write_sweep_json(out, self.config, self.lrs, names, self.meta, status=self.status)
         return out
 
 
@@ -120,7 +180,7 @@ def _write_sweep_json(out: Path, config, lrs, names, meta, status: str) -> None:
         "config": config.to_dict(),
         "lrs": [float(x) for x in lrs],
         "runs": list(names),
-        "meta": {**meta, "updated": now_iso()},
+        "meta": {**{k: v for k, v in meta.items() if k != "status"}, "updated": now_iso()},
     }
     atomic_write_text(out / "sweep.json", json.dumps(doc, indent=2, default=str) + "\n")
 
@@ -140,23 +200,35 @@ def _check_lrs(lrs: Sequence[float]) -> np.ndarray:
 
 def default_processes(config, n_runs: int) -> int:
     """Worker processes for a sweep: every CPU core on the CPU, 1 on an accelerator."""
-    from ijr_core.config import resolve_device
+    from ijr_core.config import resolve_device, usable_cores
 
     if resolve_device(config.device).type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(n_runs, cores or 1))
+    return max(1, min(n_runs, usable_cores()))
 
 
-def _worker(config_dict: dict, run_dir: str, threads: int) -> str:
-    """Body of one sweep process: train one config into ``run_dir``; returns the status."""
+_STOP_EVENT = None  # in a worker process: the sweep's stop event (see _init_worker)
+
+
+def _init_worker(stop_event) -> None:
+    """Initializer of each worker process: keep the sweep's (multiprocessing) stop event."""
+    global _STOP_EVENT
+    _STOP_EVENT = stop_event
+
+
+def _worker(config_dict: dict, run_dir: str, threads: int) -> str | None:
+    """Body of one sweep process: train one config into ``run_dir``; returns the status,
+    or None when the sweep was stopped before this run started."""
     import torch
 
     from ijr_core.config import RunConfig
-    from ijr_core.trainer import train
+    from ijr_core.trainer import TrainingControl, train
 
+    if _STOP_EVENT is not None and _STOP_EVENT.is_set():
+        return None
     torch.set_num_threads(threads)
-    run = train(RunConfig.from_dict(config_dict), out_dir=run_dir)
+    control = TrainingControl(stop_event=_STOP_EVENT)
+    run = train(RunConfig.from_dict(config_dict), out_dir=run_dir, control=control)
     return run.status
 
 
@@ -166,30 +238,55 @@ def sweep_lr(
     out_dir: str | os.PathLike | None = None,
     processes: int | None = None,
     callback: SweepCallback | None = None,
+    control: SweepControl | None = None,
 ) -> Sweep:
     """Train ``config`` once per learning rate and collect the runs in a :class:`Sweep`.
 
-    ``processes``: worker processes (None = :func:`default_processes`; 1 = in this process,
-    one run after the other). ``callback(i, lr, run)`` is called as each run completes
-    (in parallel sweeps possibly from a helper thread, never two at once).
+    ``processes``: processes in all, this one included (None = :func:`default_processes`;
+    1 = in this process, one run after the other; never more than there are runs).
+    ``callback(i, lr, run)`` is called as each run completes (in parallel sweeps possibly
+    from a helper thread, never two at once).
     With ``out_dir`` the sweep folder is written there (runs autosave while training);
-    without, runs go through a temporary folder.
+    without, runs go through a temporary folder. ``control`` (a :class:`SweepControl`) lets
+    another thread stop the sweep: the returned Sweep (and sweep.json) then holds only the
+    runs that started, with ``status == "stopped"`` and ``meta["not_started"]`` the
+    learning rates never trained.
     """
     lrs_arr = _check_lrs(lrs)
     configs = [config.replace(lr=float(lr)) for lr in lrs_arr]
     n_proc = default_processes(config, len(configs)) if processes is None else int(processes)
     if n_proc < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
+    n_proc = min(n_proc, len(configs))  # no idle workers
+    if control is None:
+        control = SweepControl()
+    elif not isinstance(control, SweepControl):
+        raise TypeError(f"control must be a SweepControl, got {type(control).__name__}")
     names = [run_folder_name(i, lr) for i, lr in enumerate(lrs_arr)]
     meta = {"created": now_iso(), "processes": n_proc}
     with _sweep_folder(out_dir) as folder:
         _write_sweep_json(folder, config, lrs_arr, names, meta, status="running")
-        if n_proc == 1:
-            runs = _sequential(configs, folder, names, lrs_arr, callback)
-        else:
-            runs = _parallel(configs, folder, names, lrs_arr, callback, n_proc)
-        _write_sweep_json(folder, config, lrs_arr, names, meta, status="finished")
-    return Sweep(config=config, lrs=lrs_arr, runs=runs, meta=meta)
+        try:
+            if n_proc == 1:
+                runs = _sequential(configs, folder, names, lrs_arr, callback, control)
+            else:
+                runs = _parallel(configs, folder, names, lrs_arr, callback, n_proc, control)
+        except BaseException as exc:
+            status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+            with contextlib.suppress(OSError):  # keep the original error
+                _write_sweep_json(folder, config, lrs_arr, names, meta, status=status)
+            raise
+        finally:
+            control._detach()
+        started = [i for i, run in enumerate(runs) if run is not None]
+        stopped = len(started) < len(runs) or any(runs[i].status == "stopped" for i in started)
+        meta["status"] = "stopped" if stopped else "finished"
+        if len(started) < len(runs):
+            meta["not_started"] = [float(lrs_arr[i]) for i in range(len(runs)) if runs[i] is None]
+        lrs_arr = lrs_arr[started]
+        _write_sweep_json(folder, config, lrs_arr, [names[i] for i in started], meta,
+                          status=meta["status"])
+    return Sweep(config=config, lrs=lrs_arr, runs=[runs[i] for i in started], meta=meta)
 
 
 class _sweep_folder:
@@ -212,27 +309,29 @@ class _sweep_folder:
             self._tmp.cleanup()
 
 
-def _sequential(configs, folder, names, lrs, callback) -> list[Run]:
-    """Train the configs in this process, one after the other."""
+def _sequential(configs, folder, names, lrs, callback, control) -> list[Run | None]:
+    """Train the configs in this process, one after the other (None: never started)."""
     from ijr_core.trainer import train
 
-    runs = []
+    runs: list[Run | None] = [None] * len(configs)
     for i, (cfg, name) in enumerate(zip(configs, names, strict=True)):
-        runs.append(train(cfg, out_dir=folder / name))
+        if control.stopped:
+            break
+        runs[i] = train(cfg, out_dir=folder / name, control=control._training_control())
         if callback is not None:
-            callback(i, float(lrs[i]), runs[-1])
+            callback(i, float(lrs[i]), runs[i])
     return runs
 
 
-def _parallel(configs, folder, names, lrs, callback, n_proc) -> list[Run]:
+def _parallel(configs, folder, names, lrs, callback, n_proc, control) -> list[Run | None]:
     """Train the configs on ``n_proc`` cores: this process (already warm: torch imported,
     data cached) plus ``n_proc - 1`` spawned worker processes, all pulling from one job
-    queue, one torch thread each. Whatever a broken worker pool leaves is done here."""
-    import threading
-
+    queue, one torch thread each. Whatever a broken worker pool leaves is done here.
+    Stopping closes the queue and sets the workers' stop event."""
     import torch
 
     jobs = _JobQueue(len(configs))
+    control._on_stop(jobs.close)
     runs: list[Run | None] = [None] * len(configs)
     errors: list[BaseException] = []
     report = threading.Lock()
@@ -249,7 +348,8 @@ def _parallel(configs, folder, names, lrs, callback, n_proc) -> list[Run]:
 
         while (i := jobs.take()) is not None:
             try:
-                pool.submit(_worker, configs[i].to_dict(), str(folder / names[i]), 1).result()
+                status = pool.submit(_worker, configs[i].to_dict(), str(folder / names[i]),
+                                     1).result()
             except (BrokenProcessPool, OSError):
                 jobs.give_back(i)  # this process will train it
                 return
@@ -257,20 +357,33 @@ def _parallel(configs, folder, names, lrs, callback, n_proc) -> list[Run]:
                 errors.append(exc)
                 jobs.close()
                 return
-            record(i, load_run(folder / names[i]))
+            if status is None:  # the sweep was stopped before this run started
+                continue
+            try:
+                record(i, load_run(folder / names[i]))
+            except BaseException as exc:  # a damaged folder, a failing callback
+                errors.append(exc)
+                jobs.close()
+                return
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with _worker_pool(n_proc - 1) as pool:
-            feeders = [threading.Thread(target=feed, args=(pool,), daemon=True)
-                       for _ in range(n_proc - 1 if pool is not None else 0)]
+        with _worker_pool(n_proc - 1) as workers:
+            if workers.stop_event is not None:
+                control._on_stop(workers.stop_event.set)
+            feeders = [threading.Thread(target=feed, args=(workers.pool,), daemon=True)
+                       for _ in range(n_proc - 1 if workers.pool is not None else 0)]
             for t in feeders:
                 t.start()
-            _drain_here(jobs, configs, folder, names, record)
+            try:
+                _drain_here(jobs, configs, folder, names, record, control)
+            except BaseException:
+                workers.stop()  # an error here: the workers need not finish their runs
+                raise
             for t in feeders:
                 t.join()
-        _drain_here(jobs, configs, folder, names, record)  # jobs a broken pool gave back
+        _drain_here(jobs, configs, folder, names, record, control)  # jobs a broken pool gave back
     finally:
         torch.set_num_threads(threads_before)
     if errors:
@@ -278,12 +391,13 @@ def _parallel(configs, folder, names, lrs, callback, n_proc) -> list[Run]:
     return runs
 
 
-def _drain_here(jobs, configs, folder, names, record) -> None:
+def _drain_here(jobs, configs, folder, names, record, control) -> None:
     from ijr_core.trainer import train
 
     while (i := jobs.take()) is not None:
         try:
-            record(i, train(configs[i], out_dir=folder / names[i]))
+            record(i, train(configs[i], out_dir=folder / names[i],
+                            control=control._training_control()))
         except BaseException:
             jobs.close()
             raise
@@ -293,8 +407,6 @@ class _JobQueue:
     """Indices 0..n-1 handed out once each (thread-safe); closing stops handing out."""
 
     def __init__(self, n: int) -> None:
-        import threading
-
         self._lock = threading.Lock()
         self._todo = list(range(n))
         self._closed = False
@@ -313,23 +425,32 @@ class _JobQueue:
 
 
 class _worker_pool:
-    """A spawn-context process pool of ``n`` workers, or None when n = 0 or processes
-    cannot be started here."""
+    """A spawn-context process pool of ``n`` workers sharing one stop event (``pool`` and
+    ``stop_event`` are None when n = 0 or processes cannot be started here)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.pool: ProcessPoolExecutor | None = None
+        self.stop_event = None
 
-    def __enter__(self) -> ProcessPoolExecutor | None:
+    def __enter__(self) -> _worker_pool:
         import multiprocessing
 
         if self.n >= 1:
             try:
                 ctx = multiprocessing.get_context("spawn")
-                self.pool = ProcessPoolExecutor(max_workers=self.n, mp_context=ctx)
-            except (OSError, NotImplementedError, ValueError):
-                self.pool = None
-        return self.pool
+                self.stop_event = ctx.Event()
+                self.pool = ProcessPoolExecutor(max_workers=self.n, mp_context=ctx,
+                                                initializer=_init_worker,
+                                                initargs=(self.stop_event,))
+            except (OSError, NotImplementedError, ValueError, ImportError):
+                self.pool = self.stop_event = None
+        return self
+
+    def stop(self) -> None:
+        """Tell the workers to stop their runs at the next step."""
+        if self.stop_event is not None:
+            self.stop_event.set()
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
@@ -337,7 +458,11 @@ class _worker_pool:
 
 
 def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
-    """Load a sweep folder; a damaged one raises :class:`RunFormatError` saying what is wrong."""
+    """Load a sweep folder; a damaged one raises :class:`RunFormatError` saying what is wrong.
+
+    A sweep that is still running, or was stopped or killed, lists runs that may not have
+    written their folder yet: those are skipped (``meta["missing_runs"]`` names them). In a
+    finished sweep every run must be there."""
     folder = Path(sweep_dir)
     path = folder / "sweep.json"
     if not path.exists():
@@ -354,18 +479,34 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
     for key in ("config", "lrs", "runs"):
         if key not in doc:
             raise RunFormatError(f"{path} has no {key!r}")
-    if len(doc["lrs"]) != len(doc["runs"]):
-        n_lr, n_runs = len(doc["lrs"]), len(doc["runs"])
-        raise RunFormatError(f"{path}: {n_lr} learning rates but {n_runs} runs")
+    lrs, names, meta = doc["lrs"], doc["runs"], doc.get("meta", {})
+    if not isinstance(lrs, list) or not all(isinstance(x, (int, float)) for x in lrs):
+        raise RunFormatError(f"{path}: 'lrs' must be a list of numbers")
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise RunFormatError(f"{path}: 'runs' must be a list of folder names")
+    if not isinstance(meta, dict):
+        raise RunFormatError(f"{path}: 'meta' must be an object")
+    if len(lrs) != len(names):
+        raise RunFormatError(f"{path}: {len(lrs)} learning rates but {len(names)} runs")
     from ijr_core.config import RunConfig
 
     try:
         config = RunConfig.from_dict(doc["config"])
     except (ValueError, TypeError) as exc:
         raise RunFormatError(f"{path}: invalid config: {exc}") from None
-    runs = [load_run(folder / name) for name in doc["runs"]]
-    meta = {**doc.get("meta", {}), "status": doc.get("status")}
-    return Sweep(config=config, lrs=np.asarray(doc["lrs"], dtype=np.float64), runs=runs, meta=meta)
+    status = doc.get("status")
+    kept, missing = [], []
+    for i, name in enumerate(names):
+        if status != "finished" and not (folder / name / "run.json").exists():
+            missing.append(name)
+        else:
+            kept.append(i)
+    runs = [load_run(folder / names[i]) for i in kept]
+    meta = {**meta, "status": status}
+    if missing:
+        meta["missing_runs"] = missing
+    return Sweep(config=config, lrs=np.asarray([lrs[i] for i in kept], dtype=np.float64),
+                 runs=runs, meta=meta)
 
 
 def is_sweep_folder(path: str | os.PathLike) -> bool:

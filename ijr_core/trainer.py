@@ -14,8 +14,9 @@ not divergence. Divergence never raises; everything recorded so far is kept and
 ``meta["diverged_at"]`` names the step.
 
 An exception inside the loop ends the run with status "failed" and ``meta["error"]``; the
-Run is returned (and saved). Errors while setting up (bad config, missing data file) are
-raised to the caller, since there is no run yet.
+Run is returned (and saved; when saving itself fails, e.g. on a full disk, the Run is still
+returned, with ``meta["save_error"]``). Errors while setting up (bad config, missing data
+file) are raised to the caller, since there is no run yet.
 """
 
 from __future__ import annotations
@@ -45,13 +46,19 @@ class TrainingControl:
     the loop has actually stopped stepping (after the step or probe in progress). All
     methods are thread-safe. While training, ``run`` is the live :class:`Run` (take
     ``latest()`` for a consistent copy) and ``step`` the current step.
+
+    One control per run: a stopped control stops any run it is given at once.
+
+    ``stop_event``: an event shared with whoever else may stop the run (anything with
+    ``set()`` and ``is_set()``: a ``threading.Event``, a ``multiprocessing`` event for a run
+    in another process); setting it is the same as ``stop()``. Default: a fresh one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stop_event=None) -> None:
         self._lock = threading.Lock()
         self._running = threading.Event()
         self._running.set()
-        self._stop = threading.Event()
+        self._stop = stop_event if stop_event is not None else threading.Event()
         self._idle = threading.Event()
         self._lr: float | None = None
         self._rho: float | None = None
@@ -272,7 +279,12 @@ class _Loop:
 
     def finish(self, status: str, **meta) -> None:
         self.run.set_status(status, wall_time=self.elapsed(), train_time=self.train_time, **meta)
-        self.save()
+        try:
+            self.save()
+        except OSError as exc:  # e.g. the disk is full: a failed run is still returned
+            if status != "failed":
+                raise  # run_loop turns it into a failed run
+            self.run.meta["save_error"] = f"{type(exc).__name__}: {exc}"
 
     # ---- the loop
 

@@ -20,6 +20,7 @@ NaN (and the other way round).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ class RunWriter:
         self.model = model
         self.probe_X, self.probe_y = probe_X, probe_y
         self.test_X, self.test_y = test_X, test_y
-        self.lr = None if lr is None else float(lr)
+        self.lr = None
+        if lr is not None:
+            self.set_lr(lr)
         self.loss, self.n_eigs, self.eig_tol = loss, int(n_eigs), float(eig_tol)
         self.save_params = save_params
         self.state = ProbeState()
@@ -120,7 +123,10 @@ class RunWriter:
 
     def set_lr(self, lr: float) -> None:
         """The learning rate used for lr / 2/η from the next probe on."""
-        self.lr = float(lr)
+        lr = float(lr)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr}")
+        self.lr = lr
 
     def probe(self, step: int, lr: float | None = None) -> Snapshot:
         """Measure every metric at the model's current parameters, record it at ``step``

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,8 @@ BAD_INPUTS = {
     "unknown option": (["train", "--colour", "red"], "unrecognized arguments: --colour"),
     "missing config": (["train", "--config", "/nonexistent.json"], "cannot read config file"),
     "no command": ([], "give a command"),
-    "bad threads": (["--threads", "0", "presets"], "--threads must be >= 1"),
+    "bad threads": (["--threads", "0", "presets"], "--threads must be in 1.."),
+    "too many threads": (["--threads", "99999", "presets"], "--threads must be in 1.."),
     "bad lrs": (["sweep", "--lrs", "0.1,abc"], "'abc' is not a number"),
     "negative lr in lrs": (["sweep", "--lrs", "0.1,-2"], "finite and > 0"),
     "missing run": (["show", "/nonexistent/run"], "does not exist"),
@@ -101,6 +103,9 @@ def test_out_folder_is_not_overwritten_without_force(trained, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "train", *SMALL, "--steps", "2", "--quiet", "--force",
                            "--out", tmp_path)
     assert code == 0 and load_run(tmp_path).step == 2
+    # --force never mixes a run and a sweep in one folder (show would read the wrong one)
+    code, _, err = run_cli(capsys, "sweep", *SMALL, "--lrs", "0.1", "--force", "--out", tmp_path)
+    assert code == 2 and "holds a run; --force overwrites only a sweep folder" in err
 
 
 def test_bad_json_config_and_damaged_run_folder(tmp_path, capsys, trained):
@@ -108,6 +113,9 @@ def test_bad_json_config_and_damaged_run_folder(tmp_path, capsys, trained):
     bad.write_text("{oops")
     code, _, err = run_cli(capsys, "train", "--config", bad)
     assert code == 2 and "is not valid JSON" in err and len(err.strip().splitlines()) == 1
+    bad.write_bytes(b"\xff\xfe{}")
+    code, _, err = run_cli(capsys, "train", "--config", bad)
+    assert code == 2 and f"config file {bad} is not UTF-8 text" in err
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     for p in trained.iterdir():
@@ -152,6 +160,37 @@ def test_sweep_show_and_export(tmp_path, capsys):
     assert len(rows) == 8 and {r["lr_sweep"] for r in rows} == {"0.5", "1.5"}
 
 
+def test_stopped_sweep_shows_and_exports_even_without_runs(tmp_path, capsys):
+    from ijr_core.config import RunConfig
+    from ijr_core.sweep import SweepControl, sweep_lr
+
+    control = SweepControl()
+    control.stop()
+    cfg = RunConfig(dataset="moons", n_train=64, n_test=32, probe_size=64, width=16, steps=4)
+    sweep_lr(cfg, [0.5, 1.0], out_dir=tmp_path, processes=1, control=control)
+    code, out, _ = run_cli(capsys, "show", tmp_path)
+    assert code == 0 and "sweep stopped; not run: 0.5, 1.0" in out
+    code, out, _ = run_cli(capsys, "export", tmp_path, "--csv")
+    assert code == 0 and out.startswith("lr_sweep,")
+    code, out, _ = run_cli(capsys, "export", tmp_path, "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_sweep_progress_bar_and_per_run_lines(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "sweep", *SMALL, "--lrs", "0.5,1.5", "--processes", "1",
+                           "--out", tmp_path / "sw")
+    assert code == 0
+    assert "η=0.5: finished at step 12" in err and "η=1.5: finished at step 12" in err
+    assert "sweep [" in err and "24/24" in err and "steps/s" in err
+
+
+def test_unwritable_out_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(capsys, "train", *SMALL, "--out", tmp_path / "file" / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "cannot create --out" in err
+
+
 def test_presets_listed(capsys):
     code, out, _ = run_cli(capsys, "--threads", "1", "presets")
     assert code == 0 and "edge-of-stability" in out and "ejr-vs-sam" in out
@@ -167,6 +206,18 @@ def test_parse_lrs_and_progress_line():
     assert "100/100" in stream.getvalue()
 
 
+def test_progress_writes_a_line_now_and_then_when_not_a_terminal():
+    stream = io.StringIO()  # not a tty: no \r redraws, a plain line every log_every seconds
+    p = Progress(10, "x ", stream=stream, interval=0.01, log_every=0.05)
+    p.start(lambda: 5)
+    time.sleep(0.3)
+    p.print("a line of its own")
+    p.close(10)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and "a line of its own" in lines
+    assert 2 <= sum("5/10" in line for line in lines) <= 8 and lines[-1].startswith("x [#")
+
+
 def test_python_dash_m_entry_point(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "ijr_core", "train", "--preset", "nope"],
@@ -175,3 +226,33 @@ def test_python_dash_m_entry_point(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown preset 'nope'; known presets:")
     assert "edge-of-stability" in lines[0]
+
+
+def test_show_says_why_a_run_diverged():
+    from ijr_core.cli import format_run
+    from ijr_core.config import RunConfig
+    from ijr_core.run import Run
+
+    run = Run(RunConfig(lr=60.0))
+    run.append_scalars(0, train_loss=2.3, sharpness=1.0, two_over_eta=2 / 60, m_norm_mean=0.1)
+    run.append_scalars(5, train_loss=float("nan"))
+    run.set_status("diverged", diverged_at=5, diverged_reason="the loss became nan")
+    assert format_run(run).splitlines()[0] == "status     diverged at step 5: the loss became nan"
+
+
+def test_progress_on_a_terminal_redraws_in_place_and_is_wiped_on_an_error():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    from ijr_core.cli import _progress
+
+    stream = Tty()
+    p = Progress(10, "x ", stream=stream, interval=0.01).start(lambda: 3)
+    time.sleep(0.1)
+    p.close(clear=True)
+    text = stream.getvalue()
+    assert text.startswith("\r") and "3/10" in text and text.endswith("\r\033[K")
+    with pytest.raises(KeyError), _progress(True, 10, "x ", lambda: 0) as quiet:
+        assert quiet is None
+        raise KeyError("setup failed")

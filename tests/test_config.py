@@ -84,8 +84,9 @@ BAD = [
     (dict(depth=0), "depth", "[1, "),
     (dict(n_classes=1), "n_classes", "[2, "),
     (dict(noise=-0.5), "noise", "[0.0, inf)"),
-    (dict(seed=-1), "seed", "[0, inf)"),
-    (dict(data_seed=-3), "data_seed", "[0, inf)"),
+    (dict(seed=-1), "seed", "[0, 9223372036854775807]"),
+    (dict(seed=2**64), "seed", "[0, 9223372036854775807]"),  # torch.manual_seed overflows
+    (dict(data_seed=-3), "data_seed", "[0, 9223372036854775807]"),
     (dict(checkpoint_limit=1), "checkpoint_limit", "[2, inf)"),
     (dict(divergence_factor=1.0), "divergence_factor", "(1.0, inf)"),
     (dict(divergence_window=0), "divergence_window", "[1, inf)"),
@@ -394,3 +395,13 @@ def test_gd_presets_reach_the_edge_of_stability(name, probe_steps):
             peak = max(peak, float(sharpness(model, X, y)[0]))
     assert first < 0.5 * 2 / c.lr
     assert peak >= 0.9 * 2 / c.lr, (name, first, peak)
+
+
+def test_usable_cores_counts_the_cores_this_process_may_use():
+    import os
+
+    from ijr_core.config import usable_cores
+
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert usable_cores() == len(os.sched_getaffinity(0))

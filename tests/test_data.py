@@ -370,6 +370,15 @@ def test_csv_label_column_by_name_with_string_labels(tmp_path):
     assert [d.class_names[k] for k in y] == [species[int(x)] for x in X[:, 0]]
 
 
+def test_csv_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"\xef\xbb\xbfkind,x\nb,1\na,2\nb,3\na,4\nb,5\na,6\n")
+    cfg = RunConfig(dataset="csv", data_path=str(path), n_train=4, n_test=2, label_noise=0.0,
+                    csv_label_column="kind")  # the first column's name, right after the BOM
+    d = load_dataset(cfg)
+    assert d.class_names == ["a", "b"] and d.input_shape == (1,)
+
+
 def test_csv_without_header_uses_last_column_and_numeric_order(tmp_path):
     rows = "".join(f"{i},{i * 2},{[10, 2, 10, 2, 33, 33][i]}\n" for i in range(6))
     d = _csv(tmp_path, rows)

@@ -138,6 +138,24 @@ def test_parameters_restored_exactly_between_passes(name):
         assert_equal(params(model), sgd_update(theta0, g, 0.2))
 
 
+@pytest.mark.parametrize("name", TWO_STEP)
+def test_parameters_restored_when_the_second_pass_raises(name):
+    model = make_model()
+    X, y = make_data()
+    method = build_optimizer(make_config(name, rho=0.3), model)
+    theta0, calls = params(model), []
+
+    def failing_second_pass(logits, y):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return F.cross_entropy(logits, y)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        method.step(model, X, y, failing_second_pass)
+    assert_equal(params(model), theta0)
+
+
 def reference_two_step(model, X, y, direction, lr):
     """θ - lr ∇L(θ + ε), ε = direction(θ, g0), with torch.autograd by hand."""
     theta = [p.detach().clone().requires_grad_() for p in model.parameters()]

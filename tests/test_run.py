@@ -193,6 +193,9 @@ DAMAGE = {
     "future schema": (lambda f: _edit_json(f, schema_version=99), "schema_version 99"),
     "bad status": (lambda f: _edit_json(f, status="exploded"), "status 'exploded'"),
     "bad config": (lambda f: _edit_json(f, config={"lr": -1}), "invalid config.*lr"),
+    "bad step": (lambda f: _edit_json(f, step="ten"), "'step' must be an integer >= 0, got 'ten'"),
+    "bad checkpoint_limit": (lambda f: _edit_json(f, checkpoint_limit=1.5),
+                             "'checkpoint_limit' must be an integer >= 2"),
     "unknown config field": (lambda f: _edit_json(f, config={"colour": 1}), "colour"),
     "missing scalars": (lambda f: (f / "scalars.npz").unlink(), r"scalars\.npz is missing"),
     "missing samples": (lambda f: (f / "samples.npz").unlink(), r"samples\.npz is missing"),
@@ -316,24 +319,61 @@ def test_atomic_write_replaces_file(tmp_path):
     assert path.read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
+def test_saving_fsyncs_each_folder_after_its_renames_and_a_new_folder_s_parent(
+    tmp_path, monkeypatch
+):
+    synced = []
+    monkeypatch.setattr(run_mod, "_fsync_dir", lambda folder: synced.append(folder))
+    make_run(2).save(tmp_path / "new")
+    assert synced[0] == tmp_path  # the new folder's entry
+    assert synced[1:] == [tmp_path / "new"] * 4  # after each of the four renames
+    synced.clear()
+    make_run(2).save(tmp_path / "new")
+    assert synced == [tmp_path / "new"] * 4
+
+
 # --------------------------------------------------------------------------- phases
 
 
 def test_phases_follow_the_definition():
     two = np.full(8, 4.0)
     h = np.array([1.0, 2.0, 3.5, 3.7, 4.1, 3.9, 4.0, 2.0])  # reaches 0.9·4 = 3.6 at index 3
-    m = np.array([0.1, 0.3, 0.28, 0.25, 0.2, 0.16, 0.14, 0.5])  # peak 0.3 → ARP while ≥ 0.15
+    m = np.array([0.1, 0.3, 0.28, 0.25, 0.2, 0.16, 0.12, 0.5])  # peak since EoS 0.25 → ≥ 0.125
     ph = phases_from_scalars(h, two, m, 0.9, 0.5)
     assert list(ph) == ["I", "I", "I", "II", "II", "II", "III", "III"]  # never goes back
 
 
-def test_phases_skip_arp_when_impurity_already_low_and_respect_fractions():
+def test_phases_count_the_peak_from_the_edge_of_stability_and_respect_fractions():
     two = np.full(4, 4.0)
     h = np.array([1.0, 4.0, 4.0, 4.0])
-    m = np.array([0.4, 0.1, 0.1, 0.1])
-    assert list(phases_from_scalars(h, two, m, 0.9, 0.5)) == ["I", "III", "III", "III"]
-    assert list(phases_from_scalars(h, two, m, 0.9, 0.2)) == ["I", "II", "II", "II"]
+    m = np.array([0.4, 0.1, 0.1, 0.04])  # peak since the EoS is 0.1, not the earlier 0.4
+    assert list(phases_from_scalars(h, two, m, 0.9, 0.5)) == ["I", "II", "II", "III"]
+    assert list(phases_from_scalars(h, two, m, 0.9, 0.3)) == ["I", "II", "II", "II"]
     assert list(phases_from_scalars(h, two, m, 1.5, 0.5)) == ["I"] * 4
+    # a peak that rises after the EoS is the new reference
+    m = np.array([0.4, 0.1, 0.3, 0.14])
+    assert list(phases_from_scalars(h, two, m, 0.9, 0.5)) == ["I", "II", "II", "III"]
+
+
+def test_phases_for_two_classes_do_not_skip_the_arp():
+    # K = 2: ⟨‖M‖⟩ starts at its maximum 1/2 (uniform predictions) and has more than
+    # halved before the EoS (two-moons: 0.50 → 0.25 by step 175); counted from step 0
+    # the ARP would be skipped (I → III).
+    two = np.full(9, 6.67)
+    h = np.array([1.9, 1.8, 2.8, 5.2, 6.6, 7.6, 6.9, 7.0, 6.8])
+    m = np.array([0.50, 0.28, 0.275, 0.26, 0.246, 0.24, 0.20, 0.13, 0.11])
+    ph = phases_from_scalars(h, two, m, 0.9, 0.5)
+    assert list(ph) == ["I"] * 4 + ["II"] * 4 + ["III"]  # III once below 0.5 · 0.246
+
+
+def test_phases_for_ten_classes_follow_the_inverted_u():
+    # K = 10 (SCIENCE.md's digits setting): ⟨‖M‖⟩ ≈ 1/K at initialisation, peaks before
+    # the EoS, falls as the fit becomes pure; the EoS preset measured here.
+    two = np.full(11, 4.0)
+    h = np.array([0.67, 1.2, 1.7, 2.4, 3.3, 4.6, 6.5, 5.8, 5.4, 4.4, 3.6])
+    m = np.array([0.120, 0.252, 0.243, 0.238, 0.231, 0.221, 0.203, 0.150, 0.121, 0.093, 0.068])
+    ph = phases_from_scalars(h, two, m, 0.9, 0.5)
+    assert list(ph) == ["I"] * 5 + ["II"] * 4 + ["III"] * 2  # III below 0.5 · 0.221
 
 
 def test_phases_use_two_over_eta_per_step_and_carry_over_nan_rows():
@@ -351,7 +391,8 @@ def test_run_phases_and_spans_use_config_thresholds():
         run.append_scalars(step, sharpness=h, two_over_eta=4.0, m_norm_mean=m)
     assert list(run.phases()) == ["I", "II", "II", "III", "III"]
     assert run.phase_spans() == [("I", 0, 10), ("II", 10, 30), ("III", 30, 40)]
-    assert list(run.phases(eos_fraction=0.95)) == ["I", "I", "II", "III", "III"]
+    # reaching the EoS at step 20 (peak 0.2 from there), 0.1 is not below 0.5 · 0.2
+    assert list(run.phases(eos_fraction=0.95)) == ["I", "I", "II", "II", "III"]
 
 
 # --------------------------------------------------------------------------- thinning

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from ijr_core.config import RunConfig
 from ijr_core.run import RunFormatError
-from ijr_core.sweep import Sweep, is_sweep_folder, load_sweep, run_folder_name, sweep_lr
+from ijr_core.sweep import (
+    Sweep,
+    SweepControl,
+    is_sweep_folder,
+    load_sweep,
+    run_folder_name,
+    sweep_lr,
+)
 
 BASE = RunConfig(dataset="moons", n_train=64, n_test=32, probe_size=64, width=16, steps=20,
                  probe_every=5, device="cpu", noise=0.2, label_noise=0.0)
@@ -84,6 +93,10 @@ def test_bad_learning_rates():
             sweep_lr(BASE, lrs, processes=1)
     with pytest.raises(ValueError, match="processes"):
         sweep_lr(BASE, [0.1], processes=0)
+    with pytest.raises(TypeError, match="SweepControl"):
+        sweep_lr(BASE, [0.1], processes=1, control=object())
+    # never more processes than runs (no idle workers to spawn)
+    assert sweep_lr(BASE.replace(steps=1), [0.1], processes=8).meta["processes"] == 1
 
 
 def test_damaged_sweep_folders(tmp_path):
@@ -110,7 +123,7 @@ def test_damaged_sweep_folders(tmp_path):
 def test_parallel_sweep_without_worker_processes_falls_back_to_this_process(monkeypatch):
     from ijr_core import sweep as sweep_mod
 
-    monkeypatch.setattr(sweep_mod._worker_pool, "__enter__", lambda self: None)
+    monkeypatch.setattr(sweep_mod._worker_pool, "__enter__", lambda self: self)  # no pool
     done = []
     sweep = sweep_lr(BASE, LRS, processes=2, callback=lambda i, lr, run: done.append(i))
     assert sorted(done) == [0, 1] and sweep.statuses == ["finished", "finished"]
@@ -123,3 +136,109 @@ def test_setup_error_in_a_parallel_sweep_is_raised(tmp_path):
     bad = BASE.replace(dataset="csv", data_path=str(tmp_path / "missing.csv"))
     with pytest.raises(DatasetError):
         sweep_lr(bad, LRS, processes=2)
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def _wait(cond, timeout=60.0):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
+def _stop_when(control, cond):
+    def watch():
+        _wait(cond)
+        control.stop()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _started(folder, i, lr):
+    return (folder / run_folder_name(i, lr) / "run.json").exists()
+
+
+def test_stop_between_runs_starts_no_more_runs(tmp_path):
+    control = SweepControl()
+    lrs = [0.5, 1.0, 2.0]
+    sweep = sweep_lr(BASE, lrs, out_dir=tmp_path, processes=1, control=control,
+                     callback=lambda i, lr, run: control.stop())
+    assert control.stopped and sweep.status == "stopped"
+    assert sweep.lrs.tolist() == [0.5] and sweep.statuses == ["finished"]
+    assert sweep.meta["not_started"] == [1.0, 2.0]
+    assert not (tmp_path / run_folder_name(1, 1.0)).exists()
+    loaded = load_sweep(tmp_path)
+    assert loaded.status == "stopped" and loaded.lrs.tolist() == [0.5]
+    assert loaded.meta["not_started"] == [1.0, 2.0]
+    _same_runs(sweep, loaded)
+
+
+def test_stop_during_an_in_process_run_keeps_what_it_recorded(tmp_path):
+    control = SweepControl()
+    cfg = BASE.replace(steps=1_000_000, probe_every=50)
+    watcher = _stop_when(control, lambda: _started(tmp_path, 0, 0.5))
+    t0 = time.monotonic()
+    sweep = sweep_lr(cfg, [0.5, 1.0], out_dir=tmp_path, processes=1, control=control)
+    watcher.join()
+    assert time.monotonic() - t0 < 30
+    (run,) = sweep.runs
+    assert run.status == "stopped" and 0 < len(run) and run.step < cfg.steps
+    assert run.scalars["step"][-1] == run.step  # a final probe where it stopped
+    assert sweep.status == "stopped" and sweep.meta["not_started"] == [1.0]
+    loaded = load_sweep(tmp_path)
+    assert loaded.statuses == ["stopped"] and loaded.runs[0].step == run.step
+
+
+def test_stop_a_parallel_sweep_stops_the_worker_too(tmp_path):
+    control = SweepControl()
+    cfg = BASE.replace(steps=1_000_000, probe_every=50)
+    lrs = [0.5, 1.0, 2.0]
+    watcher = _stop_when(control, lambda: _started(tmp_path, 0, 0.5) and _started(tmp_path, 1, 1.0))
+    sweep = sweep_lr(cfg, lrs, out_dir=tmp_path, processes=2, control=control)
+    watcher.join()
+    assert sweep.lrs.tolist() == [0.5, 1.0] and sweep.statuses == ["stopped", "stopped"]
+    assert all(len(r) >= 1 and r.step < cfg.steps for r in sweep.runs)  # step 0: just begun
+    assert sweep.status == "stopped" and sweep.meta["not_started"] == [2.0]
+    assert not (tmp_path / run_folder_name(2, 2.0)).exists()
+    loaded = load_sweep(tmp_path)
+    assert loaded.statuses == ["stopped", "stopped"]
+    assert [r.step for r in loaded.runs] == [r.step for r in sweep.runs]
+
+
+def test_stopped_before_it_starts_and_stop_is_idempotent(tmp_path):
+    control = SweepControl()
+    control.stop()
+    control.stop()
+    sweep = sweep_lr(BASE, LRS, out_dir=tmp_path, processes=1, control=control)
+    assert sweep.runs == [] and sweep.status == "stopped" and sweep.meta["not_started"] == LRS
+    assert load_sweep(tmp_path).runs == []
+    assert sweep.m_norm_matrix().shape == (0, 0)
+
+
+def test_a_running_or_killed_sweep_loads_the_runs_it_has(tmp_path):
+    sweep_lr(BASE.replace(steps=5), LRS, out_dir=tmp_path, processes=1)
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    doc["status"] = "running"  # as a sweep killed while its second run was starting leaves it
+    (tmp_path / "sweep.json").write_text(json.dumps(doc))
+    (tmp_path / run_folder_name(1, 2.0) / "run.json").unlink()
+    loaded = load_sweep(tmp_path)
+    assert loaded.lrs.tolist() == [0.5] and loaded.meta["missing_runs"] == [run_folder_name(1, 2.0)]
+    assert loaded.meta["status"] == "running"
+    doc["status"] = "finished"  # a finished sweep must have every run
+    (tmp_path / "sweep.json").write_text(json.dumps(doc))
+    with pytest.raises(RunFormatError, match=r"run\.json is missing"):
+        load_sweep(tmp_path)
+
+
+def test_a_failing_callback_fails_a_parallel_sweep(tmp_path):
+    def callback(i, lr, run):
+        raise RuntimeError(f"callback broke on {lr}")
+
+    with pytest.raises(RuntimeError, match="callback broke"):
+        sweep_lr(BASE, LRS, out_dir=tmp_path, processes=2, callback=callback)
+    assert json.loads((tmp_path / "sweep.json").read_text())["status"] == "failed"

@@ -230,6 +230,26 @@ def test_exception_inside_the_loop_marks_the_run_failed(tmp_path):
     assert load_run(tmp_path).status == "failed"
 
 
+def test_a_full_disk_fails_the_run_instead_of_raising(tmp_path, monkeypatch):
+    from ijr_core.run import Run
+
+    real_save, saves = Run.save, []
+
+    def save(self, out_dir):
+        saves.append(out_dir)
+        if len(saves) > 2:  # the autosave of the third probe on
+            raise OSError(28, "No space left on device")
+        return real_save(self, out_dir)
+
+    monkeypatch.setattr(Run, "save", save)
+    run = train(TINY, out_dir=tmp_path)
+    assert run.status == "failed" and run.meta["failed_at"] == 10
+    assert "No space left on device" in run.meta["error"]
+    assert "No space left on device" in run.meta["save_error"]
+    assert list(run.scalars["step"]) == [0, 5, 10]
+    assert load_run(tmp_path).step == 5  # the last save that worked
+
+
 def test_setup_errors_are_raised():
     cfg = RunConfig(dataset="csv", data_path="/nonexistent/file.csv", device="cpu")
     with pytest.raises(DatasetError):

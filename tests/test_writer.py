@@ -96,3 +96,20 @@ def test_writer_options_and_errors(tmp_path):
         RunWriter(tmp_path / "x", model, X, y, loss="hinge")
     with pytest.raises(ValueError, match="probe_y"):
         RunWriter(tmp_path / "y", model, X, y[:3])
+
+
+def test_writer_lr_is_validated_and_shown_only_when_given(tmp_path):
+    from ijr_core.cli import format_run
+
+    model, X, y = _problem()
+    for bad in (0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="lr"):
+            RunWriter(tmp_path / "bad", model, X, y, lr=bad)
+    writer = RunWriter(tmp_path / "none", model, X, y)
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got 0.0"):
+        writer.set_lr(0.0)  # would make 2/η infinite
+    writer.probe(0)
+    assert "η not given" in format_run(writer.close())
+    writer = RunWriter(tmp_path / "some", model, X, y, lr=0.25)
+    writer.probe(0)
+    assert "η=0.25" in format_run(writer.close())
