@@ -31,6 +31,14 @@ alt.data_transformers.disable_max_rows()
 MAX_MARKS = 50_000
 HEATMAP_MARKS = 40_000
 
+# Font sizes for a projector at the back of a room (the app's theme uses 12 px ticks and
+# legends); the app merges this into every chart's config (app.views.readable).
+READABLE_CONFIG = {
+    "axis": {"labelFontSize": 14, "titleFontSize": 15},
+    "legend": {"labelFontSize": 15, "titleFontSize": 14, "symbolSize": 140},
+    "title": {"fontSize": 18},
+}
+
 PHASE_COLORS = {"I": "#c6dbef", "II": "#fdd0a2", "III": "#c7e9c0"}
 PHASE_NAMES = {"I": "I beginning", "II": "II ARP", "III": "III later"}
 
@@ -45,7 +53,7 @@ SAMPLE_METRICS = {
     "m_norm": "‖M‖",
     "lambda_star": "λ*",
     "jac_spectral_sq": "‖J‖²",
-    "jac_frobenius_sq": "‖J‖²_F",
+    "jac_frobenius_sq": "‖J‖_F²",
     "p_max": "p_max",
     "correct": "correct",
 }
@@ -276,15 +284,26 @@ def sharpness_chart(
     """‖H‖ (top-k), ‖G‖, ⟨λ*‖J‖²⟩ and the 2/η line over steps, phases I/II/III shaded.
 
     2/η is the recorded ``two_over_eta`` scalar drawn as a step function (step-after), so a
-    learning rate changed mid-run shows as a jump of the line at the probe after the change."""
+    learning rate changed mid-run shows as a jump of the line at the probe after the change.
+    While a run is live the line runs on to the end of the step axis (its last value, a
+    row of kind "eta_end") so the target ‖H‖ climbs towards is visible from the start,
+    and the y axis leaves headroom above 2/η (an invisible row of kind "pad")."""
     scalars = _scalars(run)
     series = sharpness_series(scalars)
+    domain = tuple(step_domain(run))
     lines = _long(scalars, [(k, n, lab) for k, n, lab, _ in series if k != "two_eta"])
     eta = _long(scalars, [("two_eta", "two_over_eta", "2/η")]).assign(kind="eta")
-    data = _frame(lines, eta, phase_frame(_spans(run, spans)), columns=_SCALAR_COLUMNS)
+    extra = []
+    if len(eta):
+        if float(eta["step"].iloc[-1]) < domain[1]:
+            end = {"kind": "eta_end", "key": "two_eta", "series": "2/η", "step": domain[1]}
+            extra.append(pd.DataFrame([{**end, "value": float(eta["value"].iloc[-1])}]))
+        top = 1.12 * float(eta["value"].max())
+        extra.append(pd.DataFrame({"kind": ["pad"], "step": [domain[0]], "value": [top]}))
+    data = _frame(lines, eta, *extra, phase_frame(_spans(run, spans)), columns=_SCALAR_COLUMNS)
     params = {
         "series": tuple((k, lab, c) for k, _, lab, c in series),
-        "domain": tuple(step_domain(run)),
+        "domain": domain,
         "height": height,
     }
     return _finish(_sharpness_template, params, data, as_spec)
@@ -297,7 +316,7 @@ def _sharpness_template(series: tuple, domain: tuple, height: int) -> alt.LayerC
     base = alt.Chart()
     y = alt.Y("value:Q", title="top eigenvalue", scale=alt.Scale(zero=True))
     eta_line = (
-        base.transform_filter(alt.datum.kind == "eta")
+        base.transform_filter((alt.datum.kind == "eta") | (alt.datum.kind == "eta_end"))
         .mark_line(interpolate="step-after", strokeDash=[6, 3], strokeWidth=2)
         .encode(
             x="step:Q",
@@ -310,7 +329,10 @@ def _sharpness_template(series: tuple, domain: tuple, height: int) -> alt.LayerC
             tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("value:Q", title="2/η", format=".4g")],
         )
     )
-    layers = [_phase_layer(base), *_line_layers(base, labels, colors, y), eta_line]
+    pad = (  # headroom above 2/η: an invisible point at 1.12 · max 2/η
+        base.transform_filter(alt.datum.kind == "pad").mark_point(opacity=0).encode(x="step:Q", y=y)
+    )
+    layers = [_phase_layer(base), *_line_layers(base, labels, colors, y), eta_line, pad]
     keys = [(k, lab) for k, lab, _ in series]
     layers += _hover_layers(base, keys, "hover_sharpness")
     return (
@@ -360,7 +382,7 @@ def _m_norm_template(top: float, domain: tuple, height: int) -> alt.LayerChart:
 
 JACOBIAN_SERIES = (
     ("JS", "jac_spectral_sq_mean", "⟨‖J‖²⟩"),
-    ("JF", "jac_frobenius_sq_mean", "⟨‖J‖²_F⟩"),
+    ("JF", "jac_frobenius_sq_mean", "⟨‖J‖_F²⟩"),
 )
 LOSS_SERIES = (("train", "train_loss", "train"), ("test", "test_loss", "test"))
 ACCURACY_SERIES = (("train", "train_acc", "train"), ("test", "test_acc", "test"))
@@ -731,12 +753,9 @@ def _histogram_template(label, lo, hi, step, k, height) -> alt.Chart:
         alt.Chart()
         .mark_bar()
         .encode(
-            x=alt.X(
-                "lo:Q",
-                title=label,
-                scale=alt.Scale(domain=[lo, hi], nice=False),
-                bin=alt.Bin(binned=True, step=step),
-            ),
+            # plain quantitative bars from lo to hi (not bin=binned, whose ticks sit on bin
+            # edges such as 0.07, 0.13, ...): the axis gets round tick values
+            x=alt.X("lo:Q", title=label, scale=alt.Scale(domain=[lo, hi], nice=False)),
             x2="hi:Q",
             y=alt.Y("sum(count):Q", title="samples", stack="zero"),
             color=alt.Color(
@@ -996,15 +1015,20 @@ def decision_map_chart(
     sx = alt.Scale(domain=[float(xs[0] - dx / 2), float(xs[-1] + dx / 2)], nice=False)
     sy = alt.Scale(domain=[float(ys[0] - dy / 2), float(ys[-1] + dy / 2)], nice=False)
     base = alt.Chart(data)
+    greys = alt.Scale(scheme="greys", domain=[0, 0.5])
     heat = (
         base.transform_filter(alt.datum.kind == "cell")
-        .mark_rect()
+        .transform_calculate(edge="datum.m")
+        .mark_rect(strokeWidth=0.5)
         .encode(
             x=alt.X("x:Q", title="x₁", scale=sx),
             x2="x2:Q",
             y=alt.Y("y:Q", title="x₂", scale=sy),
             y2="y2:Q",
-            color=alt.Color("m:Q", title="‖M‖", scale=alt.Scale(scheme="greys", domain=[0, 0.5])),
+            color=alt.Color("m:Q", title="‖M‖", scale=greys),
+            # a stroke of the cell's own grey hides the white anti-aliasing seams; it
+            # encodes a copy of m so that the legend-less channel does not hide the legend
+            stroke=alt.Stroke("edge:Q", scale=greys, legend=None),
             tooltip=[
                 alt.Tooltip("m:Q", title="‖M‖", format=".3f"),
                 alt.Tooltip("pred:Q", title="prediction"),
@@ -1032,7 +1056,7 @@ def decision_map_chart(
             shape=alt.Shape(
                 "noisy:N",
                 scale=alt.Scale(domain=["clean", "noisy"], range=["circle", "cross"]),
-                title="label",
+                title="label noise",
             ),
             tooltip=[
                 alt.Tooltip("sample:Q", title="sample id"),

@@ -43,7 +43,7 @@ OVERLAY_METRICS: dict[str, tuple[str, str]] = {
     "test_acc": ("test accuracy", "Test accuracy"),
     "train_loss": ("train loss", "Training loss"),
     "gn_sharpness": ("‖G‖", "Gauss–Newton norm ‖G‖"),
-    "jac_frobenius_sq_mean": ("⟨‖J‖²_F⟩", "Mean squared Frobenius norm ⟨‖J‖²_F⟩"),
+    "jac_frobenius_sq_mean": ("⟨‖J‖_F²⟩", "Mean squared Frobenius norm ⟨‖J‖_F²⟩"),
     "train_acc": ("train accuracy", "Training accuracy"),
     "test_loss": ("test loss", "Test loss"),
 }
@@ -566,14 +566,17 @@ def sweep_heatmap_chart(
     base = alt.Chart(data)
     cells = (
         base.transform_filter(alt.datum.kind == "cell")
+        .transform_calculate(edge="datum.value")
         .mark_rect(strokeWidth=0.6)
         .encode(
             x=x,
             x2="step_end:Q",
             y=y,
             color=alt.Color("value:Q", title=label, scale=scale),
-            # a stroke of the cell's own colour closes the anti-aliasing seams between cells
-            stroke=alt.Stroke("value:Q", scale=scale, legend=None),
+            # a stroke of the cell's own colour closes the anti-aliasing seams between cells;
+            # it encodes a copy of the value: a legend-less channel on the same field would
+            # be merged with the colour legend and hide it
+            stroke=alt.Stroke("edge:Q", scale=scale, legend=None),
             tooltip=[
                 alt.Tooltip("eta:N", title="η"),
                 alt.Tooltip("step:Q"),
@@ -639,14 +642,14 @@ def sweep_final_frame(sweep: Any, matched_loss: float | None = None) -> pd.DataF
     return frame
 
 
-JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖²_F⟩"))
+JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖_F²⟩"))
 JAC_COLORS = ("#8c564b", "#e377c2", "#17becf")
 
 
 def final_jac_chart(
     sweep: Any, matched_loss: float | None = None, height: int = 260
 ) -> alt.LayerChart:
-    """Final ⟨‖J‖²⟩ (and ⟨‖J‖²_F⟩) against η, log-log: implicit Jacobian regularization
+    """Final ⟨‖J‖²⟩ (and ⟨‖J‖_F²⟩) against η, log-log: implicit Jacobian regularization
     shows as a falling curve. With ``matched_loss`` a third series gives ⟨‖J‖²⟩ where each
     run's training loss first reaches that level (runs that never do are left out)."""
     f = sweep_final_frame(sweep, matched_loss)

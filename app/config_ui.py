@@ -132,9 +132,25 @@ def sidebar_config() -> tuple[RunConfig | None, str | None]:
     try:
         return RunConfig.from_dict(values), None
     except ConfigError as exc:
-        return None, str(exc)
+        return None, str(exc) + error_hint(values)
     except (TypeError, ValueError) as exc:
         return None, f"invalid configuration: {exc}"
+
+
+def error_hint(values: dict) -> str:
+    """What to do about a missing data file (the engine's message says only that
+    data_path is needed): nothing is ever downloaded."""
+    if values.get("data_path"):
+        return ""
+    dataset = values.get("dataset")
+    if dataset == "csv":
+        return " — upload a file under **Your own data (CSV)** at the top of the sidebar."
+    if dataset in ("mnist", "fashion-mnist", "cifar10"):
+        return (
+            f" — set **Data → data_path** to a folder holding the {dataset} files "
+            "(MNIST IDX or CIFAR-10 binary); nothing is downloaded."
+        )
+    return ""
 
 
 def mirror_to_url(config: RunConfig) -> None:

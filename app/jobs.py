@@ -154,7 +154,11 @@ def optimizer_configs(
 
 def parse_seeds(text: str, limit: int = 10) -> list[int]:
     """Seeds from "0, 1, 2" (at most ``limit``, non-negative, no repeats)."""
-    seeds = [int(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    parts = [x.strip() for x in text.replace(";", ",").split(",") if x.strip()]
+    bad = [x for x in parts if not x.isdigit()]
+    if bad:
+        raise ValueError(f"seeds: {bad[0]!r} is not a whole number ≥ 0 (e.g. 0, 1, 2)")
+    seeds = [int(x) for x in parts]
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds) or len(seeds) > limit:
         raise ValueError(f"seeds must be distinct integers ≥ 0, at most {limit}")
     return seeds

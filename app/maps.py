@@ -95,12 +95,19 @@ def decision_grid(run, index: int, resolution: int = 70, margin: float = 0.15) -
 
 
 def thumbnail_png(run, sample_id: int, scale: int = 4) -> bytes:
-    """PNG of one training image (min–max scaled, nearest-neighbour upscaled)."""
+    """PNG of one training image (min–max scaled, nearest-neighbour upscaled).
+
+    The standardisation is undone first: per-pixel (x − μ)/σ turns a rarely inked border
+    pixel into a huge outlier that would leave the rest of the image black."""
     from PIL import Image
 
     dataset = dataset_of(run)
     shape = dataset.image_shape or (1, *_square(dataset.input_shape))
-    x = dataset.X_train[int(sample_id)].numpy().reshape(shape)
+    x = dataset.X_train[int(sample_id)].numpy().astype(np.float64).reshape(-1)
+    x = x * np.asarray(dataset.std, dtype=np.float64).reshape(-1) + np.asarray(
+        dataset.mean, dtype=np.float64
+    ).reshape(-1)
+    x = x.reshape(shape)
     x = (x - x.min()) / (np.ptp(x) or 1.0)
     arr = (np.moveaxis(x, 0, -1) * 255).astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)

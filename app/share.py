@@ -36,18 +36,34 @@ def chart_image(run: Any, name: str, fmt: str, width: int = 720) -> bytes | str:
 
 
 def _report(run: Any, folder: Path | None) -> bytes:
+    """The HTML report; a folder that cannot be read gives a short page saying why (an
+    exception in a deferred download would only fail silently in the browser)."""
+    import html
+
     from app import report
 
-    text = report.report_html(folder) if folder is not None else report.run_report_html(run)
+    try:
+        text = report.report_html(folder) if folder is not None else report.run_report_html(run)
+    except Exception as exc:  # noqa: BLE001 - reported inside the downloaded file
+        what = html.escape(f"{type(exc).__name__}: {exc}")
+        text = (
+            "<!doctype html><meta charset='utf-8'><title>IJR explorer report</title>"
+            f"<h1>The report could not be built</h1><p>{what}</p>"
+        )
     return text.encode("utf-8")
 
 
 def download_panel(
-    key: str, run: Any = None, folder: Path | None = None, expanded: bool = False
+    key: str,
+    run: Any = None,
+    folder: Path | None = None,
+    expanded: bool = False,
+    report: bool = True,
 ) -> None:
     """An expander "Download" with the folder as zip and the HTML report (``folder``: a
     run, sweep or comparison folder), and for a ``run`` its scalars CSV, per-sample CSV /
-    NPZ and chart images. ``key`` prefixes the widget keys (unique per page)."""
+    NPZ and chart images. ``key`` prefixes the widget keys (unique per page);
+    ``report=False`` leaves out the report (a damaged folder: only its zip is offered)."""
     if run is None and folder is None:
         return
     folder = Path(folder) if folder is not None else None
@@ -64,16 +80,17 @@ def download_panel(
                 on_click="ignore",
                 help="The run format (JSON + NPZ, no pickle); upload it on Compare → Manage.",
             )
-        c2.download_button(
-            "HTML report (all charts, config, phases)",
-            lambda: _report(run, folder),
-            file_name=f"{stem}-report.html",
-            mime="text/html",
-            key=f"{key}_report",
-            on_click="ignore",
-            help="Standalone: charts embedded as SVG, no network needed. "
-            "Also: python -m app.report FOLDER --out report.html",
-        )
+        if report:
+            c2.download_button(
+                "HTML report (all charts, config, phases)",
+                lambda: _report(run, folder),
+                file_name=f"{stem}-report.html",
+                mime="text/html",
+                key=f"{key}_report",
+                on_click="ignore",
+                help="Standalone: charts embedded as SVG, no network needed. "
+                "Also: python -m app.report FOLDER --out report.html",
+            )
         if run is None:
             return
         c1, c2, c3 = st.columns(3)

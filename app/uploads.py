@@ -78,7 +78,7 @@ def check_csv(data: bytes, folder: Path, label_column: str | None = None) -> tup
         except ValueError as exc:  # ConfigError, DatasetError
             last_error = exc
     path.unlink(missing_ok=True)
-    message = str(last_error).replace(str(path), "the file")
+    message = str(last_error).replace(f"{path}: ", "").replace(str(path), "the file")
     raise ValueError(message)
 
 
@@ -110,7 +110,10 @@ def csv_upload_sidebar(key: str = CSV_KEY, container=None) -> None:
     ``config_ui.sidebar_config()`` or anywhere in the sidebar; the form follows on the
     next rerun, which the upload itself triggers)."""
     box = container if container is not None else st.sidebar
-    with box.expander("Your own data (CSV)", expanded=bool(st.session_state.get(f"{key}_error"))):
+    # open while there is something to report: after a good upload the success note (the
+    # only sign that the form now trains on the file) must not vanish into a closed box
+    shown = st.session_state.get(f"{key}_error") or st.session_state.get(f"{key}_ok")
+    with box.expander("Your own data (CSV)", expanded=bool(shown)):
         st.file_uploader(
             "CSV: numeric feature columns + one label column",
             type=["csv"],

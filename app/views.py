@@ -16,10 +16,20 @@ def show_chart(chart, key: str, on_select: str | None = None):
     spec, data = chart if isinstance(chart, tuple) else charts.split_spec(chart)
     # fit the width to the column; the height given by the chart is the plot's own height
     spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
+    readable(spec)
     kwargs = {"key": key}
     if on_select:
         kwargs.update(on_select=on_select, selection_mode=["pick"])
     return st.vega_lite_chart(data, spec, **kwargs)
+
+
+def readable(spec: dict) -> dict:
+    """Merge charts.READABLE_CONFIG (larger fonts for a lecture room) under the spec's own
+    config, in place; the chart's own settings win."""
+    config = spec.setdefault("config", {})
+    for part, values in charts.READABLE_CONFIG.items():
+        config[part] = {**values, **config.get(part, {})}
+    return spec
 
 
 def picked_sample(event) -> int | None:

@@ -13,7 +13,7 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from app import compare_charts, jobs, runs_store, session, share, store, uploads
+from app import compare_charts, jobs, runs_store, session, share, store, uploads, views
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
@@ -24,7 +24,10 @@ CAPTIONS = {
     "different η line up in 'time'.",
     "m_norm_mean": "The inverted U of impurity: larger η leaves the high-impurity phase sooner.",
     "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare the final levels.",
-    "test_acc": "Test accuracy.",
+    "test_acc": "Test accuracy: compare the early peaks and how much each run loses once "
+    "it starts fitting noisy labels.",
+    "train_loss": "Training loss per step: SAM and EJR spend two gradient evaluations on "
+    "each step, so compare wall time too.",
 }
 
 
@@ -98,7 +101,7 @@ def load_runs(labels: list[str], choices: dict[str, str]) -> dict:
 def show(chart, key: str) -> None:
     """Render at the column's width; the chart's height stays the plot's own height."""
     chart = chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
-    st.altair_chart(chart, width="stretch", key=key)
+    st.vega_lite_chart(spec=views.readable(chart.to_dict()), width="stretch", key=key)
 
 
 def parse_lrs(text: str) -> list[float]:
@@ -390,6 +393,7 @@ def show_sweep(folder: Path) -> None:
     for i, metric in enumerate(OVERLAYS):
         with cols[i % 2]:
             show(compare_charts.overlay_chart(runs, metric, x_axis), f"sweep_chart_{metric}")
+            st.caption(CAPTIONS[metric])
     table = compare_charts.sweep_final_frame(sweep, matched)
     st.dataframe(table, width="stretch", hide_index=True)
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
@@ -397,6 +401,16 @@ def show_sweep(folder: Path) -> None:
 
 
 # --------------------------------------------------------------------------- optimizers
+
+
+def parse_batch(text: str) -> int | None:
+    """Mini-batch size from the text box: empty = full batch, else a whole number."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"mini-batch size: {text!r} is not a whole number (empty = full batch)")
+    return int(text)
 
 
 def optimizer_section() -> None:
@@ -419,7 +433,7 @@ def optimizer_section() -> None:
     )
     configs, error = None, None
     try:
-        batch = int(batch_text) if batch_text.strip() else None
+        batch = parse_batch(batch_text)
         seeds = jobs.parse_seeds(seeds_text)
         if config is not None and methods:
             configs = jobs.optimizer_configs(config, methods, batch, seeds)
@@ -477,6 +491,7 @@ def show_group(folder: Path) -> None:
         with cols[i % 2]:
             chart = compare_charts.overlay_chart(runs, metric, group_seeds=grouped)
             show(chart, f"opt_chart_{metric}")
+            st.caption(CAPTIONS[metric])
     share.download_panel("opt_dl", folder=folder)
 
 
@@ -508,14 +523,15 @@ def manage_section() -> None:
     editable = chosen in entries
     if editable:
         rename_delete(entry, root)
-    run = None
+    run, readable = None, True
     if entry.kind == "run":
         try:
             run = store.load_cached(entry.path)
         except RunFormatError as exc:
+            readable = False
             st.error(f"Cannot open this run: {exc}")
-    if entry.path.exists():
-        share.download_panel("manage_dl", run=run, folder=entry.path)
+    if entry.path.exists():  # a damaged run: its zip only (no report to build)
+        share.download_panel("manage_dl", run=run, folder=entry.path, report=readable)
 
 
 def _do_rename(entry, root: Path) -> None:

@@ -48,7 +48,25 @@ def _index_of(run, sample_id: int | None) -> int | None:
 def _take_pick(event) -> None:
     sid = picked_sample(event)
     if sid is not None:
+        if sid != st.session_state.get("inspect_sample"):  # its history is further down
+            st.toast(f"Sample {sid}: its history is shown below, next to the k most impure.")
         st.session_state["inspect_sample"] = sid
+
+
+# symbols and short number formats, so that the table fits its half of the page
+TABLE_COLUMNS = {
+    "noisy": st.column_config.CheckboxColumn("noisy label"),
+    **{
+        name: st.column_config.NumberColumn(charts.SAMPLE_METRICS[name], format=fmt)
+        for name, fmt in (
+            ("m_norm", "%.3f"),
+            ("lambda_star", "%.3f"),
+            ("p_max", "%.3f"),
+            ("jac_spectral_sq", "%.1f"),
+            ("jac_frobenius_sq", "%.1f"),
+        )
+    },
+}
 
 
 def sample_views(run, c: int) -> None:
@@ -68,7 +86,7 @@ def sample_views(run, c: int) -> None:
             selection_mode="single-row",
             hide_index=True,
             height=260,
-            column_config={"noisy": st.column_config.CheckboxColumn("noisy label")},
+            column_config=TABLE_COLUMNS,
         )
         rows = event.selection.rows if event else []
         if rows:

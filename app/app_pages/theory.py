@@ -8,7 +8,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app.run_picker import pick_run, remembered_step
+from app.run_picker import pick_run, remember_step, remembered_step
 
 INSPECT = "app_pages/inspect.py"
 TRAIN = "app_pages/train.py"
@@ -195,11 +195,31 @@ def ejr() -> None:
         r"\theta\leftarrow\theta-\eta\,\nabla_\theta L_B(\theta')"
     )
     st.markdown(
-        "Since E‖Σᵢ Jᵢ εᵢ‖² = Σᵢ ‖Jᵢ‖²_F, the perturbation probes curvature along the "
+        "Since E‖Σᵢ Jᵢ εᵢ‖² = Σᵢ ‖Jᵢ‖_F², the perturbation probes curvature along the "
         "Jacobian; its effect is measured, not assumed. **The paper's exact variant could not "
         "be confirmed: this update is the project's own definition.** Also offered: an "
         "explicit penalty L + β⟨‖Jε‖²⟩ (Hoffman et al., 2019), SAM and ASAM."
     )
+
+
+def step_picker(run) -> int:
+    """Checkpoint index of the numbers below: a step slider shared with Inspect (moving
+    either moves both), so a lecturer can show each link at the edge of stability."""
+    steps = [int(x) for x in run.sample_steps]
+    if len(steps) < 2:
+        st.caption(f"Values at step {steps[0]}.")
+        return 0
+    if st.session_state.get("theory_step") not in steps:
+        st.session_state["theory_step"] = steps[remembered_step(run)]
+    step = st.select_slider(
+        "Numbers at step",
+        steps,
+        key="theory_step",
+        help="Every number on this page is taken at this checkpoint (the step scrubbed on "
+        "Inspect, too).",
+    )
+    remember_step(step)
+    return steps.index(step)
 
 
 def page() -> None:
@@ -212,9 +232,8 @@ def page() -> None:
     run = pick_run("Numbers from run")
     c = step = None
     if run is not None and len(run.sample_steps):
-        c = remembered_step(run)
+        c = step_picker(run)
         step = int(run.sample_steps[c])
-        st.caption(f"Values at step {step} (scrub on the Inspect page to change it).")
     elif run is not None:
         step = int(run.step)
     objects()

@@ -17,8 +17,9 @@ CAPTIONS = {
     "pure: the inverted U. Shading: phases I (before EoS), II (ARP), III (later).",
     "j": "Where λ\\* is large the Jacobian must shrink to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η: larger η "
     "ends with smaller ‖J‖².",
-    "loss": "A loss spike that comes back down is a catapult, not divergence; label noise "
-    "keeps train accuracy below 1 for a long time.",
+    "loss": "A loss spike that comes back down is a catapult, not divergence (log scale).",
+    "acc": "With label noise, train accuracy reaching 1 means the noisy labels are "
+    "memorised; watch test accuracy fall back from its early peak.",
 }
 
 
@@ -141,6 +142,7 @@ def live_charts(run, key_prefix: str) -> None:
         show_chart(charts.m_norm_chart(run, as_spec=True), key=f"{key_prefix}_m")
         st.caption(CAPTIONS["m"])
         show_chart(charts.loss_chart(run, as_spec=True), key=f"{key_prefix}_loss")
+        st.caption(CAPTIONS["loss"])
     with right:
         log = bool(st.session_state.get(f"{key_prefix}_jlog", False))
         show_chart(charts.jacobian_chart(run, log=log, as_spec=True), key=f"{key_prefix}_j")
@@ -148,7 +150,7 @@ def live_charts(run, key_prefix: str) -> None:
         cap.caption(CAPTIONS["j"])
         tog.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
         show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
-    st.caption(CAPTIONS["loss"])
+        st.caption(CAPTIONS["acc"])
 
 
 def live_view() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from app import charts
@@ -242,3 +244,48 @@ def test_decision_map_marks_boundaries_between_predicted_classes():
     edges = data[data["kind"] == "edge"]
     assert len(edges) == 4  # column 3 of every row differs from its left neighbour
     assert (data["kind"] == "point").sum() == 2
+
+
+def test_live_two_over_eta_line_spans_the_step_axis_with_headroom():
+    """Regression: while a run was live the 2/η line stopped at the last probe and sat on
+    the top edge of the plot; it now runs to the end of the axis with headroom above."""
+    scalars = {
+        "step": np.array([0.0, 25.0, 50.0]),
+        "sharpness": np.array([0.5, 1.0, 1.5]),
+        "two_over_eta": np.array([4.0, 4.0, 4.0]),
+    }
+    run = SimpleNamespace(
+        scalars=scalars, config=SimpleNamespace(steps=800), phase_spans=lambda: []
+    )
+    chart = charts.sharpness_chart(run)
+    data = chart.data
+    end = data[data["kind"] == "eta_end"]
+    assert list(end["step"]) == [800.0] and list(end["value"]) == [4.0]
+    pad = data[data["kind"] == "pad"]
+    assert float(pad["value"].iloc[0]) > 4.0
+    assert pd.api.types.is_numeric_dtype(data["value"])
+    assert "eta_end" in json.dumps(_layer_for(chart, "eta")["transform"])
+    assert _layer_for(chart, "pad")["mark"]["opacity"] == 0
+    # a finished run: nothing to extend
+    scalars = {**scalars, "step": np.array([0.0, 400.0, 800.0])}
+    done = charts.sharpness_chart(SimpleNamespace(**{**vars(run), "scalars": scalars}))
+    assert not (done.data["kind"] == "eta_end").any()
+
+
+def test_histogram_axis_has_round_ticks(run):
+    """Regression: bin=binned put the ticks on bin edges (0.07, 0.13, …); plain x/x2 bars
+    let Vega pick round tick values."""
+    enc = charts.histogram_chart(run, "m_norm", 6).to_dict()["encoding"]
+    assert "bin" not in enc["x"] and enc["x2"]["field"] == "hi"
+
+
+def test_decision_map_cells_have_no_seams_and_keep_their_legend():
+    """Regression: white anti-aliasing seams striped the ‖M‖ map; the cells now carry a
+    stroke of their own grey, through a copy of the field so the ‖M‖ legend survives."""
+    xs = np.linspace(-1, 1, 4)
+    grid = {"xs": xs, "ys": xs, "m": np.full((4, 4), 0.2), "pred": np.zeros((4, 4), int)}
+    spec = charts.decision_map_chart(grid).to_dict(validate=True)
+    enc = spec["layer"][0]["encoding"]
+    assert enc["stroke"]["legend"] is None and enc["stroke"]["field"] != enc["color"]["field"]
+    assert enc["stroke"]["scale"] == enc["color"]["scale"]
+    assert enc["color"].get("legend", {}) is not None

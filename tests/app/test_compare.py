@@ -48,6 +48,8 @@ def test_runs_section_overlays_demo_runs(runs_dir):
     assert not at.exception and not _errors(at)
     assert _charts(at) == 4
     assert len(at.dataframe) == 2  # config differences + final metrics
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    assert all(s["config"]["axis"]["labelFontSize"] >= 13 for s in specs)  # lecture room
 
 
 def test_tiny_sweep_completes_and_reopens(runs_dir):
@@ -69,6 +71,17 @@ def test_tiny_sweep_completes_and_reopens(runs_dir):
     assert doc["status"] == "finished" and doc["lrs"] == [0.3, 0.7]
     assert at.selectbox(key="sweep_open").value == str(folders[0])
     assert _charts(at) == 3 + 4  # heatmap, final ‖J‖², max ‖H‖ + four overlays
+    # every chart has a caption saying what to look for (the overlays once had none)
+    captions = [c.value for c in at.caption]
+    assert (
+        sum(
+            c.startswith(
+                ("Each run's ‖H‖", "The inverted U", "Implicit Jacobian reg", "Test accuracy:")
+            )
+            for c in captions
+        )
+        >= 4
+    ), captions
     # Reopening from disk in a fresh session shows the same views, with no training.
     again = _app("Learning-rate sweep")
     assert again.selectbox(key="sweep_open").value == str(folders[0])
@@ -101,6 +114,7 @@ def test_tiny_optimizer_comparison(runs_dir):
     assert list(table["batch"]) == ["full", "40"]
     assert (table["test acc"] >= 0).all() and (table["wall time (s)"] > 0).all()
     assert _charts(at) == 4
+    assert any(c.value.startswith("Training loss per step") for c in at.caption)
 
 
 def test_optimizer_comparison_over_seeds(runs_dir):
@@ -180,3 +194,43 @@ def test_inputs_survive_switching_sections(runs_dir):
     at.radio(key="cmp_section").set_value("Learning-rate sweep").run()
     assert at.text_input(key="sweep_lrs").value == "0.2, 0.4"
     assert not at.exception and not at.warning
+
+
+def test_damaged_run_offers_its_zip_but_no_report(runs_dir):
+    """Regression: the report button of a damaged run failed silently in the browser (the
+    deferred callable raised); now only the zip is offered, and a report that cannot be
+    built still downloads a page saying why."""
+    from app import share
+
+    bad = runs_dir / "damaged"
+    synthetic_run(n_samples=10, n_checkpoints=3).save(bad)
+    (bad / "samples.npz").unlink()
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.radio(key="cmp_section").set_value("Manage & share").run()
+    at.selectbox(key="manage_item").set_value(str(bad)).run()
+    assert not at.exception
+    assert any("samples.npz" in e for e in _errors(at)), _errors(at)
+    keys = {b.proto.id for b in at.get("download_button")}
+    assert any("manage_dl_zip" in k for k in keys), keys
+    assert not any("manage_dl_report" in k for k in keys), keys
+    page = share._report(None, bad).decode("utf-8")
+    assert "could not be built" in page and "samples.npz" in page
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("opt_batch", "abc", "mini-batch size: 'abc' is not a whole number"),
+        ("opt_batch", "-3", "not a whole number"),
+        ("opt_seeds", "0, x", "seeds: 'x' is not a whole number"),
+    ],
+)
+def test_optimizer_fields_explain_bad_numbers(runs_dir, key, value, message):
+    """Regression: these showed Python's "invalid literal for int() with base 10"."""
+    at = _app("Optimizers")
+    at.text_input(key=key).set_value(value).run()
+    assert not at.exception
+    errors = _errors(at)
+    assert any(message in e for e in errors) and not any("int()" in e for e in errors), errors
+    assert at.button(key="opt_start").disabled

@@ -235,3 +235,31 @@ def test_heatmap_of_sharpness_over_two_over_eta():
     np.testing.assert_allclose(cells[cells["eta"] == "0.5"]["value"], want)
     scale = spec["layer"][0]["encoding"]["color"]["scale"]
     assert scale["domainMid"] == 1.0
+
+
+def _legend_hiders(spec: dict) -> list[tuple[str, str]]:
+    """(channel, field) of legend-less colour channels that share a field with a colour
+    legend in the same layer: Vega-Lite merges such legends and the merged one vanishes."""
+    out = []
+    for layer in spec.get("layer", [spec]):
+        enc = layer.get("encoding", {})
+        shown = {
+            enc[ch]["field"]
+            for ch in ("color", "fill")
+            if ch in enc and "field" in enc[ch] and enc[ch].get("legend", {}) is not None
+        }
+        for ch in ("stroke", "fill", "color", "opacity"):
+            e = enc.get(ch, {})
+            if "field" in e and "legend" in e and e["legend"] is None and e["field"] in shown:
+                out.append((ch, e["field"]))
+    return out
+
+
+@pytest.mark.parametrize("metric", ["m_norm_mean", "sharpness_over_2eta"])
+def test_sweep_heatmap_keeps_its_colour_legend(metric):
+    """Regression: the seam-closing stroke once encoded the colour's own field with
+    legend=None, which removed the heatmap's colour legend."""
+    spec = cc.sweep_heatmap_chart(_sweep(), metric).to_dict(validate=True)
+    assert not _legend_hiders(spec)
+    color = spec["layer"][0]["encoding"]["color"]
+    assert color.get("legend", {}) is not None

@@ -46,8 +46,16 @@ def test_train_page_renders_with_demo_charts(runs_dir):
     assert at.text_input(key="cfg_lr").value == "0.5"
     assert any("2/η = **4**" in c.value for c in at.sidebar.caption)
     assert len(_charts(at)) >= 5  # demo run: sharpness, ⟨‖M‖⟩, ‖J‖², loss, accuracy
-    titles = [s.get("title") for s in _chart_specs(at)]
+    specs = _chart_specs(at)
+    titles = [s.get("title") for s in specs]
+    # fonts sized for a lecture room, not the theme's 12 px ticks and legends
+    assert all(s["config"]["axis"]["labelFontSize"] >= 13 for s in specs)
+    assert all(s["config"]["legend"]["labelFontSize"] >= 13 for s in specs)
     assert "Sharpness against the edge of stability 2/η" in titles
+    # one caption per chart, saying what to look for (accuracy once shared loss's caption)
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("A loss spike") for c in captions)
+    assert any(c.startswith("With label noise, train accuracy") for c in captions)
     assert not _errors(at)
     assert not at.warning
 
@@ -68,6 +76,19 @@ def test_invalid_sidebar_value_shows_an_error_naming_the_field(runs_dir, field, 
     errors = _errors(at)
     assert errors and all(e.split(":")[0].endswith(named) for e in errors[-1:])
     assert any(named in e for e in errors)
+    assert at.button(key="btn_start").disabled
+
+
+@pytest.mark.parametrize(
+    ("dataset", "hint"), [("csv", "Your own data (CSV)"), ("mnist", "nothing is downloaded")]
+)
+def test_a_file_dataset_without_a_file_says_what_to_do(runs_dir, dataset, hint):
+    """Regression: picking csv/mnist showed only "data_path: None is not allowed"."""
+    at = _app(runs_dir)
+    at.selectbox(key="cfg_dataset").set_value(dataset).run()
+    assert not at.exception
+    errors = _errors(at)
+    assert errors and all(hint in e for e in errors), errors
     assert at.button(key="btn_start").disabled
 
 
@@ -178,6 +199,14 @@ def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
     assert "holds for 100.0 %" in infos  # λ* ≤ ‖M‖ on every sample of a real run
     text = " ".join(m.value for m in at.markdown)
     assert "project's own" in text  # ARP thresholds and EJR are the project's definitions
+    # the step can be chosen on the Theory page too (a lecturer shows the edge of
+    # stability without leaving it), and Inspect follows
+    assert at.select_slider(key="theory_step").value == steps[3]
+    at.select_slider(key="theory_step").set_value(steps[1]).run()
+    assert not at.exception
+    assert f"At step {steps[1]}" in " ".join(i.value for i in at.info)
+    at.switch_page("app_pages/inspect.py").run()
+    assert at.select_slider(key="inspect_step").value == steps[1]
 
 
 def test_inspect_reports_a_damaged_saved_run(runs_dir):

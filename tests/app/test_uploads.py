@@ -73,3 +73,18 @@ def test_csv_size_cap(tmp_path, monkeypatch):
     monkeypatch.setattr(uploads, "MAX_CSV_MB", 0.001)
     with pytest.raises(ValueError, match="at most"):
         uploads.check_csv(GOOD.encode() * 10, tmp_path)
+
+
+def test_upload_note_stays_visible_and_names_no_temp_path(runs_dir):
+    """Regression: after a good upload the expander closed over its success note (the only
+    sign the form now trains on the file); errors read "x.csv: the file: column …"."""
+    at = _app()
+    at.file_uploader(key=uploads.CSV_KEY).set_value(("pts.csv", GOOD.encode(), "text/csv"))
+    at.run()
+    box = next(e for e in at.sidebar.expander if e.label == "Your own data (CSV)")
+    assert box.proto.expanded and any("32 training" in s.value for s in at.success)
+    bad = b"a,b,label\n1,2,x\n3,oops,y\n5,6,x\n7,8,y\n"
+    at.file_uploader(key=uploads.CSV_KEY).set_value(("bad.csv", bad, "text/csv"))
+    at.run()
+    errors = [e.value for e in at.error]
+    assert errors and not any("the file:" in e for e in errors), errors

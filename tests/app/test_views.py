@@ -68,3 +68,25 @@ def test_decision_grid_recomputes_the_model_from_a_snapshot(tiny_config, runs_di
     np.testing.assert_allclose(m, run.samples["m_norm"][last], atol=1e-4)
     pred = maps.predictions_at(run, last)
     np.testing.assert_array_equal(pred == run.sample_labels, run.samples["correct"][last] > 0.5)
+
+
+def test_thumbnails_undo_the_standardisation():
+    """Regression: digits thumbnails were min–max scaled standardised pixels, so a rarely
+    inked pixel (tiny σ) outshone the digit and many thumbnails came out black."""
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from app import maps
+    from ijr_core.config import RunConfig
+
+    cfg = RunConfig(dataset="digits", n_train=40, n_test=10, probe_size=40, label_noise=0.0)
+    raw = cfg.replace(standardize=False)
+
+    def pixels(config, sample):
+        png = maps.thumbnail_png(SimpleNamespace(config=config), sample, scale=1)
+        return np.asarray(Image.open(io.BytesIO(png)), dtype=int)
+
+    for sample in range(5):
+        np.testing.assert_allclose(pixels(cfg, sample), pixels(raw, sample), atol=1)
