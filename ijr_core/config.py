@@ -131,9 +131,11 @@ class RunConfig:
     )
     # model
     model: str = _f("mlp", "Model architecture.", "model", choices=MODEL_NAMES)
+    # Caps keep one click from allocating gigabytes in a shared app process; the explorer is
+    # for small networks whose curvature can be probed live.
     width: int = _f(128, "Hidden units per layer (channels for cnn).", "model", min=1,
-                    max=100_000, when=_DEEP)
-    depth: int = _f(2, "Number of hidden layers (conv layers for cnn).", "model", min=1, max=100,
+                    max=4096, when=_DEEP)
+    depth: int = _f(2, "Number of hidden layers (conv layers for cnn).", "model", min=1, max=16,
                     when=_DEEP)
     activation: str = _f("tanh", "Activation function.", "model", choices=ACTIVATION_NAMES,
                          when=_DEEP)

@@ -622,9 +622,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        raise RunFormatError(
-            f"{path} is not a readable .npz archive ({type(exc).__name__}: {exc})"
-        ) from None
+        if "pickle" in str(exc):  # numpy's guess for unknown bytes; its hint must not be taken
+            reason = "its bytes are neither a zip archive nor a .npy array"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise RunFormatError(f"{path} is not a readable .npz archive ({reason})") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise RunFormatError(f"{path} is a single .npy array, not an .npz archive")
     try:

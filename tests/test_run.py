@@ -253,6 +253,14 @@ def test_damaged_folder_gives_clear_error(tmp_path, kind):
         load_run(folder)
 
 
+def test_random_bytes_in_an_npz_never_suggest_unpickling(tmp_path):
+    make_run().save(tmp_path / "r")
+    (tmp_path / "r" / "scalars.npz").write_bytes(np.random.default_rng(0).bytes(100))
+    with pytest.raises(RunFormatError, match="neither a zip archive nor a .npy array") as info:
+        load_run(tmp_path / "r")
+    assert "allow_pickle" not in str(info.value) and "trust" not in str(info.value)
+
+
 def test_run_format_error_is_value_error():
     assert issubclass(RunFormatError, ValueError)
 
