@@ -11,8 +11,9 @@ from app.views import show_chart, status_line
 from ijr_core.run import RunFormatError
 
 CAPTIONS = {
-    "sharp": "‖H‖ climbs until it meets the dashed 2/η line, then hovers there (edge of "
-    "stability); ‖G‖ tracks ‖H‖ and ⟨λ\\*‖J‖²⟩ equals ‖G‖ exactly.",
+    "sharp": "‖H‖ climbs until it meets the dashed 2/η line (edge of stability) and hovers "
+    "around it while predictions are impure; once they turn pure (‖M‖ → 0) the regularization "
+    "lets go and ‖H‖ drifts below. ‖G‖ tracks ‖H‖; ⟨λ\\*‖J‖²⟩ equals ‖G‖ exactly.",
     "m": "⟨‖M‖⟩ starts near 1/K, rises while predictions commit, then falls as they turn "
     "pure: the inverted U. Shading: phases I (before EoS), II (ARP), III (later).",
     "j": "Where λ\\* is large the Jacobian must shrink to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η: larger η "
