@@ -14,9 +14,11 @@ norm, λ* the per-sample weight of the identity ‖G‖ = ⟨λ*‖J‖²⟩, �
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -393,53 +395,49 @@ def _positive(data: pd.DataFrame) -> pd.DataFrame:
     return data[~((data["kind"] == "line") & (data["value"] <= 0))].reset_index(drop=True)
 
 
+# The charts of a few named series: series, colors, y title, chart title, hover parameter.
+PAIR_CHARTS = {
+    "jacobian": (
+        JACOBIAN_SERIES,
+        ("#8c564b", "#e377c2"),
+        "Jacobian norm²",
+        "Logit-Jacobian norms",
+        "hover_j",
+    ),
+    "loss": (LOSS_SERIES, ("#1f77b4", "#ff7f0e"), "loss", "Loss", "hover_loss"),
+    "accuracy": (ACCURACY_SERIES, ("#1f77b4", "#ff7f0e"), "accuracy", "Accuracy", "hover_acc"),
+}
+
+
 def jacobian_chart(run: Any, log: bool = False, height: int = 240, as_spec: bool = False):
     """⟨‖J‖²⟩ (spectral, λ_max(JᵀJ)) and ⟨‖J‖_F²⟩ (tr JᵀJ) over steps; optional log y."""
-    data = _frame(_long(_scalars(run), JACOBIAN_SERIES), columns=_SCALAR_COLUMNS)
-    data = _positive(data) if log else data
-    params = {
-        "series": JACOBIAN_SERIES,
-        "colors": ("#8c564b", "#e377c2"),
-        "y_title": "Jacobian norm²",
-        "log": log,
-        "y_domain": None,
-        "title": "Logit-Jacobian norms",
-        "hover": "hover_j",
-        "domain": tuple(step_domain(run)),
-        "height": height,
-    }
-    return _finish(_pair_template, params, data, as_spec)
+    return _pair_chart(run, "jacobian", height, as_spec, log=log)
 
 
 def loss_chart(run: Any, log: bool = True, height: int = 220, as_spec: bool = False):
     """Train and test loss over steps (log y by default: catapult spikes stay readable)."""
-    data = _frame(_long(_scalars(run), LOSS_SERIES), columns=_SCALAR_COLUMNS)
-    data = _positive(data) if log else data
-    params = {
-        "series": LOSS_SERIES,
-        "colors": ("#1f77b4", "#ff7f0e"),
-        "y_title": "loss",
-        "log": log,
-        "y_domain": None,
-        "title": "Loss",
-        "hover": "hover_loss",
-        "domain": tuple(step_domain(run)),
-        "height": height,
-    }
-    return _finish(_pair_template, params, data, as_spec)
+    return _pair_chart(run, "loss", height, as_spec, log=log)
 
 
 def accuracy_chart(run: Any, height: int = 220, as_spec: bool = False):
     """Train and test accuracy over steps, y fixed to [0, 1]."""
-    data = _frame(_long(_scalars(run), ACCURACY_SERIES), columns=_SCALAR_COLUMNS)
+    return _pair_chart(run, "accuracy", height, as_spec, y_domain=(0, 1))
+
+
+def _pair_chart(run: Any, kind: str, height: int, as_spec: bool, log=False, y_domain=None):
+    """The PAIR_CHARTS ``kind`` of ``run`` over steps (see :func:`_pair_template`); on a log
+    y scale the values ≤ 0 are dropped."""
+    series, colors, y_title, title, hover = PAIR_CHARTS[kind]
+    data = _frame(_long(_scalars(run), series), columns=_SCALAR_COLUMNS)
+    data = _positive(data) if log else data
     params = {
-        "series": ACCURACY_SERIES,
-        "colors": ("#1f77b4", "#ff7f0e"),
-        "y_title": "accuracy",
-        "log": False,
-        "y_domain": (0, 1),
-        "title": "Accuracy",
-        "hover": "hover_acc",
+        "series": series,
+        "colors": colors,
+        "y_title": y_title,
+        "log": log,
+        "y_domain": y_domain,
+        "title": title,
+        "hover": hover,
         "domain": tuple(step_domain(run)),
         "height": height,
     }
@@ -523,7 +521,7 @@ def heatmap_frame(
     ordered = values[:, perm]
     if pad:
         ordered = np.concatenate([ordered, np.full((c, pad), np.nan, np.float32)], axis=1)
-    with np.errstate(invalid="ignore"), _quiet():
+    with quiet_nan():
         binned = np.nanmean(ordered.reshape(c, rows, b), axis=2)  # (C, rows)
     ids = np.asarray(run.sample_ids)[perm]
     labels = np.asarray(run.sample_labels)[perm]
@@ -546,18 +544,13 @@ def heatmap_frame(
     return cells, b
 
 
-class _quiet:
-    """Silences numpy's 'mean of empty slice' warning for all-NaN bins."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+@contextlib.contextmanager
+def quiet_nan():
+    """Silences numpy's warnings about all-NaN bins or columns ('mean of empty slice',
+    invalid values)."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
+        yield
 
 
 def _metric_domain(run: Any, metric: str) -> list[float] | None:

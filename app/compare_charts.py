@@ -28,7 +28,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from app.charts import CATEGORY10
+from app.charts import CATEGORY10, quiet_nan
 
 alt.data_transformers.disable_max_rows()
 
@@ -195,7 +195,7 @@ def _band_frame(
     if not ys:
         return pd.DataFrame(columns=_COLUMNS)
     stack = np.vstack(ys)
-    with np.errstate(invalid="ignore"), _quiet():
+    with quiet_nan():
         mean = np.nanmean(stack, axis=0)
         std = np.nanstd(stack, axis=0)
     frame = _series_frame(label, grid, mean, smoothing, max_points)
@@ -213,20 +213,6 @@ def _band_frame(
         }
     )
     return pd.concat([frame, band], ignore_index=True)
-
-
-class _quiet:
-    """Silences numpy's warnings about all-NaN columns."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
 
 
 def overlay_frame(
@@ -507,7 +493,7 @@ def sweep_heatmap_frame(
         end = np.append(
             start[1:], steps[-1] + (np.median(np.diff(steps)) if len(steps) > 1 else 1.0)
         )
-        with np.errstate(invalid="ignore"), _quiet():
+        with quiet_nan():
             pad = (-len(vals)) % b
             v = np.nanmean(np.append(vals, np.full(pad, np.nan)).reshape(-1, b), axis=1)
         parts.append(

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app.runs_store import write_group
-from ijr_core.sweep import run_folder_name, sweep_lr
+from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 
 SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
 
@@ -95,7 +95,8 @@ class _Job:
 
 
 class SweepJob(_Job):
-    """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``."""
+    """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``; ``stop()``
+    ends it early (the runs that started are kept, the sweep is saved as "stopped")."""
 
     def __init__(self, config, lrs, out_dir: Path, processes: int | None = None) -> None:
         super().__init__(out_dir)
@@ -104,6 +105,12 @@ class SweepJob(_Job):
         self.processes = processes
         self.done_runs = 0
         self.folders = [self.out_dir / run_folder_name(i, lr) for i, lr in enumerate(self.lrs)]
+        self.control = SweepControl()
+
+    def stop(self) -> None:
+        """Start no more runs and stop the ones in progress at their next step (thread-safe;
+        returns at once)."""
+        self.control.stop()
 
     def _callback(self, i, lr, run) -> None:
         with self.lock:
@@ -116,6 +123,7 @@ class SweepJob(_Job):
             out_dir=self.out_dir,
             processes=self.processes,
             callback=self._callback,
+            control=self.control,
         )
 
     def progress(self) -> dict:

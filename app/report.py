@@ -95,8 +95,9 @@ def _page(title: str, parts: Sequence[str]) -> str:
 
 _NOTE = (
     '<p class="note">Phases follow the project\'s operational definition (SCIENCE.md): I until '
-    "‖H‖ first reaches eos_fraction · 2/η; II (the ARP) while ⟨‖M‖⟩ ≥ arp_fraction · its "
-    "running peak; III after that.</p>"
+    "‖H‖ first reaches eos_fraction · 2/η; II (the ARP) from then on while ⟨‖M‖⟩ ≥ "
+    "arp_fraction · its running peak since the edge of stability was reached; III after "
+    "that.</p>"
 )
 
 

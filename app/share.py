@@ -11,6 +11,7 @@ is not saved yet, or both::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,20 @@ CHART_EXPORTS: dict[str, Callable[[Any], Any]] = {
     "per-sample ‖M‖ heatmap": lambda run: charts.heatmap_chart(run, "m_norm"),
     "λ* against ‖M‖": lambda run: charts.scatter_chart(run),
 }
+
+# The files of a run: (button label, builder(run), file name suffix, mime, key suffix, help).
+RUN_FILES = (
+    ("Scalars CSV", exports.scalars_csv, "scalars.csv", "text/csv", "scsv", None),
+    ("Per-sample NPZ", exports.samples_npz, "samples.npz", "application/octet-stream", "npz", None),
+    (
+        "Per-sample CSV",
+        exports.samples_csv,
+        "samples.csv",
+        "text/csv",
+        "pcsv",
+        "One row per (checkpoint, sample).",
+    ),
+)
 
 
 def chart_image(run: Any, name: str, fmt: str, width: int = 720) -> bytes | str:
@@ -93,32 +108,18 @@ def download_panel(
             )
         if run is None:
             return
-        c1, c2, c3 = st.columns(3)
-        c1.download_button(
-            "Scalars CSV",
-            lambda: exports.scalars_csv(run),
-            f"{stem}-scalars.csv",
-            "text/csv",
-            key=f"{key}_scsv",
-            on_click="ignore",
-        )
-        c2.download_button(
-            "Per-sample NPZ",
-            lambda: exports.samples_npz(run),
-            f"{stem}-samples.npz",
-            "application/octet-stream",
-            key=f"{key}_npz",
-            on_click="ignore",
-        )
-        c3.download_button(
-            "Per-sample CSV",
-            lambda: exports.samples_csv(run),
-            f"{stem}-samples.csv",
-            "text/csv",
-            key=f"{key}_pcsv",
-            on_click="ignore",
-            help="One row per (checkpoint, sample).",
-        )
+        for col, (label, build, suffix, mime, name, tip) in zip(
+            st.columns(3), RUN_FILES, strict=True
+        ):
+            col.download_button(
+                label,
+                partial(build, run),
+                f"{stem}-{suffix}",
+                mime,
+                key=f"{key}_{name}",
+                on_click="ignore",
+                help=tip,
+            )
         chart_downloads(run, stem, key)
 
 
@@ -127,19 +128,14 @@ def chart_downloads(run: Any, stem: str, key: str) -> None:
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     name = c1.selectbox("Chart image", list(CHART_EXPORTS), key=f"{key}_chart")
     slug = exports.safe_filename(name, "chart")
-    c2.download_button(
-        "PNG",
-        lambda: chart_image(run, name, "png"),
-        f"{stem}-{slug}.png",
-        "image/png",
-        key=f"{key}_png",
-        on_click="ignore",
-    )
-    c3.download_button(
-        "SVG",
-        lambda: chart_image(run, name, "svg"),
-        f"{stem}-{slug}.svg",
-        "image/svg+xml",
-        key=f"{key}_svg",
-        on_click="ignore",
-    )
+    for col, (fmt, mime) in zip(
+        (c2, c3), (("png", "image/png"), ("svg", "image/svg+xml")), strict=True
+    ):
+        col.download_button(
+            fmt.upper(),
+            partial(chart_image, run, name, fmt),
+            f"{stem}-{slug}.{fmt}",
+            mime,
+            key=f"{key}_{fmt}",
+            on_click="ignore",
+        )

@@ -268,6 +268,45 @@ def _finish_job(job_key: str, open_key: str) -> None:
         st.session_state[open_key] = str(job.out_dir)
 
 
+def _job_section_head(job_key: str, open_key: str, intro: str, prefix: str) -> RunConfig | None:
+    """Top of a job section: wrap up its ended job, say what it does, pick the base config."""
+    _finish_job(job_key, open_key)
+    st.markdown(intro)
+    return base_config(prefix)
+
+
+def _job_controls(
+    job_key: str,
+    start_label: str,
+    prefix: str,
+    new_job,
+    ready: bool,
+    progress_label: str,
+    what: str,
+):
+    """Start and Stop buttons (keys ``{prefix}_start``, ``{prefix}_stop``) of the background
+    job kept in session_state[job_key], its progress bar while it runs and the error of the
+    last one. ``new_job()`` builds the job when Start is pressed (enabled when ``ready`` and
+    no job runs). Stop keeps what the job trained so far (status "stopped"). Returns the
+    running job, or None."""
+    job = st.session_state.get(job_key)
+    c1, c2 = st.columns([1, 4])
+    start = c1.button(
+        start_label, key=f"{prefix}_start", type="primary", disabled=not ready or job is not None
+    )
+    if start:
+        job = new_job().start()
+        st.session_state[job_key] = job
+        st.session_state.pop(f"{job_key}_error", None)
+    if job is not None:
+        if c2.button("■ Stop", key=f"{prefix}_stop"):
+            job.stop()
+        _job_progress(job_key, progress_label)
+    if st.session_state.get(f"{job_key}_error"):
+        st.error(f"The {what} failed: {st.session_state[f'{job_key}_error']}")
+    return job
+
+
 def _group_options(kind: str) -> dict[str, str]:
     return {
         str(e.path): e.label for e in runs_store.list_entries(session.runs_dir()) if e.kind == kind
@@ -289,13 +328,14 @@ def _open_picker(kind: str, key: str, what: str) -> Path | None:
 
 
 def sweep_section() -> None:
-    _finish_job("sweep_job", "sweep_open")
-    st.markdown(
+    config = _job_section_head(
+        "sweep_job",
+        "sweep_open",
         "Train one base config at several learning rates (same data and "
         "initialisation), then see impurity over η and training, and the implicit "
-        "Jacobian regularization across η."
+        "Jacobian regularization across η.",
+        prefix="sweep",
     )
-    config = base_config("sweep")
     c1, c2 = st.columns([2, 1])
     lrs_text = c1.text_input(
         "Learning rates η",
@@ -310,30 +350,28 @@ def sweep_section() -> None:
     except ValueError as exc:
         st.error(f"Learning rates: {exc}")
         lrs = None
-    running = st.session_state.get("sweep_job") is not None
     if config is not None and lrs:
         st.caption(
             f"{len(lrs)} runs × {config.steps} steps · 2/η = "
             + ", ".join(f"{2 / x:.3g}" for x in lrs)
         )
-    if st.button(
-        "▶ Run sweep",
-        key="sweep_start",
-        type="primary",
-        disabled=config is None or not lrs or running,
-    ):
+
+    def new_job() -> jobs.SweepJob:
         out = session.runs_dir() / jobs.stamp_name(f"sweep-{config.name or config.dataset}")
-        job = jobs.SweepJob(config, lrs, out, processes=int(processes) or None)
-        st.session_state["sweep_job"] = job.start()
-        st.session_state.pop("sweep_job_error", None)
-        running = True
-    if running:
-        _job_progress("sweep_job", "Sweep")
-    if st.session_state.get("sweep_job_error"):
-        st.error(f"The sweep failed: {st.session_state['sweep_job_error']}")
+        return jobs.SweepJob(config, lrs, out, processes=int(processes) or None)
+
+    job = _job_controls(
+        "sweep_job",
+        "▶ Run sweep",
+        "sweep",
+        new_job,
+        ready=config is not None and bool(lrs),
+        progress_label="Sweep",
+        what="sweep",
+    )
     st.divider()
     folder = _open_picker("sweep", "sweep_open", "sweep")
-    if folder is not None and not running:
+    if folder is not None and job is None:
         show_sweep(folder)
 
 
@@ -414,13 +452,14 @@ def parse_batch(text: str) -> int | None:
 
 
 def optimizer_section() -> None:
-    _finish_job("opt_job", "opt_open")
-    st.markdown(
+    config = _job_section_head(
+        "opt_job",
+        "opt_open",
         "The same config and seed trained by several methods: does EJR (or SAM, or the "
         "explicit penalty) end with a smaller Jacobian and a better test accuracy? "
-        "EJR's update is the project's own definition (see Theory)."
+        "EJR's update is the project's own definition (see Theory).",
+        prefix="opt",
     )
-    config = base_config("opt")
     c1, c2 = st.columns([2, 1])
     methods = c1.multiselect("Methods", list(OPTIMIZER_NAMES), key="opt_methods")
     batch_text = c2.text_input("Mini-batch size (not gd; empty = full batch)", key="opt_batch")
@@ -441,24 +480,20 @@ def optimizer_section() -> None:
     except (ConfigError, ValueError) as exc:
         error = str(exc)
         st.error(f"Invalid setting — {exc}")
-    job = st.session_state.get("opt_job")
-    c1, c2 = st.columns([1, 4])
-    if c1.button(
-        "▶ Compare",
-        key="opt_start",
-        type="primary",
-        disabled=configs is None or job is not None or error is not None,
-    ):
+
+    def new_job() -> jobs.OptimizerJob:
         name = jobs.stamp_name(f"optimizers-{config.name or config.dataset}")
-        job = jobs.OptimizerJob(configs, session.runs_dir() / name).start()
-        st.session_state["opt_job"] = job
-        st.session_state.pop("opt_job_error", None)
-    if job is not None:
-        if c2.button("■ Stop", key="opt_stop"):
-            job.stop()
-        _job_progress("opt_job", "Training")
-    if st.session_state.get("opt_job_error"):
-        st.error(f"The comparison failed: {st.session_state['opt_job_error']}")
+        return jobs.OptimizerJob(configs, session.runs_dir() / name)
+
+    job = _job_controls(
+        "opt_job",
+        "▶ Compare",
+        "opt",
+        new_job,
+        ready=configs is not None and error is None,
+        progress_label="Training",
+        what="comparison",
+    )
     st.divider()
     folder = _open_picker("group", "opt_open", "comparison")
     if folder is not None and job is None:

@@ -28,6 +28,15 @@ def _fmt(x: float, spec: str = ".4g") -> str:
     return "—" if not math.isfinite(x) else format(x, spec)
 
 
+def _samples_at(run, c: int | None, *names: str) -> tuple[np.ndarray, ...] | None:
+    """The per-sample arrays ``names`` at checkpoint ``c`` (as float) and the mask of the
+    samples where all of them are finite; None without a run, a checkpoint or those arrays."""
+    if run is None or c is None or not all(name in run.samples for name in names):
+        return None
+    arrays = [np.asarray(run.samples[name][c], dtype=float) for name in names]
+    return (*arrays, np.logical_and.reduce([np.isfinite(a) for a in arrays]))
+
+
 def _live(text: str) -> None:
     st.info(text, icon=":material/monitoring:")
 
@@ -115,10 +124,9 @@ def bound(run, c: int | None) -> None:
         "**IJR**: at the edge of stability ⟨λ\\*‖J‖²⟩ is pinned near 2/η; where λ\\* is large "
         "the Jacobian must be small, and a larger η pins it lower."
     )
-    if run is not None and c is not None and "lambda_star" in run.samples:
-        lam = np.asarray(run.samples["lambda_star"][c], dtype=float)
-        m = np.asarray(run.samples["m_norm"][c], dtype=float)
-        ok = np.isfinite(lam) & np.isfinite(m)
+    at_c = _samples_at(run, c, "lambda_star", "m_norm")
+    if at_c is not None:
+        lam, m, ok = at_c
         held = float(np.mean(lam[ok] <= m[ok] + 1e-6)) if ok.any() else math.nan
         ratio = float(np.max(lam[ok] / np.maximum(m[ok], 1e-12))) if ok.any() else math.nan
         step = int(run.sample_steps[c])
@@ -145,10 +153,9 @@ def impurity(run, c: int | None) -> None:
         "U: about 1/K at initialisation, rising while predictions commit to one or two "
         "classes, then falling as the fit becomes pure."
     )
-    if run is not None and c is not None and "p_max" in run.samples:
-        p1 = np.asarray(run.samples["p_max"][c], dtype=float)
-        m = np.asarray(run.samples["m_norm"][c], dtype=float)
-        ok = np.isfinite(p1) & np.isfinite(m)
+    at_c = _samples_at(run, c, "p_max", "m_norm")
+    if at_c is not None:
+        p1, m, ok = at_c
         lo, hi = p1 * (1 - p1), 2 * p1 * (1 - p1)
         held = float(np.mean((lo[ok] <= m[ok] + 1e-5) & (m[ok] <= hi[ok] + 1e-5)))
         _live(
@@ -168,11 +175,14 @@ def phases(run) -> None:
 | phase | condition (this project's operational definition) |
 |---|---|
 | **I** beginning | ‖H‖ has not yet reached {eos} · 2/η |
-| **II** ARP | at the edge of stability and ⟨‖M‖⟩ ≥ {arp} · its running peak |
-| **III** later | after II, once ⟨‖M‖⟩ falls below that fraction |
+| **II** ARP | from then on while ⟨‖M‖⟩ ≥ {arp} · its running peak since the edge of stability |
+| **III** later | after II, once ⟨‖M‖⟩ falls below that fraction (phases never go back) |
 
 The talk names the three phases; the thresholds `eos_fraction` = {eos} and `arp_fraction` =
-{arp} are **this project's own choice** (config values), not the paper's. For SGD the same 2/η
+{arp} are **this project's own choice** (config values), not the paper's. The peak counts from
+the edge of stability, not from step 0: with K = 2 classes ⟨‖M‖⟩ starts at its largest value
+1/2 and has usually halved before ‖H‖ reaches 2/η, so a peak from step 0 would skip the ARP
+while the run sits at the edge of stability with impure predictions. For SGD the same 2/η
 line is drawn, but mini-batch noise keeps the full-batch sharpness below it.
 """
     )

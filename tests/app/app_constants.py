@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-APP = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app" / "main.py")
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots of the browser tests
+CHROMIUM = "/usr/bin/chromium"  # Debian's, never a downloaded browser build
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # Trains in about a second on one core: 2-D data, so the decision map is exercised too.
 TINY = {

@@ -1,5 +1,5 @@
 """Real-browser test: `streamlit run` on a free localhost port, driven by Playwright with
-Debian's /usr/bin/chromium (never a downloaded browser build).
+Debian's /usr/bin/chromium (never a downloaded browser build; fixtures in conftest.py).
 
 Opens a tiny two-moons config through the URL query string, starts it, watches the
 sharpness chart gain points (updated in place, not re-embedded), stops it, opens Inspect,
@@ -8,79 +8,17 @@ to tests/artifacts/."""
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import pytest
+from app_constants import ARTIFACTS
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TINY_QUERY = (
     "preset=two-moons&n_train=120&n_test=60&probe_size=120&width=16&depth=2"
     "&steps=1500&probe_every=5&device=cpu"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("streamlit did not become healthy")
-
-
-@pytest.fixture
-def server(tmp_path):
-    port = _free_port()
-    env = dict(os.environ, IJR_RUNS_DIR=str(tmp_path / "runs"), IJR_TORCH_THREADS="1")
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py",
-        "--server.headless", "true", "--server.port", str(port),
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
-        yield url, tmp_path / "runs"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _probes(page) -> int:
@@ -94,92 +32,87 @@ def _points(chart) -> int:
     return chart.locator("g.mark-symbol path").count()
 
 
-def test_train_live_then_scrub_in_inspect(server):
+def test_train_live_then_scrub_in_inspect(server, chromium):
     url, runs = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1800})
-        page.goto(f"{url}/?{TINY_QUERY}")  # Train is the default page, at /
-        main = page.get_by_test_id("stMainBlockContainer")  # not the header's Stop button
-        start = main.get_by_role("button", name="Start")
-        expect(start).to_be_enabled(timeout=60_000)
-        page.screenshot(path=ARTIFACTS / "train_before.png")
-        start.click()
+    page = chromium.new_page(viewport={"width": 1500, "height": 1800})
+    page.goto(f"{url}/?{TINY_QUERY}")  # Train is the default page, at /
+    main = page.get_by_test_id("stMainBlockContainer")  # not the header's Stop button
+    start = main.get_by_role("button", name="Start")
+    expect(start).to_be_enabled(timeout=60_000)
+    page.screenshot(path=ARTIFACTS / "train_before.png")
+    start.click()
 
-        charts = page.get_by_test_id("stVegaLiteChart")
-        expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
-        deadline = time.monotonic() + 120
-        first = 0
-        while time.monotonic() < deadline and (first := _probes(page)) < 2:
-            time.sleep(0.3)
-        assert first >= 2, "no probes arrived"
-        expect(charts.first).to_be_visible()
-        svg = charts.first.locator("svg").first.element_handle()
-        before = _points(charts.first)
-        deadline = time.monotonic() + 120
-        later = first
-        while time.monotonic() < deadline and (later := _probes(page)) < first + 3:
-            time.sleep(0.3)
-        assert later >= first + 3, "the live view stopped updating"
-        time.sleep(1.5)  # one more fragment refresh draws the new points
-        after = _points(charts.first)
-        assert after > before > 0, f"the sharpness chart did not gain points ({before}->{after})"
-        # the view was updated in place (same SVG element): no re-embedding, no flicker
-        assert svg.evaluate("e => e.isConnected")
-        page.screenshot(path=ARTIFACTS / "train_live.png")
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
+    deadline = time.monotonic() + 120
+    first = 0
+    while time.monotonic() < deadline and (first := _probes(page)) < 2:
+        time.sleep(0.3)
+    assert first >= 2, "no probes arrived"
+    expect(charts.first).to_be_visible()
+    svg = charts.first.locator("svg").first.element_handle()
+    before = _points(charts.first)
+    deadline = time.monotonic() + 120
+    later = first
+    while time.monotonic() < deadline and (later := _probes(page)) < first + 3:
+        time.sleep(0.3)
+    assert later >= first + 3, "the live view stopped updating"
+    time.sleep(1.5)  # one more fragment refresh draws the new points
+    after = _points(charts.first)
+    assert after > before > 0, f"the sharpness chart did not gain points ({before}->{after})"
+    # the view was updated in place (same SVG element): no re-embedding, no flicker
+    assert svg.evaluate("e => e.isConnected")
+    page.screenshot(path=ARTIFACTS / "train_live.png")
 
-        try:
-            main.get_by_role("button", name="Stop").click(timeout=10_000)
-            expect(page.get_by_text("stopped", exact=False).first).to_be_visible(timeout=60_000)
-        except PlaywrightTimeout:  # a fast machine may have finished the run already
-            expect(page.get_by_text("finished", exact=False).first).to_be_visible()
-        assert any(runs.glob("*/run.json")), "the run was not saved"
-        page.screenshot(path=ARTIFACTS / "train_stopped.png")
+    try:
+        main.get_by_role("button", name="Stop").click(timeout=10_000)
+        expect(page.get_by_text("stopped", exact=False).first).to_be_visible(timeout=60_000)
+    except PlaywrightTimeout:  # a fast machine may have finished the run already
+        expect(page.get_by_text("finished", exact=False).first).to_be_visible()
+    assert any(runs.glob("*/run.json")), "the run was not saved"
+    page.screenshot(path=ARTIFACTS / "train_stopped.png")
 
-        page.get_by_test_id("stSidebarNav").get_by_text("Inspect").click()
-        slider = page.get_by_role("slider").first
-        expect(slider).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("per sample over training").first).to_be_visible(timeout=60_000)
-        thumb = page.get_by_test_id("stSliderThumbValue").first
-        value = thumb.inner_text()
-        assert value.strip().isdigit(), value
-        slider.focus()
-        for _ in range(3):
-            page.keyboard.press("ArrowLeft")
-        expect(thumb).not_to_have_text(value, timeout=30_000)
-        assert int(thumb.inner_text()) < int(value)
-        time.sleep(2)
-        heat = charts.first  # clicking a heatmap cell opens that sample's history
-        box = heat.bounding_box()
-        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
-        expect(page.get_by_text("This sample's ‖M‖", exact=False)).to_be_visible(timeout=60_000)
-        time.sleep(1)
-        assert charts.count() >= 3
-        page.screenshot(path=ARTIFACTS / "inspect.png")
-        browser.close()
+    page.get_by_test_id("stSidebarNav").get_by_text("Inspect").click()
+    slider = page.get_by_role("slider").first
+    expect(slider).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("per sample over training").first).to_be_visible(timeout=60_000)
+    thumb = page.get_by_test_id("stSliderThumbValue").first
+    value = thumb.inner_text()
+    assert value.strip().isdigit(), value
+    slider.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    expect(thumb).not_to_have_text(value, timeout=30_000)
+    assert int(thumb.inner_text()) < int(value)
+    time.sleep(2)
+    heat = charts.first  # clicking a heatmap cell opens that sample's history
+    box = heat.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    expect(page.get_by_text("This sample's ‖M‖", exact=False)).to_be_visible(timeout=60_000)
+    time.sleep(1)
+    assert charts.count() >= 3
+    page.screenshot(path=ARTIFACTS / "inspect.png")
+    chromium.close()
 
 
-def test_closing_the_tab_stops_its_training(server):
+def test_closing_the_tab_stops_its_training(server, chromium):
     """A worker whose browser session ended is an orphan: the reaper stops it (and the
     trainer saves it with status "stopped")."""
     import json
 
     url, runs = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        page.goto(f"{url}/?{TINY_QUERY.replace('steps=1500', 'steps=1000000')}")
-        main = page.get_by_test_id("stMainBlockContainer")
-        start = main.get_by_role("button", name="Start")
-        expect(start).to_be_enabled(timeout=60_000)
-        start.click()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _probes(page) < 2:
-            time.sleep(0.3)
-        assert _probes(page) >= 2
-        browser.close()  # the tab goes away without pressing Stop
+    page = chromium.new_page()
+    page.goto(f"{url}/?{TINY_QUERY.replace('steps=1500', 'steps=1000000')}")
+    main = page.get_by_test_id("stMainBlockContainer")
+    start = main.get_by_role("button", name="Start")
+    expect(start).to_be_enabled(timeout=60_000)
+    start.click()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _probes(page) < 2:
+        time.sleep(0.3)
+    assert _probes(page) >= 2
+    chromium.close()  # the tab goes away without pressing Stop
 
     def status() -> str | None:
         docs = [json.loads(f.read_text()) for f in runs.glob("*/run.json")]

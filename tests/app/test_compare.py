@@ -1,5 +1,6 @@
 """AppTest of the Compare page: every section renders, a tiny 2-η sweep and a tiny optimizer
-comparison complete through the page and reopen from disk, bad zips are rejected with an
+comparison complete through the page and reopen from disk, a running sweep stops and keeps
+its started runs, bad zips are rejected with an
 error element, delete asks for confirmation."""
 
 from __future__ import annotations
@@ -52,15 +53,20 @@ def test_runs_section_overlays_demo_runs(runs_dir):
     assert all(s["config"]["axis"]["labelFontSize"] >= 13 for s in specs)  # lecture room
 
 
-def test_tiny_sweep_completes_and_reopens(runs_dir):
+def _start_sweep(overrides: str, lrs: str):
+    """Start a two-moons sweep (one process) from the page; returns (AppTest, SweepJob)."""
     at = _app("Learning-rate sweep")
     at.selectbox(key="sweep_preset").set_value("two-moons")
-    at.text_input(key="sweep_overrides").set_value(TINY_OVERRIDES)
-    at.text_input(key="sweep_lrs").set_value("0.3, 0.7")
+    at.text_input(key="sweep_overrides").set_value(overrides)
+    at.text_input(key="sweep_lrs").set_value(lrs)
     at.number_input(key="sweep_processes").set_value(1)
     at.button(key="sweep_start").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    job = at.session_state["sweep_job"]
+    return at, at.session_state["sweep_job"]
+
+
+def test_tiny_sweep_completes_and_reopens(runs_dir):
+    at, job = _start_sweep(TINY_OVERRIDES, "0.3, 0.7")
     assert job.join(timeout=120), "sweep did not finish"
     assert job.error is None, job.error
     at.run()
@@ -86,6 +92,36 @@ def test_tiny_sweep_completes_and_reopens(runs_dir):
     again = _app("Learning-rate sweep")
     assert again.selectbox(key="sweep_open").value == str(folders[0])
     assert _charts(again) == 7 and not _errors(again)
+
+
+def test_stop_a_running_sweep_keeps_its_started_runs(runs_dir):
+    """The sweep's Stop button ends the run in progress (kept, status "stopped"), starts no
+    more runs, and the sweep is saved with status "stopped" and reopens with what it has."""
+    import time
+
+    from ijr_core.sweep import load_sweep
+
+    long = TINY_OVERRIDES.replace("steps=12", "steps=1000000")  # never ends by itself
+    at, job = _start_sweep(long, "0.3, 0.5, 0.7")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and job.progress()["fraction"] == 0:
+        time.sleep(0.1)  # until the first run has saved a probe
+    assert job.alive and job.progress()["fraction"] > 0
+    at.button(key="sweep_stop").click().run()
+    assert job.join(timeout=60), "the sweep did not stop"
+    assert job.error is None, job.error
+    at.run()
+    assert not at.exception and not _errors(at), _errors(at)
+    folders = [p for p in runs_dir.iterdir() if (p / "sweep.json").exists()]
+    assert len(folders) == 1
+    sweep = load_sweep(folders[0])
+    assert sweep.status == "stopped"
+    assert list(sweep.lrs) == [0.3] and sweep.statuses == ["stopped"]
+    assert sweep.meta["not_started"] == [0.5, 0.7]
+    # the finished part stays viewable
+    assert at.selectbox(key="sweep_open").value == str(folders[0])
+    assert any("stopped" in w.value for w in at.warning)
+    assert _charts(at) == 7
 
 
 def test_bad_learning_rates_and_overrides_show_errors(runs_dir):
