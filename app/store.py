@@ -1,4 +1,5 @@
-"""Finding and loading run folders for the app: saved runs, demo runs in assets/.
+"""Finding and loading run folders for the app: saved runs, demo runs and the demo
+learning-rate sweep in assets/demo_runs.
 
 Loading is cached by (folder, modification time of run.json), so a run that is still
 being written reloads when it changes and a finished one loads once.
@@ -38,8 +39,18 @@ def list_runs(root: Path) -> list[Path]:
 
 
 def demo_runs() -> list[Path]:
-    """The demo runs shipped in assets/demo_runs, by name."""
+    """The demo runs shipped in assets/demo_runs, by name (run folders only: the demo
+    sweeps there hold no run.json of their own, see :func:`demo_sweeps`)."""
     return sorted(list_runs(DEMO_DIR), key=lambda p: p.name)
+
+
+def demo_sweeps() -> list[Path]:
+    """The demo learning-rate sweeps shipped in assets/demo_runs (folders holding a
+    sweep.json), by name. Read-only, like the demo runs."""
+    if not DEMO_DIR.is_dir():
+        return []
+    return sorted((p for p in DEMO_DIR.iterdir() if (p / "sweep.json").is_file()),
+                  key=lambda p: p.name)
 
 
 @functools.lru_cache(maxsize=16)

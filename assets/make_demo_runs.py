@@ -1,11 +1,17 @@
-"""Rebuild the demo runs shipped in assets/demo_runs (shown on first launch).
+"""Rebuild the demo runs and the demo sweep shipped in assets/demo_runs (first launch).
 
-    python assets/make_demo_runs.py            # all demos, ~2-4 minutes on a laptop CPU
-    python assets/make_demo_runs.py two-moons  # one of them
+    python assets/make_demo_runs.py               # all demos, ~3-5 minutes on a laptop CPU
+    python assets/make_demo_runs.py 3-two-moons   # one of them
+    python assets/make_demo_runs.py 4-lr-sweep    # the learning-rate sweep only
 
 The digits demos probe every 40 steps instead of 25 (21 evenly spaced checkpoints), which
 keeps each folder under 3 MB: the parameter snapshots dominate. Same seeds and one torch
 thread make the runs reproducible.
+
+The demo sweep (4 learning rates of the "lr-sweep" preset, probed every 20 steps as the
+preset says, so the (η × step) heatmap keeps its resolution) keeps only 3 checkpoints per
+run (checkpoint_limit=3): the scalars behind the Compare page's sweep plots are all kept,
+and the folder stays under 2 MB.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ijr_core.config import PRESETS  # noqa: E402
+from ijr_core.sweep import sweep_lr  # noqa: E402
 from ijr_core.trainer import train  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "demo_runs"
@@ -37,15 +44,36 @@ DEMOS = {
     "3-two-moons": PRESETS["two-moons"].replace(name="demo-two-moons", device="cpu"),
 }
 
+# Learning-rate sweeps: (base config, learning rates). Compare page, "Learning-rate sweep".
+SWEEPS = {
+    # Every η reaches the edge of stability; larger η → earlier ARP, and at matched training
+    # loss a smaller ⟨‖J‖²⟩ (implicit Jacobian regularization).
+    "4-lr-sweep": (
+        PRESETS["lr-sweep"].replace(name="demo-lr-sweep", device="cpu", checkpoint_limit=3),
+        [0.3, 0.5, 1.0, 1.5],
+    ),
+}
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+
 
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
-    for name in names or list(DEMOS):
+    unknown = [n for n in names if n not in DEMOS and n not in SWEEPS]
+    if unknown:
+        raise SystemExit(f"unknown demo(s) {unknown}; known: {[*DEMOS, *SWEEPS]}")
+    for name in names or [*DEMOS, *SWEEPS]:
         out = OUT / name
         shutil.rmtree(out, ignore_errors=True)
-        run = train(DEMOS[name], out_dir=out)
-        size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-        print(f"{name}: {run.status} at step {run.step}, {size:.2f} MB")
+        if name in SWEEPS:
+            config, lrs = SWEEPS[name]
+            sweep = sweep_lr(config, lrs, out_dir=out, processes=2)
+            print(f"{name}: {sweep.status}, η = {sweep.lrs.tolist()}, {_size_mb(out):.2f} MB")
+        else:
+            run = train(DEMOS[name], out_dir=out)
+            print(f"{name}: {run.status} at step {run.step}, {_size_mb(out):.2f} MB")
 
 
 if __name__ == "__main__":

@@ -313,14 +313,35 @@ def _group_options(kind: str) -> dict[str, str]:
     }
 
 
+def demo_sweep_entries() -> list[runs_store.Entry]:
+    """The demo sweeps shipped in assets/demo_runs, as read-only entries."""
+    out = []
+    for path in store.demo_sweeps():
+        members = runs_store.group_members(path)
+        label = f"{path.name} · η sweep · {len(members)} runs · demo (read-only)"
+        out.append(runs_store.Entry(path, "sweep", label, members))
+    return out
+
+
 def _open_picker(kind: str, key: str, what: str) -> Path | None:
+    """Select box of the saved sweeps / comparisons, newest first; for sweeps the demo
+    sweeps follow (read-only), so a first visit opens the demo sweep."""
     options = _group_options(kind)
+    saved = bool(options)
+    if kind == "sweep":
+        options.update({str(e.path): e.label for e in demo_sweep_entries()})
     if not options:
         st.caption(f"No saved {what} yet.")
         return None
+    if not saved:
+        st.caption(
+            f"No saved {what} yet: showing the precomputed demo. Press **▶ Run sweep** above "
+            "to train your own; it is then opened here."
+        )
     if st.session_state.get(key) not in options:
         st.session_state[key] = next(iter(options))
-    chosen = st.selectbox(f"Open a saved {what}", list(options), format_func=options.get, key=key)
+    label = f"Open a saved {what}" if saved else f"Open a {what}"
+    chosen = st.selectbox(label, list(options), format_func=options.get, key=key)
     return Path(chosen) if chosen else None
 
 
@@ -542,6 +563,7 @@ def manage_section() -> None:
         str(p): runs_store.Entry(p, "run", f"{p.name} · demo (read-only)")
         for p in store.demo_runs()
     }
+    demos.update({str(e.path): e for e in demo_sweep_entries()})
     options = {**entries, **demos}
     if not options:
         st.info("Nothing saved yet.")
@@ -558,6 +580,8 @@ def manage_section() -> None:
     editable = chosen in entries
     if editable:
         rename_delete(entry, root)
+    else:
+        st.caption("A demo shipped with the app: read-only (download it, or train your own).")
     run, readable = None, True
     if entry.kind == "run":
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import runs_store
+from app import compare_charts, runs_store, store
 from app.synthetic import synthetic_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "app_pages" / "compare.py")
@@ -51,6 +51,55 @@ def test_runs_section_overlays_demo_runs(runs_dir):
     assert len(at.dataframe) == 2  # config differences + final metrics
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     assert all(s["config"]["axis"]["labelFontSize"] >= 13 for s in specs)  # lecture room
+
+
+def test_demo_sweep_loads_with_four_runs_and_is_small():
+    from ijr_core.sweep import is_sweep_folder, load_sweep
+
+    demos = store.demo_sweeps()
+    assert [p.name for p in demos] == ["4-lr-sweep"]
+    assert is_sweep_folder(demos[0])
+    assert demos[0] not in store.demo_runs()  # demo_runs() lists run folders only
+    assert all((p / "run.json").is_file() for p in store.demo_runs())
+    sweep = load_sweep(demos[0])
+    assert sweep.status == "finished" and len(sweep.runs) == 4
+    assert sweep.lrs.tolist() == [0.3, 0.5, 1.0, 1.5]
+    assert sweep.m_norm_matrix().shape == (4, len(sweep.steps)) and len(sweep.steps) >= 30
+    size = sum(f.stat().st_size for f in demos[0].rglob("*") if f.is_file())
+    assert size <= 2e6
+    # every η has an ARP to outline on the heatmap, earlier for larger η
+    heatmap = compare_charts.sweep_heatmap_chart(sweep, "m_norm_mean").to_dict()
+    rows = [r for data in heatmap["datasets"].values() for r in data if r["kind"] == "arp"]
+    assert [r["eta"] for r in rows] == ["0.3", "0.5", "1", "1.5"]
+    assert [r["step"] for r in rows] == sorted((r["step"] for r in rows), reverse=True)
+
+
+def test_sweep_section_opens_the_demo_sweep_on_first_visit(runs_dir):
+    at = _app("Learning-rate sweep")
+    demo = str(store.demo_sweeps()[0])
+    assert at.selectbox(key="sweep_open").value == demo
+    assert "demo (read-only)" in at.selectbox(key="sweep_open").format_func(demo)
+    assert _charts(at) == 3 + 4  # heatmap, final ‖J‖², max ‖H‖ + four overlays
+    heatmap = json.loads(at.get("vega_lite_chart")[0].proto.spec)  # the (η × step) heatmap
+    assert heatmap["title"].startswith("⟨‖M‖⟩ over learning rate")
+    assert "datum.kind === 'arp'" in json.dumps(heatmap["layer"])  # the ARP outline layer
+    assert any("precomputed demo" in c.value for c in at.caption)
+
+
+def test_demo_items_are_read_only_on_the_manage_section(runs_dir):
+    at = _app("Manage & share")
+    demos = [*store.demo_runs(), *store.demo_sweeps()]
+    options = at.selectbox(key="manage_item").options
+    for demo in demos:
+        label = at.selectbox(key="manage_item").format_func(str(demo))
+        assert label in options and "read-only" in label
+        at.selectbox(key="manage_item").set_value(str(demo)).run()
+        assert not at.exception and not _errors(at), _errors(at)
+        keys = {b.key for b in at.button}
+        assert not keys & {"manage_rename", "manage_delete", "manage_confirm_yes"}, keys
+        assert not at.text_input  # no "New name" field
+        assert any("read-only" in c.value for c in at.caption)
+    assert all(d.exists() for d in demos)
 
 
 def _start_sweep(overrides: str, lrs: str):
