@@ -302,13 +302,23 @@ def _gram_mlp(X: torch.Tensor, linears: list[nn.Linear], acts: list[nn.Module]) 
             a = out.detach()
     _check_logits(z)
     N, K = z.shape
-    g = torch.eye(K, device=z.device, dtype=z.dtype).unsqueeze(1).expand(K, N, K)
-    gram = torch.zeros(N, K, K, device=z.device, dtype=z.dtype)
     with torch.no_grad():
-        for i in range(len(linears) - 1, -1, -1):
-            gram += _layer_gram(linears[i], inputs[i], g)
-            if i > 0:
-                g = (g @ linears[i].weight) * derivs[i - 1]
+        # The last layer's cotangents are the identity: its Gram is (a·a + 1) I_K and the
+        # next ones are rows of W_L scaled by σ'.
+        eye = torch.eye(K, device=z.device, dtype=z.dtype)
+        last = linears[-1]
+        scale = inputs[-1].pow(2).sum(-1)
+        if not last.weight.requires_grad:
+            scale = torch.zeros_like(scale)
+        if last.bias is not None and last.bias.requires_grad:
+            scale = scale + 1
+        gram = scale[:, None, None] * eye
+        if len(linears) > 1:
+            g = last.weight[:, None, :] * derivs[-1]  # (K, N, width)
+            for i in range(len(linears) - 2, -1, -1):
+                gram += _layer_gram(linears[i], inputs[i], g)
+                if i > 0:
+                    g = (g @ linears[i].weight) * derivs[i - 1]
     return gram
 
 
@@ -362,10 +372,18 @@ def _layer_gram(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Te
     else:
         patches = a.reshape(N, -1, a.shape[-1])  # (N, T, in): T > 1 for sequence inputs
         g = g.reshape(K, N, patches.shape[1], -1)  # (K, N, T, out)
+    weight = module.weight.requires_grad
+    bias = module.bias is not None and module.bias.requires_grad
+    if g.shape[2] == 1:
+        # One position: weight and bias share (g_k·g_l), scaled by a·a and by 1.
+        gg = torch.einsum("kno,lno->nkl", g[:, :, 0], g[:, :, 0])
+        scale = patches[:, 0].pow(2).sum(-1) if weight else torch.zeros(N, dtype=g.dtype,
+                                                                         device=g.device)
+        return gg * (scale + float(bias))[:, None, None]
     gram = torch.zeros(N, K, K, device=g.device, dtype=g.dtype)
-    if module.weight.requires_grad:
+    if weight:
         gram += _bilinear_gram(patches, g)
-    if module.bias is not None and module.bias.requires_grad:
+    if bias:
         gb = g.sum(2)  # (K, N, out): the bias gradient sums over positions
         gram += torch.einsum("kno,lno->nkl", gb, gb)
     return gram
@@ -376,9 +394,6 @@ def _bilinear_gram(patches: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     :math:`\sum_{t,s}(g_{kt}\cdot g_{ls})(a_t\cdot a_s)` and forming the gradients."""
     K, N, T, out = g.shape
     d = patches.shape[-1]
-    if T == 1:
-        aa = patches[:, 0].pow(2).sum(-1)  # (N,)
-        return torch.einsum("kno,lno->nkl", g[:, :, 0], g[:, :, 0]) * aa[:, None, None]
     if T * T * (K * K + d + K * out) <= K * out * d * 2:
         aa = patches @ patches.transpose(1, 2)  # (N, T, T)
         gg = torch.einsum("knto,lnso->nklts", g, g)

@@ -174,6 +174,12 @@ def test_mlp_back_propagation_path_equals_replicated_batch_path():
         generic = logit_jacobian_gram(model, X, method="generic")
         torch.testing.assert_close(mlp_path, replicated, atol=1e-12, rtol=1e-10)
         torch.testing.assert_close(mlp_path, generic, atol=1e-12, rtol=1e-10)
+    frozen_last = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    frozen_last[2].weight.requires_grad_(False)
+    for model in (nn.Sequential(nn.Linear(4, 3)).double(), frozen_last):
+        X = torch.randn(5, 4, dtype=torch.float64)
+        torch.testing.assert_close(cv._gram_mlp(X, *cv._mlp_chain(model)),
+                                   logit_jacobian_gram(model, X, method="generic"))
     assert cv._mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.Dropout(), nn.Linear(3, 2))) is None
     assert cv._mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.ReLU(inplace=True),
                                        nn.Linear(3, 2))) is None
