@@ -461,6 +461,22 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def registrar(registry: dict, known: tuple[str, ...]):
+    """``register(name)`` decorators filling ``registry``; a name must be listed in ``known``
+    (the tuples above, which RunConfig validates against)."""
+
+    def register(name: str):
+        assert name in known, f"add {name!r} to the names in config.py"
+
+        def deco(fn):
+            registry[name] = fn
+            return fn
+
+        return deco
+
+    return register
+
+
 def resolve_device(name: str = "auto"):
     """torch.device for `name`: "auto" picks cuda, then mps, then cpu.
 

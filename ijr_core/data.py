@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ijr_core.config import DATASET_NAMES, RunConfig
+from ijr_core.config import DATASET_NAMES, RunConfig, registrar
 
 __all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "load_dataset"]
 
@@ -93,15 +93,7 @@ class RawData:
 DATASETS: dict[str, Callable[[RunConfig], RawData]] = {}
 
 
-def register(name: str):
-    """Decorator adding a loader to DATASETS; only names listed in config.DATASET_NAMES."""
-    assert name in DATASET_NAMES, f"add {name!r} to config.DATASET_NAMES"
-
-    def deco(fn):
-        DATASETS[name] = fn
-        return fn
-
-    return deco
+register = registrar(DATASETS, DATASET_NAMES)  # @register(name) adds to DATASETS
 
 
 def load_dataset(config: RunConfig) -> Dataset:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ijr_core.config import ACTIVATION_NAMES, MODEL_NAMES, ConfigError, RunConfig
+from ijr_core.config import ACTIVATION_NAMES, MODEL_NAMES, ConfigError, RunConfig, registrar
 
 __all__ = ["ACTIVATIONS", "MODELS", "build_model", "conv_output_size"]
 
@@ -39,15 +39,7 @@ assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 MODELS: dict[str, Callable] = {}
 
 
-def register(name: str):
-    """Decorator adding a builder ``fn(config, dataset) -> nn.Module`` to MODELS."""
-    assert name in MODEL_NAMES, f"add {name!r} to config.MODEL_NAMES"
-
-    def deco(fn):
-        MODELS[name] = fn
-        return fn
-
-    return deco
+register = registrar(MODELS, MODEL_NAMES)  # @register(name) adds to MODELS
 
 
 def build_model(config: RunConfig, dataset) -> nn.Module:
