@@ -229,9 +229,6 @@ def logit_jacobian_gram(
     return torch.cat(parts)
 
 
-_BATCHNORM = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-
-
 def _fast_path_layers(model: nn.Module) -> list[nn.Module] | None:
     """Linear/Conv2d layers holding all trainable parameters, or None if some are elsewhere."""
     owned: set[int] = set()
@@ -481,10 +478,14 @@ class CurvatureGraph:
             self._lin = _LogitLinearization(self.model, self.z, self.params)
         return self._lin
 
+    def m_times(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-sample :math:`M_n w_n` for (N, K) ``w``, in closed form."""
+        return _apply_m(self._m, w)
+
     def gvp(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`Gv` for a flat (P,) vector, with :math:`M` in closed form."""
         lin = self.linearization
-        return lin.vjp(_apply_m(self._m, lin.jvp(v)) / self.n)
+        return lin.vjp(self.m_times(lin.jvp(v)) / self.n)
 
     def jtu(self, u: torch.Tensor) -> torch.Tensor:
         r"""Per-sample :math:`J_n^\top u`, (N, K)."""
@@ -719,7 +720,7 @@ def lambda_star(model: nn.Module, X, u: torch.Tensor, loss: str = "ce",
     elif graph.loss != loss:
         raise ValueError(f"graph was built for loss {graph.loss!r}, not {loss!r}")
     jtu = graph.jtu(u / torch.linalg.vector_norm(u))
-    quad = (jtu * _apply_m(graph._m, jtu)).sum(-1)
+    quad = (jtu * graph.m_times(jtu)).sum(-1)
     if gram is None:
         gram = logit_jacobian_gram(model, X)
     spec = norms_from_gram(gram.to(quad.dtype)).spectral_sq
