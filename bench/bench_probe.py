@@ -39,12 +39,12 @@ def timed(fn):
 
 
 def parts(model, X, y, state: ProbeState, tol: float) -> dict[str, float]:
-    """Time each part of a probe separately, with the same warm starts as the probe."""
+    """Time each part of a probe separately, in the probe's order and with its warm starts."""
     P = cv.num_parameters(model)
     out = {}
-    out["forward + ‖M‖"], _ = timed(lambda: cv.m_norm(torch.softmax(model(X).detach(), -1)))
-    out["gradient norm"], _ = timed(lambda: torch.autograd.grad(
-        cv.loss_fn("ce")(model(X), y), list(model.parameters())))
+    out["graph: forward + gradient"], graph = timed(
+        lambda: (lambda g: (g, g.gradient()))(cv.CurvatureGraph(model, X, y))[0])
+    out["‖M‖ per sample"], _ = timed(lambda: cv.m_norm(graph.p.double()))
     count = [0]
 
     def counting(op):
@@ -53,15 +53,15 @@ def parts(model, X, y, state: ProbeState, tol: float) -> dict[str, float]:
             return op(v)
         return mv
 
-    out["‖H‖ Lanczos"], (_, hv) = timed(lambda: cv.top_eigenpairs(
-        counting(cv.hessian_operator(model, X, y)), P, tol=tol, v0=state.h_vectors))
-    h_products, count[0] = count[0], 0
     out["‖G‖ Lanczos"], (_, gv) = timed(lambda: cv.top_eigenpairs(
-        counting(cv.ggn_operator(model, X, y)), P, tol=tol, v0=hv[:, 0]))
-    g_products = count[0]
-    out["Jacobian Gram"], gram = timed(lambda: cv.logit_jacobian_gram(model, X))
-    out["‖J‖ norms + λ*"], _ = timed(lambda: (cv.norms_from_gram(gram),
-                                              cv.lambda_star(model, X, gv[:, 0], gram=gram)))
+        counting(graph.gvp), P, tol=tol, v0=state.g_vector))
+    g_products, count[0] = count[0], 0
+    out["‖H‖ Lanczos"], _ = timed(lambda: cv.top_eigenpairs(
+        counting(graph.hvp), P, tol=tol, v0=gv[:, :1]))
+    h_products = count[0]
+    out["Jacobian Gram"], gram = timed(graph.gram)
+    out["‖J‖ norms + λ*"], _ = timed(lambda: cv.lambda_star(
+        model, X, gv[:, 0], graph=graph, spectral_sq=cv.norms_from_gram(gram).spectral_sq))
     out["_products"] = (h_products, g_products)
     return out
 

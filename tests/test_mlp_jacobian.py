@@ -1,0 +1,134 @@
+"""The explicit MLP Jacobian products against dense Jacobians from ``torch.func.jacrev``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ijr_core import curvature as cv
+from ijr_core import mlp_jacobian as mj
+from ijr_core.curvature import CurvatureGraph, logit_jacobian_gram
+from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
+
+
+def dense_jacobian(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """(N, K, P): per-sample logit Jacobians over the trainable parameters, by jacrev."""
+    names = [n for n, _ in cv.trainable_parameters(model)]
+    params = {n: p.detach() for n, p in cv.trainable_parameters(model)}
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    jac = torch.func.jacrev(
+        lambda p: torch.func.functional_call(model, {**frozen, **p}, (X,)))(params)
+    return torch.cat([jac[n].reshape(*jac[n].shape[:2], -1) for n in names], dim=-1)
+
+
+def _no_bias() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 5, bias=False), nn.ReLU(), nn.Linear(5, 3, bias=False))
+
+
+def _frozen() -> nn.Module:
+    m = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 6), nn.GELU(), nn.Linear(6, 3))
+    m[0].weight.requires_grad_(False)
+    m[2].bias.requires_grad_(False)
+    return m
+
+
+def _frozen_last() -> nn.Module:
+    m = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    m[2].weight.requires_grad_(False)
+    return m
+
+
+CASES = {
+    "tanh-deep": (lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 5), nn.Tanh(),
+                                        nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 3)), (4,)),
+    "gelu-flatten": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.GELU(),
+                                           nn.Linear(5, 4), nn.Softplus(), nn.Linear(4, 3)),
+                     (2, 3)),
+    "softmax-regression": (lambda: nn.Sequential(nn.Linear(4, 3)), (4,)),
+    "no-bias-relu": (_no_bias, (4,)),
+    "frozen": (_frozen, (4,)),
+    "frozen-last": (_frozen_last, (4,)),
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request):
+    factory, shape = CASES[request.param]
+    torch.manual_seed(3)
+    model = factory().double()
+    X = torch.randn(7, *shape, dtype=torch.float64)
+    return model, X
+
+
+def test_recorded_forward_equals_the_model(case):
+    model, X = case
+    torch.testing.assert_close(MLPJacobian(X, *mlp_chain(model)).z, model(X), rtol=0, atol=0)
+
+
+def test_products_equal_dense_jacobian(case):
+    model, X = case
+    J = dense_jacobian(model, X)  # (N, K, P)
+    mlp = MLPJacobian(X, *mlp_chain(model))
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(J.shape[-1], generator=gen, dtype=torch.float64)
+    w = torch.randn(J.shape[:2], generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(mlp.jvp(v), J @ v, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(mlp.vjp(w), torch.einsum("nkp,nk->p", J, w), rtol=1e-10,
+                               atol=1e-12)
+    torch.testing.assert_close(mlp.gram(), J @ J.transpose(1, 2), rtol=1e-10, atol=1e-12)
+
+
+def test_mlp_gram_equals_generic_and_replicated_paths(case):
+    model, X = case
+    mlp = MLPJacobian(X, *mlp_chain(model)).gram()
+    torch.testing.assert_close(mlp, logit_jacobian_gram(model, X, method="generic"),
+                               rtol=1e-10, atol=1e-12)
+    replicated = cv._gram_fast(model, X, cv._fast_path_layers(model))
+    torch.testing.assert_close(mlp, replicated, rtol=1e-10, atol=1e-12)
+
+
+def test_graph_products_match_autograd_and_dense_g(monkeypatch):
+    torch.manual_seed(4)
+    model = CASES["tanh-deep"][0]().double()
+    X = torch.randn(9, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (9,))
+    v = torch.randn(cv.num_parameters(model), dtype=torch.float64)
+    w = torch.randn(9, 3, dtype=torch.float64)
+    graph = CurvatureGraph(model, X, y)
+    assert isinstance(graph.linearization, MLPJacobian)
+    auto = cv._LogitLinearization(model, graph.z, graph.params)
+    torch.testing.assert_close(graph.linearization.jvp(v), auto.jvp(v))
+    torch.testing.assert_close(graph.linearization.vjp(w), auto.vjp(w))
+    J = dense_jacobian(model, X)
+    p = torch.softmax(model(X), -1).detach()
+    M = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    G = torch.einsum("nkp,nkl,nlq->pq", J, M, J) / X.shape[0]
+    torch.testing.assert_close(graph.gvp(v), G @ v, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(graph.gram(), J @ J.transpose(1, 2))
+    monkeypatch.setattr(cv, "SIGNAL_BUDGET", 0)  # too big to stream: the chunked Gram
+    torch.testing.assert_close(graph.gram(), J @ J.transpose(1, 2))
+
+
+def test_signal_size_is_the_largest_layer():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 5), nn.Tanh(),
+                          nn.Linear(5, 3))
+    assert mj.signal_size(torch.zeros(10, 4), mlp_chain(model)[0]) == 3 * 10 * 6
+
+
+def test_wrong_vector_length_is_a_clear_error():
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    mlp = MLPJacobian(torch.randn(3, 4), *mlp_chain(model))
+    with pytest.raises(ValueError, match="length 43"):
+        mlp.jvp(torch.zeros(44))
+
+
+def test_chain_detection():
+    assert mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.Dropout(), nn.Linear(3, 2))) is None
+    assert mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.ReLU(inplace=True),
+                                   nn.Linear(3, 2))) is None
+    assert mlp_chain(nn.Sequential(nn.Linear(3, 3), nn.Tanh())) is None
+    assert mlp_chain(nn.Linear(3, 2)) is None
+    linears, acts = mlp_chain(nn.Sequential(nn.Flatten(), nn.Linear(3, 3), nn.ELU(),
+                                            nn.Linear(3, 2)))
+    assert len(linears) == 2 and len(acts) == 1
