@@ -28,7 +28,7 @@ from ijr_core.config import PRESETS  # noqa: E402
 from ijr_core.data import load_dataset  # noqa: E402
 from ijr_core.models import build_model  # noqa: E402
 from ijr_core.optimizers import build_optimizer  # noqa: E402
-from ijr_core.probe import ProbeState, probe  # noqa: E402
+from ijr_core.probe import WARM_RITZ, ProbeState, probe  # noqa: E402
 from ijr_core.trainer import train  # noqa: E402
 
 
@@ -53,11 +53,11 @@ def parts(model, X, y, state: ProbeState, tol: float) -> dict[str, float]:
             return op(v)
         return mv
 
-    out["‖G‖ Lanczos"], (_, gv) = timed(lambda: cv.top_eigenpairs(
-        counting(graph.gvp), P, tol=tol, v0=state.g_vector))
+    out["‖G‖ Lanczos"], (_, gv, g_ritz) = timed(lambda: cv.top_eigenpairs(
+        counting(graph.gvp), P, tol=tol, v0=state.g_ritz, n_ritz=WARM_RITZ))
     g_products, count[0] = count[0], 0
     out["‖H‖ Lanczos"], _ = timed(lambda: cv.top_eigenpairs(
-        counting(graph.hvp), P, tol=tol, v0=gv[:, :1]))
+        counting(graph.hvp), P, tol=tol, v0=g_ritz))
     h_products = count[0]
     out["Jacobian Gram"], gram = timed(graph.gram)
     out["‖J‖ norms + λ*"], _ = timed(lambda: cv.lambda_star(

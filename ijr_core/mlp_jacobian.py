@@ -27,6 +27,23 @@ ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.GELU, nn.ELU, nn.Softplus, nn.Sigmoid, nn.Si
 SIGNAL_BUDGET = 2**26
 
 
+def _zeros(act, s, out, d=None):
+    return torch.zeros_like(s)
+
+
+# σ' (from s and σ(s)) and σ'' (also from σ'), in closed form for the common activations; the
+# others go through autograd. ReLU's derivative at 0 is 0, as in autograd.
+_CLOSED_FORM = {
+    nn.Tanh: (lambda act, s, out: 1 - out * out, lambda act, s, out, d: -2 * out * d),
+    nn.Sigmoid: (lambda act, s, out: out * (1 - out), lambda act, s, out, d: d * (1 - 2 * out)),
+    nn.ReLU: (lambda act, s, out: (s > 0).to(s.dtype), _zeros),
+    nn.LeakyReLU: (lambda act, s, out: torch.ones_like(s).masked_fill_(s <= 0,
+                                                                       act.negative_slope),
+                   _zeros),
+    nn.Identity: (lambda act, s, out: torch.ones_like(s), _zeros),
+}
+
+
 def mlp_chain(model: nn.Module):
     """``(linears, activations)`` when the model is ``Sequential(Linear, act, Linear, ...,
     Linear)`` with element-wise activations (a leading ``Flatten`` allowed), else None."""
@@ -61,16 +78,24 @@ class MLPJacobian:
         a = X.flatten(1)
         self.inputs: list[torch.Tensor] = []  # a_l, detached
         self.derivs: list[torch.Tensor] = []  # σ'(s_l) for the hidden layers
+        self.pre: list[torch.Tensor] = []  # s_l for the hidden layers, detached
         for i, lin in enumerate(linears):
             self.inputs.append(a.detach())
             s = F.linear(a, lin.weight, lin.bias)
             if i == len(acts):
                 break
+            self.pre.append(s.detach())
             a = self._activate(acts[i], s)
         self.z = s
+        self._second: list[torch.Tensor] | None = None
+        self._loss_pass: tuple[list, list] | None = None
 
     def _activate(self, act: nn.Module, s: torch.Tensor) -> torch.Tensor:
         """σ(s), recording σ'(s); ``s`` keeps its graph when it has one."""
+        if not s.requires_grad and type(act) in _CLOSED_FORM:
+            out = act(s)
+            self.derivs.append(_CLOSED_FORM[type(act)][0](act, s, out))
+            return out
         with torch.enable_grad():
             s_in = s if s.requires_grad else s.detach().requires_grad_(True)
             out = act(s_in)
@@ -123,39 +148,116 @@ class MLPJacobian:
         if offset != v.shape[0]:
             raise ValueError(f"v must have length {offset}, got {v.shape[0]}")
 
-    def jvp(self, v: torch.Tensor) -> torch.Tensor:
-        r"""Per-sample :math:`J_n^\top v`, (N, K), for a flat (P,) vector: forward mode,
-        :math:`\dot s_l = V_l a_l + v_{b_l} + W_l \dot a_l`, :math:`\dot a_{l+1} =
-        \sigma'(s_l)\odot\dot s_l`."""
-        v = v.to(self.z.dtype)
-        dot_a = None
-        with torch.no_grad():
-            for i, (lin, (vw, vb)) in enumerate(zip(self.linears, self._split(v), strict=True)):
-                a = self.inputs[i]
-                ds = F.linear(a, vw, vb) if vw is not None else None
-                if dot_a is not None:
-                    ds = (F.linear(dot_a, lin.weight) if ds is None
-                          else torch.addmm(ds, dot_a, lin.weight.T))
-                if ds is None:
-                    ds = self.z.new_zeros(a.shape[0], lin.out_features)
-                if vb is not None and vw is None:
-                    ds = ds + vb
-                dot_a = ds * self.derivs[i] if i < len(self.derivs) else ds
-        return dot_a
+    def _tangents(self, vs: list) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        r"""Forward-mode sweep along the per-layer direction ``vs``: :math:`\dot s_l = V_l a_l +
+        v_{b_l} + W_l\dot a_l`, :math:`\dot a_{l+1} = \sigma'(s_l)\odot\dot s_l`. Returns
+        (all :math:`\dot s_l`, all :math:`\dot a_l` with None for the input)."""
+        dot_s: list[torch.Tensor] = []
+        dot_a: list[torch.Tensor | None] = [None]
+        for i, (lin, (vw, vb)) in enumerate(zip(self.linears, vs, strict=True)):
+            a = self.inputs[i]
+            ds = F.linear(a, vw, vb) if vw is not None else None
+            if dot_a[-1] is not None:
+                ds = (F.linear(dot_a[-1], lin.weight) if ds is None
+                      else torch.addmm(ds, dot_a[-1], lin.weight.T))
+            if ds is None:
+                ds = self.z.new_zeros(a.shape[0], lin.out_features)
+            if vb is not None and vw is None:
+                ds = ds + vb
+            dot_s.append(ds)
+            if i < len(self.derivs):
+                dot_a.append(ds * self.derivs[i])
+        return dot_s, dot_a
 
-    def vjp(self, w: torch.Tensor) -> torch.Tensor:
-        r""":math:`\sum_n J_n w_n` for (N, K) ``w``, a flat (P,) vector: back-propagation,
-        :math:`\delta_L = w`, :math:`\delta_{l-1} = (\delta_l W_l)\odot\sigma'(s_{l-1})`;
-        layer l gets :math:`\delta_l^\top a_l` and :math:`\sum_n\delta_l`."""
+    def jvp(self, v: torch.Tensor) -> torch.Tensor:
+        r"""Per-sample :math:`J_n^\top v`, (N, K), for a flat (P,) vector (forward mode)."""
+        with torch.no_grad():
+            return self._tangents(list(self._split(v.to(self.z.dtype))))[0][-1]
+
+    def _backward(self, w: torch.Tensor, keep: bool = False) -> torch.Tensor:
+        r"""Back-propagate (N, K) ``w`` from the logits: :math:`\delta_L = w`,
+        :math:`e_l = \delta_l W_l`, :math:`\delta_{l-1} = e_l\odot\sigma'(s_{l-1})`; layer l
+        gets :math:`\delta_l^\top a_l` and :math:`\sum_n\delta_l`. ``keep`` stores the
+        :math:`\delta_l, e_l` (the loss pass that Hessian products start from)."""
         delta = w.to(self.z.dtype)
+        L = len(self.linears)
+        deltas: list = [None] * L
+        errors: list = [None] * L
         parts = []
         with torch.no_grad():
-            for i in range(len(self.linears) - 1, -1, -1):
+            for i in range(L - 1, -1, -1):
                 lin = self.linears[i]
+                deltas[i] = delta
                 if lin.bias is not None and lin.bias.requires_grad:
                     parts.append(delta.sum(0))
                 if lin.weight.requires_grad:
                     parts.append((delta.T @ self.inputs[i]).reshape(-1))
                 if i > 0:
-                    delta = (delta @ lin.weight) * self.derivs[i - 1]
+                    errors[i] = delta @ lin.weight
+                    delta = errors[i] * self.derivs[i - 1]
+        if keep:
+            self._loss_pass = (deltas, errors)
         return torch.cat(parts[::-1]) if parts else delta.new_zeros(0)
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_n J_n w_n` for (N, K) ``w``, a flat (P,) vector (back-propagation)."""
+        return self._backward(w)
+
+    def loss_gradient(self, dloss_dz: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla_\theta L` from :math:`r=\partial L/\partial z` (N, K); kept for
+        :meth:`hvp`."""
+        return self._backward(dloss_dz, keep=True)
+
+    @property
+    def second_derivs(self) -> list[torch.Tensor]:
+        r""":math:`\sigma''(s_l)` for the hidden layers (zero where σ is piecewise linear)."""
+        if self._second is None:
+            self._second = []
+            for i, (act, s) in enumerate(zip(self.acts, self.pre, strict=True)):
+                if type(act) in _CLOSED_FORM:
+                    second = _CLOSED_FORM[type(act)][1]
+                    self._second.append(second(act, s, self.inputs[i + 1], self.derivs[i]))
+                    continue
+                with torch.enable_grad():
+                    s_in = s.detach().requires_grad_(True)
+                    (d,) = torch.autograd.grad(act(s_in).sum(), s_in, create_graph=True)
+                    dd = (torch.autograd.grad(d.sum(), s_in)[0] if d.requires_grad
+                          else torch.zeros_like(s))
+                self._second.append(dd.detach())
+        return self._second
+
+    def hvp(self, v: torch.Tensor, m_times) -> torch.Tensor:
+        r""":math:`Hv` by Pearlmutter's R-operator, after :meth:`loss_gradient`; ``m_times``
+        maps :math:`\dot z` to :math:`\nabla_z^2L\,\dot z` (per sample, with the 1/N).
+
+        .. math:: \dot\delta_L = \nabla_z^2L\,\dot z,\quad
+           \dot\delta_{l-1} = (\dot\delta_l W_l + \delta_l V_l)\odot\sigma'(s_{l-1})
+           + e_l\odot\sigma''(s_{l-1})\odot\dot s_{l-1},
+
+        and layer l gets :math:`\dot\delta_l^\top a_l + \delta_l^\top\dot a_l` and
+        :math:`\sum_n\dot\delta_l`.
+        """
+        if self._loss_pass is None:
+            raise RuntimeError("call loss_gradient before hvp")
+        deltas, errors = self._loss_pass
+        second = self.second_derivs
+        vs = list(self._split(v.to(self.z.dtype)))
+        parts = []
+        with torch.no_grad():
+            dot_s, dot_a = self._tangents(vs)
+            dd = m_times(dot_s[-1])
+            for i in range(len(self.linears) - 1, -1, -1):
+                lin, (vw, _) = self.linears[i], vs[i]
+                if lin.bias is not None and lin.bias.requires_grad:
+                    parts.append(dd.sum(0))
+                if lin.weight.requires_grad:
+                    gw = dd.T @ self.inputs[i]
+                    if dot_a[i] is not None:
+                        gw = gw.addmm_(deltas[i].T, dot_a[i])
+                    parts.append(gw.reshape(-1))
+                if i > 0:
+                    de = dd @ lin.weight
+                    if vw is not None:
+                        de = de.addmm_(deltas[i], vw)
+                    dd = de * self.derivs[i - 1] + errors[i] * second[i - 1] * dot_s[i - 1]
+        return torch.cat(parts[::-1]) if parts else v.new_zeros(0)

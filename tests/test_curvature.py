@@ -397,3 +397,25 @@ def _root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[1]
+
+
+def test_lanczos_ritz_block_finds_a_new_top_after_a_swap():
+    """At the edge of stability the top two eigenvalues swap between probes. A warm start
+    holding only the old top direction converges to it (now second) with a small residual;
+    the block of previous top Ritz vectors (``n_ritz``) finds the new top."""
+    g = torch.Generator().manual_seed(11)
+    rest = torch.rand(297, generator=g, dtype=torch.float64) * 5.5 - 0.5
+    eigs = torch.cat([torch.tensor([6.35, 6.22, 5.67], dtype=torch.float64), rest])
+    Q, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(eigs) @ Q.T
+    old_top, old_second = Q[:, 1], Q[:, 0] + 0.1 * Q[:, 2]
+    single, _ = top_eigenpairs(lambda v: A @ v, 300, tol=1e-3, v0=old_top,
+                               dtype=torch.float64)
+    assert abs(float(single[0]) - 6.22) < 1e-3  # the trap the block start avoids
+    vals, vecs, ritz = top_eigenpairs(lambda v: A @ v, 300, tol=1e-3, dtype=torch.float64,
+                                      v0=torch.stack([old_top, old_second], 1), n_ritz=3)
+    assert abs(float(vals[0]) - 6.35) / 6.35 <= 1e-3
+    assert ritz.shape[0] == 300 and 1 <= ritz.shape[1] <= 3
+    torch.testing.assert_close(ritz[:, 0].abs(), vecs[:, 0].abs())
+    torch.testing.assert_close(torch.linalg.vector_norm(ritz, dim=0),
+                               torch.ones(ritz.shape[1], dtype=torch.float64))

@@ -45,6 +45,11 @@ CASES = {
     "gelu-flatten": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.GELU(),
                                            nn.Linear(5, 4), nn.Softplus(), nn.Linear(4, 3)),
                      (2, 3)),
+    "sigmoid-leaky-identity": (lambda: nn.Sequential(
+        nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 5), nn.LeakyReLU(0.2), nn.Linear(5, 4),
+        nn.Identity(), nn.Linear(4, 3)), (4,)),
+    "elu-silu": (lambda: nn.Sequential(nn.Linear(4, 5), nn.ELU(), nn.Linear(5, 4), nn.SiLU(),
+                                       nn.Linear(4, 3)), (4,)),
     "softmax-regression": (lambda: nn.Sequential(nn.Linear(4, 3)), (4,)),
     "no-bias-relu": (_no_bias, (4,)),
     "frozen": (_frozen, (4,)),
@@ -97,7 +102,7 @@ def test_graph_products_match_autograd_and_dense_g(monkeypatch):
     w = torch.randn(9, 3, dtype=torch.float64)
     graph = CurvatureGraph(model, X, y)
     assert isinstance(graph.linearization, MLPJacobian)
-    auto = cv._LogitLinearization(model, graph.z, graph.params)
+    auto = cv._LogitLinearization(model, model(X), graph.params)
     torch.testing.assert_close(graph.linearization.jvp(v), auto.jvp(v))
     torch.testing.assert_close(graph.linearization.vjp(w), auto.vjp(w))
     J = dense_jacobian(model, X)
@@ -108,6 +113,43 @@ def test_graph_products_match_autograd_and_dense_g(monkeypatch):
     torch.testing.assert_close(graph.gram(), J @ J.transpose(1, 2))
     monkeypatch.setattr(cv, "SIGNAL_BUDGET", 0)  # too big to stream: the chunked Gram
     torch.testing.assert_close(graph.gram(), J @ J.transpose(1, 2))
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_explicit_gradient_and_hvp_equal_dense_hessian(case, loss):
+    """Back-propagation and the R-operator against torch.func.hessian of the mean loss."""
+    model, X = case
+    y = torch.arange(X.shape[0]) % 3
+    names = [n for n, _ in cv.trainable_parameters(model)]
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    shapes = [p.shape for _, p in cv.trainable_parameters(model)]
+    theta = cv.params_to_vector([p.detach() for _, p in cv.trainable_parameters(model)])
+
+    def mean_loss(vec):
+        params, offset = {}, 0
+        for n, shape in zip(names, shapes, strict=True):
+            params[n] = vec[offset : offset + shape.numel()].view(shape)
+            offset += shape.numel()
+        z = torch.func.functional_call(model, {**frozen, **params}, (X,))
+        return cv.loss_fn(loss)(z, y)
+
+    H = torch.func.hessian(mean_loss)(theta)
+    grad = torch.func.grad(mean_loss)(theta)
+    graph = CurvatureGraph(model, X, y, loss=loss)
+    assert isinstance(graph.linearization, MLPJacobian)
+    torch.testing.assert_close(graph.gradient(), grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(float(graph.value), float(mean_loss(theta)))
+    for seed in range(3):
+        v = torch.randn(theta.shape[0], generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+        torch.testing.assert_close(graph.hvp(v), H @ v, rtol=1e-9, atol=1e-11)
+
+
+def test_hvp_without_labels_is_a_clear_error():
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    graph = CurvatureGraph(model, torch.randn(3, 4))
+    with pytest.raises(ValueError, match="need labels"):
+        graph.hvp(torch.zeros(cv.num_parameters(model)))
 
 
 def test_signal_size_is_the_largest_layer():

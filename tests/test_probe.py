@@ -8,7 +8,14 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
-from ijr_core.probe import ProbeState, Snapshot, evaluate, param_snapshot, probe
+from ijr_core.probe import (
+    WARM_RITZ,
+    ProbeState,
+    Snapshot,
+    evaluate,
+    param_snapshot,
+    probe,
+)
 from ijr_core.run import SAMPLE_KEYS
 
 N, D, K = 24, 4, 3
@@ -134,6 +141,8 @@ def test_warm_start_state_is_kept_and_gives_the_same_values():
     first = probe(model, X, y, n_eigs=2, eig_tol=1e-6, state=state)
     assert state.h_vectors.shape == (sum(p.numel() for p in model.parameters()), 2)
     assert state.g_vector.ndim == 1
+    assert state.g_ritz.shape[0] == state.h_vectors.shape[0]
+    assert 1 <= state.g_ritz.shape[1] <= WARM_RITZ  # G's top directions, for the next start
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1.01)
