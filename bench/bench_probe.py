@@ -53,11 +53,11 @@ def parts(model, X, y, state: ProbeState, tol: float) -> dict[str, float]:
             return op(v)
         return mv
 
-    out["‖G‖ Lanczos"], (_, gv, g_ritz) = timed(lambda: cv.top_eigenpairs(
+    out["‖G‖ Lanczos"], (_, gv, _) = timed(lambda: cv.top_eigenpairs(
         counting(graph.gvp), P, tol=tol, v0=state.g_ritz, n_ritz=WARM_RITZ))
     g_products, count[0] = count[0], 0
     out["‖H‖ Lanczos"], _ = timed(lambda: cv.top_eigenpairs(
-        counting(graph.hvp), P, tol=tol, v0=g_ritz))
+        counting(graph.hvp), P, tol=tol, v0=gv[:, :1]))
     h_products = count[0]
     out["Jacobian Gram"], gram = timed(graph.gram)
     out["‖J‖ norms + λ*"], _ = timed(lambda: cv.lambda_star(
