@@ -3,7 +3,7 @@
 Each job trains in a daemon thread (never calling ``st.*``) into its own folder under the
 runs folder, so the page stays responsive and a finished job reopens from disk. Progress is
 read from the run folders the trainer autosaves after every probe (``run.json`` holds the
-step reached), which also covers sweep runs trained in worker processes. State written
+step reached), which also covers sweep runs trained in parallel threads. State written
 by the worker (``error``, ``finished``) is guarded by ``lock``.
 """
 
@@ -98,11 +98,11 @@ class SweepJob(_Job):
     """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``; ``stop()``
     ends it early (the runs that started are kept, the sweep is saved as "stopped")."""
 
-    def __init__(self, config, lrs, out_dir: Path, processes: int | None = None) -> None:
+    def __init__(self, config, lrs, out_dir: Path, workers: int | None = None) -> None:
         super().__init__(out_dir)
         self.config = config
         self.lrs = [float(x) for x in lrs]
-        self.processes = processes
+        self.workers = workers
         self.done_runs = 0
         self.folders = [self.out_dir / run_folder_name(i, lr) for i, lr in enumerate(self.lrs)]
         self.control = SweepControl()
@@ -121,7 +121,7 @@ class SweepJob(_Job):
             self.config,
             self.lrs,
             out_dir=self.out_dir,
-            processes=self.processes,
+            workers=self.workers,
             callback=self._callback,
             control=self.control,
         )

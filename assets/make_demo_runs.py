@@ -69,7 +69,7 @@ def main(names: list[str]) -> None:
         shutil.rmtree(out, ignore_errors=True)
         if name in SWEEPS:
             config, lrs = SWEEPS[name]
-            sweep = sweep_lr(config, lrs, out_dir=out, processes=2)
+            sweep = sweep_lr(config, lrs, out_dir=out, workers=2)
             print(f"{name}: {sweep.status}, η = {sweep.lrs.tolist()}, {_size_mb(out):.2f} MB")
         else:
             run = train(DEMOS[name], out_dir=out)

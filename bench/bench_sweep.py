@@ -1,11 +1,11 @@
-"""A learning-rate sweep in parallel processes against a plain sequential loop.
+"""A learning-rate sweep with parallel runs against a plain sequential loop.
 
 Setting: the lr-sweep preset (edge-of-stability data and model, full-batch GD, 400 steps,
 probe every 20) at 8 learning rates. Baselines, same process, same configs:
 
 * sequential, 1 torch thread (what each worker uses),
 * sequential, all cores as torch threads (a plain loop left to torch's intra-op threads),
-* ours: `sweep_lr` with one process per core (spawn), 1 thread each.
+* ours: `sweep_lr` with one run per core at once (threads), 1 torch thread each.
 
 The results are checked to be identical (same scalars) before the ratios are printed.
 
@@ -26,15 +26,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ijr_core.config import PRESETS  # noqa: E402
-from ijr_core.sweep import default_processes, sweep_lr  # noqa: E402
+from ijr_core.sweep import default_workers, sweep_lr  # noqa: E402
 
 LRS = "0.05,0.1,0.2,0.3,0.5,0.7,1.0,1.5"
 
 
-def timed_sweep(cfg, lrs, processes, threads):
+def timed_sweep(cfg, lrs, workers, threads):
     torch.set_num_threads(threads)
     t = time.perf_counter()
-    sweep = sweep_lr(cfg, lrs, processes=processes)
+    sweep = sweep_lr(cfg, lrs, workers=workers)
     return time.perf_counter() - t, sweep
 
 
@@ -56,16 +56,16 @@ def main() -> None:
     lrs = [float(x) for x in args.lrs.split(",")]
     cfg = PRESETS["lr-sweep"].replace(device="cpu", steps=args.steps)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n_proc = default_processes(cfg, len(lrs))
+    n_proc = default_workers(cfg, len(lrs))
     print(f"{len(lrs)} learning rates, {args.steps} steps each, {cores} cores, "
-          f"{n_proc} processes (this one + {n_proc - 1} spawned)")
-    t_seq1, seq1 = timed_sweep(cfg, lrs, processes=1, threads=1)
+          f"{n_proc} runs at once")
+    t_seq1, seq1 = timed_sweep(cfg, lrs, workers=1, threads=1)
     print(f"sequential, 1 thread           {t_seq1:7.1f} s")
-    t_seqn, _ = timed_sweep(cfg, lrs, processes=1, threads=cores)
+    t_seqn, _ = timed_sweep(cfg, lrs, workers=1, threads=cores)
     print(f"sequential, {cores} threads          {t_seqn:7.1f} s")
     torch.set_num_threads(1)
-    t_par, par = timed_sweep(cfg, lrs, processes=n_proc, threads=1)
-    print(f"parallel, {n_proc} processes × 1 thread {t_par:7.1f} s")
+    t_par, par = timed_sweep(cfg, lrs, workers=n_proc, threads=1)
+    print(f"parallel, {n_proc} runs × 1 thread   {t_par:7.1f} s")
     print(f"identical results: {same(seq1, par)}")
     print(f"speedup vs sequential 1 thread:  {t_seq1 / t_par:.2f}x   (target >= 1.7x on 2 cores)")
     print(f"speedup vs sequential {cores} threads: {t_seqn / t_par:.2f}x")

@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = add("sweep", help="learning-rate sweep")
     _config_options(sweep, RunConfig)
     sweep.add_argument("--lrs", required=True, help="comma-separated learning rates")
-    sweep.add_argument("--processes", type=int, default=None,
-                       help="processes in all, this one included (default: one per CPU "
-                            "core; 1 = sequential)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="runs trained at once (default: one per CPU core; 1 = one after "
+                            "the other)")
     sweep.add_argument("--out", help="sweep folder (default: runs/sweep-<time>)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
@@ -287,13 +287,13 @@ def cmd_sweep(args) -> int:
 
     config = config_from_args(args)
     lrs = parse_lrs(args.lrs)
-    if args.processes is not None and args.processes < 1:
-        raise UsageError(f"--processes must be >= 1, got {args.processes}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     out = _out_dir(args, "sweep", "sweep")
     t0 = time.perf_counter()
     folders = [out / run_folder_name(i, lr) for i, lr in enumerate(lrs)]
 
-    def saved_steps() -> int:  # from the run folders: workers are other processes
+    def saved_steps() -> int:  # from the run folders the runs autosave
         return sum(min(_saved_step(f), config.steps) for f in folders)
 
     try:
@@ -304,7 +304,7 @@ def cmd_sweep(args) -> int:
                     progress.print(f"  η={lr:g}: {run.status} at step {run.step} "
                                    f"({time.perf_counter() - t0:.1f}s)")
 
-            sweep = sweep_lr(config, lrs, out_dir=out, processes=args.processes, callback=done)
+            sweep = sweep_lr(config, lrs, out_dir=out, workers=args.workers, callback=done)
     except KeyboardInterrupt:
         print(f"interrupted; the runs recorded so far are saved in {out}", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ Models are built on the CPU; the trainer moves them to the device.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
@@ -42,9 +43,14 @@ MODELS: dict[str, Callable] = {}
 register = registrar(MODELS, MODEL_NAMES)  # @register(name) adds to MODELS
 
 
+# Layers initialise from torch's global generator: models built in parallel threads (a
+# sweep) take turns, so that each gets exactly the weights its seed gives.
+_GLOBAL_RNG = threading.Lock()
+
+
 def build_model(config: RunConfig, dataset) -> nn.Module:
     """The model ``config.model`` for `dataset`, initialised from ``config.seed``."""
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return MODELS[config.model](config, dataset)
 

@@ -5,13 +5,12 @@ A :class:`Sweep` holds the runs and derives what SCIENCE.md plots across η: the
 regularization: larger η ends with smaller ‖J‖), the largest sharpness per η, and any
 metric at a matched training loss.
 
-On the CPU the runs are spread over every core: this process trains some of them while
-``n - 1`` worker processes (``multiprocessing``, spawn context) train the others, one
-torch thread each (the thread count of this process is set to 1 for the sweep and
-restored after). This process starts at once, which hides the workers' start-up (importing
-torch and the data takes seconds). A GPU sweep runs in this process, one run after the
-other. Runs travel between processes as saved run folders (configs as plain dicts), never
-as pickled tensors.
+On the CPU the runs are spread over every core: one thread per core (this one included)
+takes runs from a shared queue, each run with one torch thread (the thread count of the
+process is set to 1 for the sweep and restored after). Torch releases the GIL inside its
+kernels, so threads scale like processes here, without the seconds each worker process
+spends importing torch and without sending runs between processes (measured in
+bench/bench_sweep.py). A GPU sweep runs one run after the other.
 
 A :class:`SweepControl` stops a running sweep from another thread (a UI): runs not yet
 started are never started, runs in progress (in this process or in a worker) stop at their
@@ -29,10 +28,8 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,8 +195,8 @@ def _check_lrs(lrs: Sequence[float]) -> np.ndarray:
     return arr
 
 
-def default_processes(config, n_runs: int) -> int:
-    """Worker processes for a sweep: every CPU core on the CPU, 1 on an accelerator."""
+def default_workers(config, n_runs: int) -> int:
+    """Runs trained at once in a sweep: one per CPU core on the CPU, 1 on an accelerator."""
     from ijr_core.config import resolve_device, usable_cores
 
     if resolve_device(config.device).type != "cpu":
@@ -207,128 +204,69 @@ def default_processes(config, n_runs: int) -> int:
     return max(1, min(n_runs, usable_cores()))
 
 
-_STOP_EVENT = None  # in a worker process: the sweep's stop event (see _init_worker)
-
-
-def _init_worker(stop_event) -> None:
-    """Initializer of each worker process: keep the sweep's (multiprocessing) stop event."""
-    global _STOP_EVENT
-    _STOP_EVENT = stop_event
-
-
-def _worker(config_dict: dict, run_dir: str, threads: int) -> str | None:
-    """Body of one sweep process: train one config into ``run_dir``; returns the status,
-    or None when the sweep was stopped before this run started."""
-    import torch
-
-    from ijr_core.config import RunConfig
-    from ijr_core.trainer import TrainingControl, train
-
-    if _STOP_EVENT is not None and _STOP_EVENT.is_set():
-        return None
-    torch.set_num_threads(threads)
-    control = TrainingControl(stop_event=_STOP_EVENT)
-    run = train(RunConfig.from_dict(config_dict), out_dir=run_dir, control=control)
-    return run.status
-
-
 def sweep_lr(
     config,
     lrs: Sequence[float],
     out_dir: str | os.PathLike | None = None,
-    processes: int | None = None,
+    workers: int | None = None,
     callback: SweepCallback | None = None,
     control: SweepControl | None = None,
 ) -> Sweep:
     """Train ``config`` once per learning rate and collect the runs in a :class:`Sweep`.
 
-    ``processes``: processes in all, this one included (None = :func:`default_processes`;
-    1 = in this process, one run after the other; never more than there are runs).
-    ``callback(i, lr, run)`` is called as each run completes (in parallel sweeps possibly
-    from a helper thread, never two at once).
-    With ``out_dir`` the sweep folder is written there (runs autosave while training);
-    without, runs go through a temporary folder. ``control`` (a :class:`SweepControl`) lets
-    another thread stop the sweep: the returned Sweep (and sweep.json) then holds only the
-    runs that started, with ``status == "stopped"`` and ``meta["not_started"]`` the
-    learning rates never trained.
+    ``workers``: runs trained at once, each in its own thread (None = :func:`default_workers`;
+    1 = one run after the other in this thread; never more than there are runs). Results do
+    not depend on it. ``callback(i, lr, run)`` is called as each run completes (possibly from
+    a worker thread, never two at once).
+    With ``out_dir`` the sweep folder is written there (runs autosave while training).
+    ``control`` (a :class:`SweepControl`) lets another thread stop the sweep: the returned
+    Sweep (and sweep.json) then holds only the runs that started, with ``status ==
+    "stopped"`` and ``meta["not_started"]`` the learning rates never trained.
     """
     lrs_arr = _check_lrs(lrs)
     configs = [config.replace(lr=float(lr)) for lr in lrs_arr]
-    n_proc = default_processes(config, len(configs)) if processes is None else int(processes)
-    if n_proc < 1:
-        raise ValueError(f"processes must be >= 1, got {processes}")
-    n_proc = min(n_proc, len(configs))  # no idle workers
+    n = default_workers(config, len(configs)) if workers is None else int(workers)
+    if n < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    n = min(n, len(configs))  # no idle workers
     if control is None:
         control = SweepControl()
     elif not isinstance(control, SweepControl):
         raise TypeError(f"control must be a SweepControl, got {type(control).__name__}")
     names = [run_folder_name(i, lr) for i, lr in enumerate(lrs_arr)]
-    meta = {"created": now_iso(), "processes": n_proc}
-    with _sweep_folder(out_dir) as folder:
+    meta = {"created": now_iso(), "workers": n}
+    folder = None if out_dir is None else Path(out_dir)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
         _write_sweep_json(folder, config, lrs_arr, names, meta, status="running")
-        try:
-            if n_proc == 1:
-                runs = _sequential(configs, folder, names, lrs_arr, callback, control)
-            else:
-                runs = _parallel(configs, folder, names, lrs_arr, callback, n_proc, control)
-        except BaseException as exc:
-            status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+    try:
+        runs = _run_all(configs, folder, names, lrs_arr, callback, n, control)
+    except BaseException as exc:
+        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if folder is not None:
             with contextlib.suppress(OSError):  # keep the original error
                 _write_sweep_json(folder, config, lrs_arr, names, meta, status=status)
-            raise
-        finally:
-            control._detach()
-        started = [i for i, run in enumerate(runs) if run is not None]
-        stopped = len(started) < len(runs) or any(runs[i].status == "stopped" for i in started)
-        meta["status"] = "stopped" if stopped else "finished"
-        if len(started) < len(runs):
-            meta["not_started"] = [float(lrs_arr[i]) for i in range(len(runs)) if runs[i] is None]
-        lrs_arr = lrs_arr[started]
+        raise
+    finally:
+        control._detach()
+    started = [i for i, run in enumerate(runs) if run is not None]
+    stopped = len(started) < len(runs) or any(runs[i].status == "stopped" for i in started)
+    meta["status"] = "stopped" if stopped else "finished"
+    if len(started) < len(runs):
+        meta["not_started"] = [float(lrs_arr[i]) for i in range(len(runs)) if runs[i] is None]
+    lrs_arr = lrs_arr[started]
+    if folder is not None:
         _write_sweep_json(folder, config, lrs_arr, [names[i] for i in started], meta,
                           status=meta["status"])
     return Sweep(config=config, lrs=lrs_arr, runs=[runs[i] for i in started], meta=meta)
 
 
-class _sweep_folder:
-    """The sweep's folder: ``out_dir`` or a temporary one removed afterwards."""
-
-    def __init__(self, out_dir) -> None:
-        self.out_dir = out_dir
-        self._tmp: tempfile.TemporaryDirectory | None = None
-
-    def __enter__(self) -> Path:
-        if self.out_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="ijr-sweep-")
-            return Path(self._tmp.name)
-        path = Path(self.out_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def __exit__(self, *exc) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-
-def _sequential(configs, folder, names, lrs, callback, control) -> list[Run | None]:
-    """Train the configs in this process, one after the other (None: never started)."""
-    from ijr_core.trainer import train
-
-    runs: list[Run | None] = [None] * len(configs)
-    for i, (cfg, name) in enumerate(zip(configs, names, strict=True)):
-        if control.stopped:
-            break
-        runs[i] = train(cfg, out_dir=folder / name, control=control._training_control())
-        if callback is not None:
-            callback(i, float(lrs[i]), runs[i])
-    return runs
-
-
-def _parallel(configs, folder, names, lrs, callback, n_proc, control) -> list[Run | None]:
-    """Train the configs on ``n_proc`` cores: this process (already warm: torch imported,
-    data cached) plus ``n_proc - 1`` spawned worker processes, all pulling from one job
-    queue, one torch thread each. Whatever a broken worker pool leaves is done here.
-    Stopping closes the queue and sets the workers' stop event."""
+def _run_all(configs, folder, names, lrs, callback, n, control) -> list[Run | None]:
+    """Train the configs with ``n`` threads (this one included) taking runs from one queue
+    (None: never started). A failing run or callback stops the others and is re-raised."""
     import torch
+
+    from ijr_core.trainer import train
 
     jobs = _JobQueue(len(configs))
     control._on_stop(jobs.close)
@@ -336,71 +274,42 @@ def _parallel(configs, folder, names, lrs, callback, n_proc, control) -> list[Ru
     errors: list[BaseException] = []
     report = threading.Lock()
 
-    def record(i: int, run: Run) -> None:
-        with report:
-            runs[i] = run
-            if callback is not None:
-                callback(i, float(lrs[i]), run)
-
-    def feed(pool) -> None:
-        """One worker slot: submit a job, wait, load its folder, repeat."""
-        from concurrent.futures.process import BrokenProcessPool
-
+    def work() -> None:
         while (i := jobs.take()) is not None:
             try:
-                status = pool.submit(_worker, configs[i].to_dict(), str(folder / names[i]),
-                                     1).result()
-            except (BrokenProcessPool, OSError):
-                jobs.give_back(i)  # this process will train it
-                return
-            except BaseException as exc:  # a setup error of that run: re-raised below
+                out = None if folder is None else folder / names[i]
+                run = train(configs[i], out_dir=out, control=control._training_control())
+                with report:
+                    runs[i] = run
+                    if callback is not None:
+                        callback(i, float(lrs[i]), run)
+            except BaseException as exc:
                 errors.append(exc)
-                jobs.close()
-                return
-            if status is None:  # the sweep was stopped before this run started
-                continue
-            try:
-                record(i, load_run(folder / names[i]))
-            except BaseException as exc:  # a damaged folder, a failing callback
-                errors.append(exc)
-                jobs.close()
+                control.stop()  # the sweep has failed: the other runs need not finish
                 return
 
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    helpers = [threading.Thread(target=work, name=f"ijr-sweep-{k}", daemon=True)
+               for k in range(n - 1)]
+    if helpers:
+        torch.set_num_threads(1)
     try:
-        with _worker_pool(n_proc - 1) as workers:
-            if workers.stop_event is not None:
-                control._on_stop(workers.stop_event.set)
-            feeders = [threading.Thread(target=feed, args=(workers.pool,), daemon=True)
-                       for _ in range(n_proc - 1 if workers.pool is not None else 0)]
-            for t in feeders:
-                t.start()
-            try:
-                _drain_here(jobs, configs, folder, names, record, control)
-            except BaseException:
-                workers.stop()  # an error here: the workers need not finish their runs
-                raise
-            for t in feeders:
+        for t in helpers:
+            t.start()
+        try:
+            work()
+        except BaseException:  # e.g. KeyboardInterrupt in this thread: stop the helpers too
+            control.stop()
+            raise
+        finally:
+            for t in helpers:
                 t.join()
-        _drain_here(jobs, configs, folder, names, record, control)  # jobs a broken pool gave back
     finally:
-        torch.set_num_threads(threads_before)
+        if helpers:
+            torch.set_num_threads(threads_before)
     if errors:
         raise errors[0]
     return runs
-
-
-def _drain_here(jobs, configs, folder, names, record, control) -> None:
-    from ijr_core.trainer import train
-
-    while (i := jobs.take()) is not None:
-        try:
-            record(i, train(configs[i], out_dir=folder / names[i],
-                            control=control._training_control()))
-        except BaseException:
-            jobs.close()
-            raise
 
 
 class _JobQueue:
@@ -415,46 +324,9 @@ class _JobQueue:
         with self._lock:
             return None if self._closed or not self._todo else self._todo.pop(0)
 
-    def give_back(self, i: int) -> None:
-        with self._lock:
-            self._todo.insert(0, i)
-
     def close(self) -> None:
         with self._lock:
             self._closed = True
-
-
-class _worker_pool:
-    """A spawn-context process pool of ``n`` workers sharing one stop event (``pool`` and
-    ``stop_event`` are None when n = 0 or processes cannot be started here)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.pool: ProcessPoolExecutor | None = None
-        self.stop_event = None
-
-    def __enter__(self) -> _worker_pool:
-        import multiprocessing
-
-        if self.n >= 1:
-            try:
-                ctx = multiprocessing.get_context("spawn")
-                self.stop_event = ctx.Event()
-                self.pool = ProcessPoolExecutor(max_workers=self.n, mp_context=ctx,
-                                                initializer=_init_worker,
-                                                initargs=(self.stop_event,))
-            except (OSError, NotImplementedError, ValueError, ImportError):
-                self.pool = self.stop_event = None
-        return self
-
-    def stop(self) -> None:
-        """Tell the workers to stop their runs at the next step."""
-        if self.stop_event is not None:
-            self.stop_event.set()
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:

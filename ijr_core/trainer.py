@@ -202,7 +202,9 @@ def train(
     control = control if control is not None else TrainingControl()
     callbacks = list(callbacks)
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
+    # Every random draw uses its own seeded generator (the model's initialisation takes a
+    # turn on torch's global one, see build_model), so runs in parallel threads are
+    # reproducible and the caller's global generator is left alone.
     dataset = load_dataset(config)
     model = build_model(config, dataset).to(device)
     method = build_optimizer(config, model)

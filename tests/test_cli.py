@@ -148,7 +148,7 @@ def test_export_csv_and_json(trained, capsys, tmp_path):
 
 
 def test_sweep_show_and_export(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "sweep", *SMALL, "--lrs", "0.5, 1.5", "--processes", "1",
+    code, out, err = run_cli(capsys, "sweep", *SMALL, "--lrs", "0.5, 1.5", "--workers", "1",
                              "--out", tmp_path / "sw")
     assert code == 0 and "sweep of 2 learning rates" in out and "η=1.5" in err
     sweep = load_sweep(tmp_path / "sw")
@@ -167,7 +167,7 @@ def test_stopped_sweep_shows_and_exports_even_without_runs(tmp_path, capsys):
     control = SweepControl()
     control.stop()
     cfg = RunConfig(dataset="moons", n_train=64, n_test=32, probe_size=64, width=16, steps=4)
-    sweep_lr(cfg, [0.5, 1.0], out_dir=tmp_path, processes=1, control=control)
+    sweep_lr(cfg, [0.5, 1.0], out_dir=tmp_path, workers=1, control=control)
     code, out, _ = run_cli(capsys, "show", tmp_path)
     assert code == 0 and "sweep stopped; not run: 0.5, 1.0" in out
     code, out, _ = run_cli(capsys, "export", tmp_path, "--csv")
@@ -177,7 +177,7 @@ def test_stopped_sweep_shows_and_exports_even_without_runs(tmp_path, capsys):
 
 
 def test_sweep_progress_bar_and_per_run_lines(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "sweep", *SMALL, "--lrs", "0.5,1.5", "--processes", "1",
+    code, _, err = run_cli(capsys, "sweep", *SMALL, "--lrs", "0.5,1.5", "--workers", "1",
                            "--out", tmp_path / "sw")
     assert code == 0
     assert "η=0.5: finished at step 12" in err and "η=1.5: finished at step 12" in err

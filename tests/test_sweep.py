@@ -36,11 +36,11 @@ def _same_runs(a: Sweep, b: Sweep) -> None:
 
 def test_parallel_sweep_equals_sequential_and_saves_a_group_folder(tmp_path):
     done = []
-    par = sweep_lr(BASE, LRS, out_dir=tmp_path / "par", processes=2,
+    par = sweep_lr(BASE, LRS, out_dir=tmp_path / "par", workers=2,
                    callback=lambda i, lr, run: done.append((i, lr, run.status)))
-    seq = sweep_lr(BASE, LRS, processes=1)
+    seq = sweep_lr(BASE, LRS, workers=1)
     assert sorted(done) == [(0, 0.5, "finished"), (1, 2.0, "finished")]
-    assert par.meta["processes"] == 2
+    assert par.meta["workers"] == 2
     _same_runs(par, seq)
     np.testing.assert_array_equal(par.lrs, LRS)
     assert [r.config.lr for r in par.runs] == LRS
@@ -55,7 +55,7 @@ def test_parallel_sweep_equals_sequential_and_saves_a_group_folder(tmp_path):
 
 
 def test_derived_quantities():
-    sweep = sweep_lr(BASE, [0.5, 1.0, 4.0], processes=1)
+    sweep = sweep_lr(BASE, [0.5, 1.0, 4.0], workers=1)
     steps = sweep.steps
     np.testing.assert_array_equal(steps, [0, 5, 10, 15, 20])
     mat = sweep.m_norm_matrix()
@@ -78,7 +78,7 @@ def test_derived_quantities():
 
 def test_matrix_has_nan_after_a_run_diverged():
     cfg = BASE.replace(dataset="digits", activation="relu", width=128, steps=40, probe_every=10)
-    sweep = sweep_lr(cfg, [0.1, 60.0], processes=1)
+    sweep = sweep_lr(cfg, [0.1, 60.0], workers=1)
     assert sweep.statuses == ["finished", "diverged"]
     mat, steps = sweep.m_norm_matrix(), sweep.steps
     at = sweep.runs[1].meta["diverged_at"]
@@ -90,19 +90,19 @@ def test_matrix_has_nan_after_a_run_diverged():
 def test_bad_learning_rates():
     for lrs in ([], [0.1, -1.0], [float("nan")], ["x"]):
         with pytest.raises(ValueError, match="learning rate"):
-            sweep_lr(BASE, lrs, processes=1)
-    with pytest.raises(ValueError, match="processes"):
-        sweep_lr(BASE, [0.1], processes=0)
+            sweep_lr(BASE, lrs, workers=1)
+    with pytest.raises(ValueError, match="workers"):
+        sweep_lr(BASE, [0.1], workers=0)
     with pytest.raises(TypeError, match="SweepControl"):
-        sweep_lr(BASE, [0.1], processes=1, control=object())
-    # never more processes than runs (no idle workers to spawn)
-    assert sweep_lr(BASE.replace(steps=1), [0.1], processes=8).meta["processes"] == 1
+        sweep_lr(BASE, [0.1], workers=1, control=object())
+    # never more workers than runs
+    assert sweep_lr(BASE.replace(steps=1), [0.1], workers=8).meta["workers"] == 1
 
 
 def test_damaged_sweep_folders(tmp_path):
     with pytest.raises(RunFormatError, match=r"sweep\.json is missing"):
         load_sweep(tmp_path)
-    sweep = sweep_lr(BASE.replace(steps=5), [0.5, 1.0], out_dir=tmp_path / "s", processes=1)
+    sweep = sweep_lr(BASE.replace(steps=5), [0.5, 1.0], out_dir=tmp_path / "s", workers=1)
     folder = tmp_path / "s"
     assert load_sweep(folder).lrs.tolist() == [0.5, 1.0]
     (folder / run_folder_name(1, 1.0) / "scalars.npz").unlink()
@@ -120,14 +120,20 @@ def test_damaged_sweep_folders(tmp_path):
         load_sweep(folder)
 
 
-def test_parallel_sweep_without_worker_processes_falls_back_to_this_process(monkeypatch):
-    from ijr_core import sweep as sweep_mod
+def test_parallel_sweep_restores_threads_and_builds_each_model_from_its_seed():
+    import torch
 
-    monkeypatch.setattr(sweep_mod._worker_pool, "__enter__", lambda self: self)  # no pool
+    before = torch.get_num_threads()
+    cfgs = BASE.replace(steps=5)
     done = []
-    sweep = sweep_lr(BASE, LRS, processes=2, callback=lambda i, lr, run: done.append(i))
-    assert sorted(done) == [0, 1] and sweep.statuses == ["finished", "finished"]
-    _same_runs(sweep, sweep_lr(BASE, LRS, processes=1))
+    sweep = sweep_lr(cfgs, [0.5, 1.0, 2.0, 4.0], workers=2,
+                     callback=lambda i, lr, run: done.append(i))
+    assert torch.get_num_threads() == before
+    assert sorted(done) == [0, 1, 2, 3] and sweep.meta["workers"] == 2
+    first = sweep.runs[0].params[0]
+    for run in sweep.runs[1:]:  # same seed: the same initial weights in every thread
+        for k, v in run.params[0].items():
+            np.testing.assert_array_equal(v, first[k])
 
 
 def test_setup_error_in_a_parallel_sweep_is_raised(tmp_path):
@@ -135,7 +141,7 @@ def test_setup_error_in_a_parallel_sweep_is_raised(tmp_path):
 
     bad = BASE.replace(dataset="csv", data_path=str(tmp_path / "missing.csv"))
     with pytest.raises(DatasetError):
-        sweep_lr(bad, LRS, processes=2)
+        sweep_lr(bad, LRS, workers=2)
 
 
 # --------------------------------------------------------------------------- stopping
@@ -166,7 +172,7 @@ def _started(folder, i, lr):
 def test_stop_between_runs_starts_no_more_runs(tmp_path):
     control = SweepControl()
     lrs = [0.5, 1.0, 2.0]
-    sweep = sweep_lr(BASE, lrs, out_dir=tmp_path, processes=1, control=control,
+    sweep = sweep_lr(BASE, lrs, out_dir=tmp_path, workers=1, control=control,
                      callback=lambda i, lr, run: control.stop())
     assert control.stopped and sweep.status == "stopped"
     assert sweep.lrs.tolist() == [0.5] and sweep.statuses == ["finished"]
@@ -183,7 +189,7 @@ def test_stop_during_an_in_process_run_keeps_what_it_recorded(tmp_path):
     cfg = BASE.replace(steps=1_000_000, probe_every=50)
     watcher = _stop_when(control, lambda: _started(tmp_path, 0, 0.5))
     t0 = time.monotonic()
-    sweep = sweep_lr(cfg, [0.5, 1.0], out_dir=tmp_path, processes=1, control=control)
+    sweep = sweep_lr(cfg, [0.5, 1.0], out_dir=tmp_path, workers=1, control=control)
     watcher.join()
     assert time.monotonic() - t0 < 30
     (run,) = sweep.runs
@@ -199,7 +205,7 @@ def test_stop_a_parallel_sweep_stops_the_worker_too(tmp_path):
     cfg = BASE.replace(steps=1_000_000, probe_every=50)
     lrs = [0.5, 1.0, 2.0]
     watcher = _stop_when(control, lambda: _started(tmp_path, 0, 0.5) and _started(tmp_path, 1, 1.0))
-    sweep = sweep_lr(cfg, lrs, out_dir=tmp_path, processes=2, control=control)
+    sweep = sweep_lr(cfg, lrs, out_dir=tmp_path, workers=2, control=control)
     watcher.join()
     assert sweep.lrs.tolist() == [0.5, 1.0] and sweep.statuses == ["stopped", "stopped"]
     assert all(len(r) >= 1 and r.step < cfg.steps for r in sweep.runs)  # step 0: just begun
@@ -214,14 +220,14 @@ def test_stopped_before_it_starts_and_stop_is_idempotent(tmp_path):
     control = SweepControl()
     control.stop()
     control.stop()
-    sweep = sweep_lr(BASE, LRS, out_dir=tmp_path, processes=1, control=control)
+    sweep = sweep_lr(BASE, LRS, out_dir=tmp_path, workers=1, control=control)
     assert sweep.runs == [] and sweep.status == "stopped" and sweep.meta["not_started"] == LRS
     assert load_sweep(tmp_path).runs == []
     assert sweep.m_norm_matrix().shape == (0, 0)
 
 
 def test_a_running_or_killed_sweep_loads_the_runs_it_has(tmp_path):
-    sweep_lr(BASE.replace(steps=5), LRS, out_dir=tmp_path, processes=1)
+    sweep_lr(BASE.replace(steps=5), LRS, out_dir=tmp_path, workers=1)
     doc = json.loads((tmp_path / "sweep.json").read_text())
     doc["status"] = "running"  # as a sweep killed while its second run was starting leaves it
     (tmp_path / "sweep.json").write_text(json.dumps(doc))
@@ -240,5 +246,5 @@ def test_a_failing_callback_fails_a_parallel_sweep(tmp_path):
         raise RuntimeError(f"callback broke on {lr}")
 
     with pytest.raises(RuntimeError, match="callback broke"):
-        sweep_lr(BASE, LRS, out_dir=tmp_path, processes=2, callback=callback)
+        sweep_lr(BASE, LRS, out_dir=tmp_path, workers=2, callback=callback)
     assert json.loads((tmp_path / "sweep.json").read_text())["status"] == "failed"

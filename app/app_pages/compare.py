@@ -43,7 +43,7 @@ DEFAULTS = {
     "sweep_preset": "lr-sweep",
     "sweep_overrides": "",
     "sweep_lrs": "0.3, 0.5, 1, 1.5",
-    "sweep_processes": 0,
+    "sweep_workers": 0,
     "sweep_x": "step",
     "sweep_matched": 0.1,
     "sweep_heat_metric": "m_norm_mean",
@@ -363,8 +363,8 @@ def sweep_section() -> None:
         key="sweep_lrs",
         help="A list (0.1, 0.5, 1) or a log-spaced range start:stop:n.",
     )
-    processes = c2.number_input(
-        "Worker processes (0 = one per CPU core)", 0, 64, key="sweep_processes"
+    workers = c2.number_input(
+        "Runs at once (0 = one per CPU core)", 0, 64, key="sweep_workers"
     )
     try:
         lrs = parse_lrs(lrs_text)
@@ -379,7 +379,7 @@ def sweep_section() -> None:
 
     def new_job() -> jobs.SweepJob:
         out = session.runs_dir() / jobs.stamp_name(f"sweep-{config.name or config.dataset}")
-        return jobs.SweepJob(config, lrs, out, processes=int(processes) or None)
+        return jobs.SweepJob(config, lrs, out, workers=int(workers) or None)
 
     job = _job_controls(
         "sweep_job",

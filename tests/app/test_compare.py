@@ -108,7 +108,7 @@ def _start_sweep(overrides: str, lrs: str):
     at.selectbox(key="sweep_preset").set_value("two-moons")
     at.text_input(key="sweep_overrides").set_value(overrides)
     at.text_input(key="sweep_lrs").set_value(lrs)
-    at.number_input(key="sweep_processes").set_value(1)
+    at.number_input(key="sweep_workers").set_value(1)
     at.button(key="sweep_start").click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at, at.session_state["sweep_job"]

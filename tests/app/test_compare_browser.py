@@ -50,7 +50,7 @@ def test_two_eta_sweep_heatmap_and_report(server, chromium, tmp_path):
     for attempt in range(4):
         _fill(page, "textbox", "Overrides (field=value&…)", TINY)
         _fill(page, "textbox", "Learning rates η", "0.3, 0.7")
-        _fill(page, "spinbutton", "Worker processes (0 = one per CPU core)", "1")
+        _fill(page, "spinbutton", "Runs at once (0 = one per CPU core)", "1")
         try:
             expect(page.get_by_text("2 runs × 20 steps")).to_be_visible(timeout=15_000)
             break
