@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = add("sweep", help="learning-rate sweep")
     _config_options(sweep, RunConfig)
     sweep.add_argument("--lrs", required=True, help="comma-separated learning rates")
-    sweep.add_argument("--workers", type=int, default=None,
+    sweep.add_argument("--workers", "--processes", dest="workers", type=int, default=None,
                        help="runs trained at once (default: one per CPU core; 1 = one after "
                             "the other)")
     sweep.add_argument("--out", help="sweep folder (default: runs/sweep-<time>)")

@@ -531,6 +531,7 @@ def top_eigenpairs(
     dtype: torch.dtype | None = None,
     seed: int = 0,
     n_ritz: int = 0,
+    min_iter: int = 0,
 ):
     r"""Top-``k`` (largest algebraic) eigenpairs of a symmetric operator by Lanczos.
 
@@ -543,7 +544,10 @@ def top_eigenpairs(
     :math:`\theta` (not necessarily the top one: a warm start nearly orthogonal to the top
     eigenvector can converge to the next one first).
     ``v0`` (a (dim,) or (dim, j) tensor, e.g. the previous call's vectors) warm-starts the
-    iteration. Runs on ``v0``'s device/dtype (or ``device``/``dtype``).
+    iteration. ``min_iter`` iterations are always taken (capped at ``dim``): a guard for cold
+    starts, where a random vector can hold so little of the top eigenvector that a few
+    iterations converge to the next one with a small residual. Runs on ``v0``'s device/dtype
+    (or ``device``/``dtype``).
 
     Returns ``(values (k,) descending, vectors (dim, k))`` and, with ``return_residuals``,
     the residual norms (k,) as a third element; with ``n_ritz`` > 0 the top ``n_ritz`` Ritz
@@ -585,7 +589,7 @@ def top_eigenpairs(
             res = (beta * S[-1, top]).abs()
             scale = theta[top].abs().clamp_min(1e-12)
             settled = m - restarted_at >= 2 * k + 2 or restarted_at == 0
-            if m == max_iter or (settled and not breakdown
+            if m == max_iter or (settled and not breakdown and m >= min(min_iter, dim)
                                  and bool((_ritz_error(theta, res, k) <= tol * scale).all())
                                  and bool((res <= _RESIDUAL_CAP * tol * scale).all())):
                 break

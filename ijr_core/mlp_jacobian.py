@@ -59,7 +59,23 @@ def mlp_chain(model: nn.Module):
         return None
     if any(type(a) not in ELEMENTWISE or getattr(a, "inplace", False) for a in acts):
         return None
+    # The recorded forward pass calls F.linear and the activations directly: it must be what
+    # model(X) computes, and its parameters exactly the model's, each used once (no hooks,
+    # no tied or re-parametrised weights).
+    if any(_has_hooks(m) for m in model.modules()):
+        return None
+    own = [p for lin in linears for p in (lin.weight, lin.bias) if p is not None]
+    if len({id(p) for p in own}) != len(own):
+        return None
+    if {id(p) for p in model.parameters()} != {id(p) for p in own}:
+        return None
     return linears, acts
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or nn.modules.module._global_forward_hooks
+                or nn.modules.module._global_forward_pre_hooks)
 
 
 class MLPJacobian:
@@ -114,12 +130,12 @@ class MLPJacobian:
         :math:`B_l` are formed for ``chunk`` samples and one layer at a time, then dropped."""
         N, K = self.z.shape
         with torch.no_grad():
-            gram = self._layer_scale(len(self.linears) - 1)[:, None, None] * torch.eye(
-                K, device=self.z.device, dtype=self.z.dtype)
+            scales = [self._layer_scale(i)[:, None, None] for i in range(len(self.linears))]
+            gram = scales[-1] * torch.eye(K, device=self.z.device, dtype=self.z.dtype)
             for start in range(0, N, chunk):
                 rows = slice(start, start + chunk)
                 for i, B in self._backward_signals(rows):
-                    gram[rows] += (B @ B.transpose(1, 2)) * self._layer_scale(i)[rows, None, None]
+                    gram[rows] += (B @ B.transpose(1, 2)) * scales[i][rows]
         return gram
 
     def _layer_scale(self, i: int) -> torch.Tensor:

@@ -215,9 +215,12 @@ def sweep_lr(
     """Train ``config`` once per learning rate and collect the runs in a :class:`Sweep`.
 
     ``workers``: runs trained at once, each in its own thread (None = :func:`default_workers`;
-    1 = one run after the other in this thread; never more than there are runs). Results do
-    not depend on it. ``callback(i, lr, run)`` is called as each run completes (possibly from
-    a worker thread, never two at once).
+    1 = one run after the other in this thread; never more than there are runs). Parallel
+    runs use one torch thread each, for the whole process while the sweep lasts; their
+    results are identical whatever ``workers`` > 1 is, and can differ from a ``workers=1``
+    sweep on several torch threads in the last float32 digits (reductions split
+    differently). ``callback(i, lr, run)`` is called as each run completes (possibly from a
+    worker thread, never two at once).
     With ``out_dir`` the sweep folder is written there (runs autosave while training).
     ``control`` (a :class:`SweepControl`) lets another thread stop the sweep: the returned
     Sweep (and sweep.json) then holds only the runs that started, with ``status ==
@@ -264,8 +267,6 @@ def sweep_lr(
 def _run_all(configs, folder, names, lrs, callback, n, control) -> list[Run | None]:
     """Train the configs with ``n`` threads (this one included) taking runs from one queue
     (None: never started). A failing run or callback stops the others and is re-raised."""
-    import torch
-
     from ijr_core.trainer import train
 
     jobs = _JobQueue(len(configs))
@@ -288,28 +289,56 @@ def _run_all(configs, folder, names, lrs, callback, n, control) -> list[Run | No
                 control.stop()  # the sweep has failed: the other runs need not finish
                 return
 
-    threads_before = torch.get_num_threads()
     helpers = [threading.Thread(target=work, name=f"ijr-sweep-{k}", daemon=True)
                for k in range(n - 1)]
-    if helpers:
-        torch.set_num_threads(1)
-    try:
-        for t in helpers:
-            t.start()
+    with _one_torch_thread(bool(helpers)):
+        started: list[threading.Thread] = []
         try:
-            work()
-        except BaseException:  # e.g. KeyboardInterrupt in this thread: stop the helpers too
-            control.stop()
-            raise
-        finally:
             for t in helpers:
+                t.start()
+                started.append(t)
+            work()
+            for t in started:
+                while t.is_alive():  # a timed join, so that Ctrl-C reaches this thread
+                    t.join(0.2)
+        except BaseException:  # e.g. KeyboardInterrupt here: stop the helpers' runs too
+            control.stop()
+            for t in started:
                 t.join()
-    finally:
-        if helpers:
-            torch.set_num_threads(threads_before)
+            raise
     if errors:
         raise errors[0]
     return runs
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS = 0
+_THREADS_BEFORE = 0
+
+
+@contextlib.contextmanager
+def _one_torch_thread(active: bool):
+    """While parallel sweeps run, torch uses one intra-op thread per run (the setting is
+    process-wide); the count from before the first of any overlapping sweeps comes back after
+    the last one ends."""
+    global _THREADS_USERS, _THREADS_BEFORE
+    import torch
+
+    if not active:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_USERS == 0:
+            _THREADS_BEFORE = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_USERS += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_USERS -= 1
+            if _THREADS_USERS == 0:
+                torch.set_num_threads(_THREADS_BEFORE)
 
 
 class _JobQueue:

@@ -419,3 +419,18 @@ def test_lanczos_ritz_block_finds_a_new_top_after_a_swap():
     torch.testing.assert_close(ritz[:, 0].abs(), vecs[:, 0].abs())
     torch.testing.assert_close(torch.linalg.vector_norm(ritz, dim=0),
                                torch.ones(ritz.shape[1], dtype=torch.float64))
+
+
+def test_lanczos_min_iter_guards_a_cold_start():
+    A = _sym_with_spectrum([5.0, 4.9] + [1.0] * 98, seed=3)
+    count = [0]
+
+    def mv(v):
+        count[0] += 1
+        return A @ v
+
+    top_eigenpairs(mv, 100, tol=1e-1, dtype=torch.float64)
+    assert count[0] < 12
+    count[0] = 0
+    vals, _ = top_eigenpairs(mv, 100, tol=1e-1, dtype=torch.float64, min_iter=12)
+    assert count[0] >= 12 and abs(float(vals[0]) - 5.0) < 1e-6

@@ -167,3 +167,20 @@ def test_chain_detection():
     linears, acts = mlp_chain(nn.Sequential(nn.Flatten(), nn.Linear(3, 3), nn.ELU(),
                                             nn.Linear(3, 2)))
     assert len(linears) == 2 and len(acts) == 1
+
+
+def test_chain_rejects_what_the_recorded_forward_would_get_wrong():
+    """Hooks, tied weights and re-parametrised weights change what model(X) computes or
+    which parameters exist: such models take the autograd path."""
+    hooked = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    hooked[1].register_forward_hook(lambda m, i, o: 2 * o)
+    shared = nn.Linear(4, 4)
+    tied = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), shared, nn.Tanh(), shared, nn.Tanh(),
+                         nn.Linear(4, 2))
+    extra = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    extra.register_parameter("scale", nn.Parameter(torch.ones(1)))
+    for model in (hooked, tied, extra):
+        assert mlp_chain(model) is None
+    X, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 1, 0])
+    graph = CurvatureGraph(hooked, X, y)
+    torch.testing.assert_close(graph.z, hooked(X))  # the hook is applied

@@ -248,3 +248,39 @@ def test_a_failing_callback_fails_a_parallel_sweep(tmp_path):
     with pytest.raises(RuntimeError, match="callback broke"):
         sweep_lr(BASE, LRS, out_dir=tmp_path, workers=2, callback=callback)
     assert json.loads((tmp_path / "sweep.json").read_text())["status"] == "failed"
+
+
+def test_overlapping_parallel_sweeps_restore_the_thread_count():
+    import torch
+
+    before = torch.get_num_threads()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        sweep_lr(BASE.replace(steps=10), LRS, workers=2))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and torch.get_num_threads() == before
+
+
+def test_interrupting_a_parallel_sweep_stops_every_run(tmp_path):
+    """Ctrl-C in the calling thread stops the runs of the helper threads too; every run
+    keeps what it recorded and the sweep folder says "stopped"."""
+    import _thread
+
+    cfg = BASE.replace(steps=1_000_000, probe_every=50)
+    lrs = [0.5, 1.0]
+
+    def fire():
+        _wait(lambda: _started(tmp_path, 0, 0.5) and _started(tmp_path, 1, 1.0))
+        _thread.interrupt_main()
+
+    threading.Thread(target=fire, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        sweep_lr(cfg, lrs, out_dir=tmp_path, workers=2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("ijr-sweep")]
+    for i, lr in enumerate(lrs):
+        doc = json.loads((tmp_path / run_folder_name(i, lr) / "run.json").read_text())
+        assert doc["status"] == "stopped"
+    assert json.loads((tmp_path / "sweep.json").read_text())["status"] == "stopped"
