@@ -10,7 +10,7 @@ warm-started probes (all but step 0).
 
 Exit code 1 if any error exceeds 2 · eig_tol (usable as a check), else 0.
 
-    python bench/check_probe_accuracy.py [--quick] [--threads 2]
+    python bench/check_probe_accuracy.py [--quick] [--threads 1]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def check(label: str, cfg) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter settings (< 1 min)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
