@@ -220,8 +220,7 @@ def logit_jacobian_gram(
     for start in range(0, X.shape[0], chunk_size):
         Xc = X[start : start + chunk_size]
         if chain is not None and (Xc.ndim == 2 or type(model[0]) is nn.Flatten):
-            with torch.no_grad():
-                mlp = MLPJacobian(Xc, *chain)
+            mlp = MLPJacobian(Xc, *chain)
             _check_logits(mlp.z)
             gram = mlp.gram()
         else:
@@ -379,8 +378,7 @@ class CurvatureGraph:
         chain = mlp_chain(model)
         self._mlp: MLPJacobian | None = None
         if chain is not None and (X.ndim == 2 or type(model[0]) is nn.Flatten):
-            with torch.no_grad():
-                self._mlp = MLPJacobian(X, *chain)
+            self._mlp = MLPJacobian(X, *chain)
             self.z = self._mlp.z
             _check_logits(self.z, y)
         else:

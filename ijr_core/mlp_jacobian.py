@@ -44,6 +44,16 @@ _CLOSED_FORM = {
 }
 
 
+def _first_derivative(act: nn.Module, s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """σ'(s), with ``out`` = σ(s): in closed form where known, else by autograd."""
+    if type(act) in _CLOSED_FORM:
+        return _CLOSED_FORM[type(act)][0](act, s, out)
+    with torch.enable_grad():
+        s_in = s.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(act(s_in).sum(), s_in)
+    return d
+
+
 def mlp_chain(model: nn.Module):
     """``(linears, activations)`` when the model is ``Sequential(Linear, act, Linear, ...,
     Linear)`` with element-wise activations (a leading ``Flatten`` allowed), else None."""
@@ -79,39 +89,27 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 class MLPJacobian:
-    r"""Recorded forward pass of an MLP chain on X, with the Jacobian products of the module
-    docstring. ``z`` keeps its autograd graph when gradients are enabled at construction, so
-    one forward serves both these products and the loss (and its Hessian)."""
+    r"""Forward pass of an MLP chain on X, recorded without autograd (``z`` has no graph),
+    with the Jacobian and Hessian products of the module docstring."""
 
     def __init__(self, X: torch.Tensor, linears: list[nn.Linear], acts: list[nn.Module]):
         self.linears, self.acts = linears, acts
-        a = X.flatten(1)
-        self.inputs: list[torch.Tensor] = []  # a_l, detached
+        self.inputs: list[torch.Tensor] = []  # a_l
         self.derivs: list[torch.Tensor] = []  # σ'(s_l) for the hidden layers
-        self.pre: list[torch.Tensor] = []  # s_l for the hidden layers, detached
-        for i, lin in enumerate(linears):
-            self.inputs.append(a.detach())
-            s = F.linear(a, lin.weight, lin.bias)
-            if i == len(acts):
-                break
-            self.pre.append(s.detach())
-            a = self._activate(acts[i], s)
+        self.pre: list[torch.Tensor] = []  # s_l for the hidden layers
+        with torch.no_grad():
+            a = X.flatten(1)
+            for i, lin in enumerate(linears):
+                self.inputs.append(a)
+                s = F.linear(a, lin.weight, lin.bias)
+                if i == len(acts):
+                    break
+                self.pre.append(s)
+                a = acts[i](s)
+                self.derivs.append(_first_derivative(acts[i], s, a))
         self.z = s
         self._second: list[torch.Tensor] | None = None
         self._loss_pass: tuple[list, list] | None = None
-
-    def _activate(self, act: nn.Module, s: torch.Tensor) -> torch.Tensor:
-        """σ(s), recording σ'(s); ``s`` keeps its graph when it has one."""
-        if not s.requires_grad and type(act) in _CLOSED_FORM:
-            out = act(s)
-            self.derivs.append(_CLOSED_FORM[type(act)][0](act, s, out))
-            return out
-        with torch.enable_grad():
-            s_in = s if s.requires_grad else s.detach().requires_grad_(True)
-            out = act(s_in)
-            (d,) = torch.autograd.grad(out, s_in, torch.ones_like(out), retain_graph=True)
-        self.derivs.append(d.detach())
-        return out if s.requires_grad else out.detach()
 
     def _backward_signals(self, rows: slice):
         r"""Yield :math:`(l, B_l)` for the hidden layers on samples ``rows``, last first, each
