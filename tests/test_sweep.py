@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from ijr_core.config import RunConfig
 from ijr_core.run import RunFormatError
@@ -147,17 +148,9 @@ def test_setup_error_in_a_parallel_sweep_is_raised(tmp_path):
 # --------------------------------------------------------------------------- stopping
 
 
-def _wait(cond, timeout=60.0):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
-
-
 def _stop_when(control, cond):
     def watch():
-        _wait(cond)
+        wait_until(cond)
         control.stop()
 
     t = threading.Thread(target=watch, daemon=True)
@@ -273,7 +266,7 @@ def test_interrupting_a_parallel_sweep_stops_every_run(tmp_path):
     lrs = [0.5, 1.0]
 
     def fire():
-        _wait(lambda: _started(tmp_path, 0, 0.5) and _started(tmp_path, 1, 1.0))
+        wait_until(lambda: _started(tmp_path, 0, 0.5) and _started(tmp_path, 1, 1.0))
         _thread.interrupt_main()
 
     threading.Thread(target=fire, daemon=True).start()

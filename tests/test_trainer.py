@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from waiting import wait_until
 
 from ijr_core.config import RunConfig
 from ijr_core.data import DatasetError, load_dataset
@@ -115,24 +116,16 @@ def test_sgd_counts_grad_evals_and_sam_costs_two():
 # --------------------------------------------------------------------------- control
 
 
-def _wait(cond, timeout=60.0):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.005)
-
-
 def test_pause_resume_set_lr_and_stop_from_another_thread():
     control = TrainingControl()
     cfg = TINY.replace(steps=100_000, probe_every=40)
     log = {}
 
     def driver():
-        _wait(lambda: control.step >= 3)
+        wait_until(lambda: control.step >= 3)
         control.pause()
         assert control.pause_requested
-        _wait(lambda: control.paused)  # the loop itself has stopped stepping
+        wait_until(lambda: control.paused)  # the loop itself has stopped stepping
         assert control.run.status == "paused"
         log["paused_at"] = control.step
         time.sleep(0.3)
@@ -141,7 +134,7 @@ def test_pause_resume_set_lr_and_stop_from_another_thread():
         control.set_lr(0.125)
         control.set_rho(0.2)
         control.resume()
-        _wait(lambda: control.step >= log["paused_at"] + 90)
+        wait_until(lambda: control.step >= log["paused_at"] + 90)
         control.stop()
 
     t = threading.Thread(target=driver)
