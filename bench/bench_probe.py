@@ -53,15 +53,18 @@ def parts(model, X, y, state: ProbeState, tol: float) -> dict[str, float]:
             return op(v)
         return mv
 
+    log: list = []
     out["‖G‖ Lanczos"], (_, gv, _) = timed(lambda: cv.top_eigenpairs(
-        counting(graph.gvp), P, tol=tol, v0=state.g_ritz, n_ritz=WARM_RITZ))
+        counting(lambda v: graph.gvp(v, log=log)), P, tol=tol, v0=state.g_ritz,
+        n_ritz=WARM_RITZ))
     g_products, count[0] = count[0], 0
     out["‖H‖ Lanczos"], _ = timed(lambda: cv.top_eigenpairs(
         counting(graph.hvp), P, tol=tol, v0=gv[:, :1]))
     h_products = count[0]
     out["Jacobian Gram"], gram = timed(graph.gram)
     out["‖J‖ norms + λ*"], _ = timed(lambda: cv.lambda_star(
-        model, X, gv[:, 0], graph=graph, spectral_sq=cv.norms_from_gram(gram).spectral_sq))
+        model, X, gv[:, 0], graph=graph, spectral_sq=cv.norms_from_gram(gram).spectral_sq,
+        jtu=cv.jtu_from_products(log, gv[:, 0])))
     out["_products"] = (h_products, g_products)
     return out
 

@@ -53,9 +53,9 @@ COUNT = dict.fromkeys(KEYS.values(), 0)
 def counted(name):
     fn = getattr(cv.CurvatureGraph, name)
 
-    def product(self, v):
+    def product(self, v, **kw):
         COUNT[name] += 1
-        return fn(self, v)
+        return fn(self, v, **kw)
     return product
 
 

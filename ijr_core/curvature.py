@@ -17,6 +17,7 @@ Everything runs on the device and in the dtype of the model's parameters.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -457,14 +458,40 @@ class CurvatureGraph:
         """Per-sample :math:`M_n w_n` for (N, K) ``w``, in closed form."""
         return _apply_m(self._m, w)
 
-    def gvp(self, v: torch.Tensor) -> torch.Tensor:
-        """:math:`Gv` for a flat (P,) vector, with :math:`M` in closed form."""
+    def gvp(self, v: torch.Tensor, log: list | None = None) -> torch.Tensor:
+        """:math:`Gv` for a flat (P,) vector, with :math:`M` in closed form; appends
+        ``(v, J^T v)`` to ``log`` when given (see :func:`jtu_from_products`)."""
         lin = self.linearization
-        return lin.vjp(self.m_times(lin.jvp(v)) / self.n)
+        jv = lin.jvp(v)
+        if log is not None:
+            log.append((v, jv))
+        return lin.vjp(self.m_times(jv) / self.n)
+
+    def g_quadratic(self, v: torch.Tensor) -> float:
+        r""":math:`v^\top Gv=\frac1N\sum_n (J_n^\top v)^\top M_n (J_n^\top v)`: one
+        forward-mode pass, no back-propagation (about half of :meth:`gvp`)."""
+        jv = self.linearization.jvp(v)
+        return float((jv * self.m_times(jv)).sum()) / self.n
 
     def jtu(self, u: torch.Tensor) -> torch.Tensor:
         r"""Per-sample :math:`J_n^\top u`, (N, K)."""
         return self.linearization.jvp(u)
+
+
+def jtu_from_products(products: list[tuple[torch.Tensor, torch.Tensor]],
+                      u: torch.Tensor) -> torch.Tensor | None:
+    r"""Per-sample :math:`J_n^\top u` from the pairs :math:`(q_i, J^\top q_i)` that one Lanczos
+    run on G logged (:meth:`CurvatureGraph.gvp`): its vectors :math:`q_i` are orthonormal and
+    its Ritz vector u lies in their span, so :math:`u=\sum_i c_i q_i` with :math:`c_i=q_i\cdot
+    u` and :math:`J^\top u=\sum_i c_i J^\top q_i` by linearity, with no pass through the
+    network. None when the :math:`q_i` do not rebuild u to 1e-4 (another vector in the log)."""
+    if not products:
+        return None
+    Q = torch.stack([q for q, _ in products])
+    c = Q @ u.to(Q.dtype)
+    if float(torch.linalg.vector_norm(Q.T @ c - u)) > 1e-4 * float(torch.linalg.vector_norm(u)):
+        return None
+    return torch.einsum("i,ink->nk", c, torch.stack([jv for _, jv in products]))
 
 
 def hessian_operator(model: nn.Module, X, y, loss: str = "ce") -> Matvec:
@@ -570,13 +597,16 @@ def top_eigenpairs(
     restarted_at = 0
     for j in range(max_iter):
         w = matvec(Q[j]).to(q.dtype)
-        if w.shape != (dim,) or not torch.isfinite(w).all():
-            raise ValueError(f"the operator must return finite ({dim},) vectors")
+        if w.shape != (dim,):
+            raise ValueError(f"the operator must return ({dim},) vectors, got {tuple(w.shape)}")
         alphas.append(float(torch.dot(Q[j], w)))
         basis = Q[: j + 1]
         for _ in range(2):  # twice is enough (Kahan–Parlett)
             w = w - basis.T @ (basis @ w)
         beta = float(torch.linalg.vector_norm(w))
+        # NaN or inf anywhere in the product reaches α or β (cheaper than scanning w).
+        if not math.isfinite(alphas[-1] + beta):
+            raise ValueError(f"the operator must return finite ({dim},) vectors")
         m = j + 1
         breakdown = beta <= 1e-10 * max(abs(a) for a in alphas) + 1e-30
         # Checked every second iteration: an odd-iteration check stopped early on an
@@ -620,6 +650,14 @@ def top_eigenpairs(
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _seeded_normal(dim: int, seed: int) -> torch.Tensor:
+    """A fixed standard normal (dim,) float64 CPU vector per seed (read only; drawing it cost
+    half a millisecond per Lanczos call at 26k parameters, the same vector every time)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randn(dim, generator=gen, dtype=torch.float64)
+
+
 def _start_vector(dim, v0, device, dtype, seed) -> torch.Tensor:
     if v0 is not None:
         v0 = torch.as_tensor(v0)
@@ -629,8 +667,7 @@ def _start_vector(dim, v0, device, dtype, seed) -> torch.Tensor:
             raise ValueError("v0 must be finite (it holds NaN or inf)")
         device, dtype = v0.device, v0.dtype if dtype is None else dtype
     dtype = dtype or torch.float32
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    q = torch.randn(dim, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    q = _seeded_normal(dim, seed).to(device=device, dtype=dtype)
     if v0 is not None:
         v = v0.to(dtype).reshape(dim, -1)
         v = v / torch.linalg.vector_norm(v, dim=0, keepdim=True).clamp_min(1e-30)
@@ -701,14 +738,17 @@ def _top(op, model, k, tol, v0, return_vectors):
 def lambda_star(model: nn.Module, X, u: torch.Tensor, loss: str = "ce",
                 gram: torch.Tensor | None = None,
                 graph: CurvatureGraph | None = None,
-                spectral_sq: torch.Tensor | None = None) -> torch.Tensor:
+                spectral_sq: torch.Tensor | None = None,
+                jtu: torch.Tensor | None = None) -> torch.Tensor:
     r"""Per-sample :math:`\lambda^*(x)=(J^\top u)^\top M (J^\top u)/\|J\|^2` for a unit (P,)
     vector ``u`` (the top eigenvector of :math:`G`); (N,). Zero where :math:`\|J\|=0`.
 
     :math:`0\le\lambda^*\le\|M\|` since :math:`\|J^\top u\|\le\|J\|`, and
     :math:`\langle\lambda^*\|J\|^2\rangle=u^\top Gu`. Pass ``gram`` to reuse a Jacobian Gram
     and ``graph`` (a :class:`CurvatureGraph` on the same X and loss) to reuse its forward pass,
-    or ``spectral_sq`` (the (N,) :math:`\|J\|^2`) to skip the Gram altogether.
+    or ``spectral_sq`` (the (N,) :math:`\|J\|^2`) to skip the Gram altogether, and ``jtu``
+    (the (N, K) :math:`J_n^\top u` of the unit u, e.g. from :func:`jtu_from_products`) to skip
+    the forward-mode pass.
     """
     u = torch.as_tensor(u)
     P = num_parameters(model)
@@ -718,7 +758,10 @@ def lambda_star(model: nn.Module, X, u: torch.Tensor, loss: str = "ce",
         graph = CurvatureGraph(model, X, loss=loss)
     elif graph.loss != loss:
         raise ValueError(f"graph was built for loss {graph.loss!r}, not {loss!r}")
-    jtu = graph.jtu(u / torch.linalg.vector_norm(u))
+    if jtu is None:
+        jtu = graph.jtu(u / torch.linalg.vector_norm(u))
+    elif jtu.shape != graph.z.shape:
+        raise ValueError(f"jtu must have shape {tuple(graph.z.shape)}, got {tuple(jtu.shape)}")
     quad = (jtu * graph.m_times(jtu)).sum(-1)
     if spectral_sq is not None:
         spec = torch.as_tensor(spectral_sq).to(quad)

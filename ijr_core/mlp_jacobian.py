@@ -110,6 +110,7 @@ class MLPJacobian:
         self.z = s
         self._second: list[torch.Tensor] | None = None
         self._loss_pass: tuple[list, list] | None = None
+        self._curv: list[torch.Tensor | None] | None = None
 
     def _backward_signals(self, rows: slice):
         r"""Yield :math:`(l, B_l)` for the hidden layers on samples ``rows``, last first, each
@@ -207,7 +208,7 @@ class MLPJacobian:
                     errors[i] = delta @ lin.weight
                     delta = errors[i] * self.derivs[i - 1]
         if keep:
-            self._loss_pass = (deltas, errors)
+            self._loss_pass, self._curv = (deltas, errors), None
         return torch.cat(parts[::-1]) if parts else delta.new_zeros(0)
 
     def vjp(self, w: torch.Tensor) -> torch.Tensor:
@@ -250,8 +251,8 @@ class MLPJacobian:
         """
         if self._loss_pass is None:
             raise RuntimeError("call loss_gradient before hvp")
-        deltas, errors = self._loss_pass
-        second = self.second_derivs
+        deltas, _ = self._loss_pass
+        curv = self._curvature_signals()
         vs = list(self._split(v.to(self.z.dtype)))
         parts = []
         with torch.no_grad():
@@ -267,8 +268,20 @@ class MLPJacobian:
                         gw = gw.addmm_(deltas[i].T, dot_a[i])
                     parts.append(gw.reshape(-1))
                 if i > 0:
-                    de = dd @ lin.weight
+                    dd = dd @ lin.weight
                     if vw is not None:
-                        de = de.addmm_(deltas[i], vw)
-                    dd = de * self.derivs[i - 1] + errors[i] * second[i - 1] * dot_s[i - 1]
+                        dd = dd.addmm_(deltas[i], vw)
+                    dd = dd.mul_(self.derivs[i - 1])
+                    if curv[i - 1] is not None:
+                        dd = dd.addcmul_(curv[i - 1], dot_s[i - 1])
         return torch.cat(parts[::-1]) if parts else v.new_zeros(0)
+
+    def _curvature_signals(self) -> list[torch.Tensor | None]:
+        r""":math:`e_{l+1}\odot\sigma''(s_l)` per hidden layer, the same for every :meth:`hvp`
+        after one :meth:`loss_gradient` (None where σ is piecewise linear: σ'' = 0)."""
+        if self._curv is None:
+            errors = self._loss_pass[1]
+            self._curv = [None if _CLOSED_FORM.get(type(act), (None, None))[1] is _zeros
+                          else errors[i + 1] * self.second_derivs[i]
+                          for i, act in enumerate(self.acts)]
+        return self._curv

@@ -139,8 +139,12 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     # at the edge of stability the top eigenvalues swap places, and a start holding only the
     # old top direction converges to it (now second) with a small residual; measured by
     # bench/check_probe_accuracy.py.
+    g_products: list = []  # (q, J^T q) of the last G solve: λ* reuses them for J^T u
+
     def solve_g(v0, min_iter=0):
-        return cv.top_eigenpairs(graph.gvp, dim, k=1, tol=eig_tol, v0=v0,
+        g_products.clear()
+        return cv.top_eigenpairs(lambda v: graph.gvp(v, log=g_products), dim, k=1,
+                                 tol=eig_tol, v0=v0,
                                  return_residuals=True, device=device, dtype=dtype,
                                  n_ritz=WARM_RITZ, min_iter=min_iter)
 
@@ -153,12 +157,12 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     g_vals, g_vecs, g_res, g_ritz = solve_g(
         state.g_ritz, COLD_START_ITERATIONS if state.g_ritz is None else 0)
     h_vals, h_vecs, h_res = solve_h(g_vecs[:, :1])
-    # Cross-check (one G product): a Rayleigh quotient bounds the top eigenvalue from below,
+    # Cross-check (one forward-mode pass): a Rayleigh quotient bounds the top eigenvalue from below,
     # so G's quotient at H's top vector above G's value means G stopped on a lower
     # eigenvalue (measured: 1 probe in ~200, 5 % off). Then G restarts from H's vector, and
     # H is checked the same way against G's new vector.
     v = h_vecs[:, 0]
-    if float(v @ graph.gvp(v)) > float(g_vals[0]) * (1 + eig_tol):
+    if graph.g_quadratic(v) / float(v @ v) > float(g_vals[0]) * (1 + eig_tol):
         g_vals, g_vecs, g_res, g_ritz = solve_g(torch.stack([v, g_vecs[:, 0]], dim=1))
         u = g_vecs[:, 0]
         if float(u @ graph.hvp(u)) > float(h_vals[0]) * (1 + eig_tol):
@@ -174,7 +178,8 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
 
     norms = cv.norms_from_gram(graph.gram())
     lam = cv.lambda_star(model, X, state.g_vector, loss=loss, graph=graph,
-                         spectral_sq=norms.spectral_sq).double()
+                         spectral_sq=norms.spectral_sq,
+                         jtu=cv.jtu_from_products(g_products, state.g_vector)).double()
     spec, frob = norms.spectral_sq.double(), norms.frobenius_sq.double()
     scalars["m_norm_mean"] = float(m.mean())
     scalars["jac_spectral_sq_mean"] = float(spec.mean())

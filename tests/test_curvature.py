@@ -11,10 +11,12 @@ import torch
 from torch import nn
 
 from ijr_core.curvature import (
+    CurvatureGraph,
     ggn_operator,
     gn_sharpness,
     hessian_operator,
     jacobian_norms,
+    jtu_from_products,
     lambda_star,
     logit_jacobian_gram,
     loss_fn,
@@ -349,6 +351,42 @@ def test_lanczos_rejects_bad_arguments():
     assert float(val[0]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="finite"):
         top_eigenpairs(lambda v: v * float("nan"), 4)
+    with pytest.raises(ValueError, match="finite"):  # one inf entry, the rest finite
+        top_eigenpairs(lambda v: torch.cat([v[:3], v[3:] * float("inf")]), 4)
+    with pytest.raises(ValueError, match=r"\(4,\) vectors, got \(3,\)"):
+        top_eigenpairs(lambda v: v[:3], 4)
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_g_quadratic_form_is_v_dot_gv(model_case, loss):
+    _, model, X, y = model_case
+    graph = CurvatureGraph(model, X, y, loss=loss)
+    v = torch.randn(num_parameters(model), dtype=torch.float64)
+    assert graph.g_quadratic(v) == pytest.approx(float(v @ graph.gvp(v)), rel=1e-10)
+    assert graph.g_quadratic(v) == pytest.approx(float(v @ dense_ggn(model, X, loss=loss) @ v),
+                                                  rel=1e-9)
+
+
+def test_jtu_from_a_lanczos_log_equals_a_forward_pass():
+    """J^T u rebuilt from the logged (q_i, J^T q_i) of the G solve that produced u is the
+    forward-mode product; a foreign vector in the log, or an empty log, gives None."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    X, y = torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 3, (20,))
+    graph = CurvatureGraph(model, X, y)
+    log: list = []
+    _, vecs = top_eigenpairs(lambda v: graph.gvp(v, log=log), num_parameters(model), tol=1e-8,
+                             dtype=torch.float64)
+    u = vecs[:, 0]
+    assert len(log) >= 3
+    torch.testing.assert_close(jtu_from_products(log, u), graph.jtu(u), atol=1e-10, rtol=1e-8)
+    lam = lambda_star(model, X, u, graph=graph, jtu=jtu_from_products(log, u))
+    torch.testing.assert_close(lam, lambda_star(model, X, u, graph=graph))
+    assert jtu_from_products([], u) is None
+    other = torch.randn_like(u)
+    assert jtu_from_products(log + [(other / other.norm(), graph.jtu(other))], u) is None
+    with pytest.raises(ValueError, match="jtu must have shape"):
+        lambda_star(model, X, u, graph=graph, jtu=torch.zeros(20, 2, dtype=torch.float64))
 
 
 # --------------------------------------------------------------------------- bad input
