@@ -55,7 +55,7 @@ SAMPLE_METRICS = {
     "m_norm": "‖M‖",
     "lambda_star": "λ*",
     "jac_spectral_sq": "‖J‖²",
-    "jac_frobenius_sq": "‖J‖_F²",
+    "jac_frobenius_sq": "‖J‖² Frobenius",
     "p_max": "p_max",
     "correct": "correct",
 }
@@ -384,7 +384,7 @@ def _m_norm_template(top: float, domain: tuple, height: int) -> alt.LayerChart:
 
 JACOBIAN_SERIES = (
     ("JS", "jac_spectral_sq_mean", "⟨‖J‖²⟩"),
-    ("JF", "jac_frobenius_sq_mean", "⟨‖J‖_F²⟩"),
+    ("JF", "jac_frobenius_sq_mean", "⟨‖J‖²⟩ Frobenius"),
 )
 LOSS_SERIES = (("train", "train_loss", "train"), ("test", "test_loss", "test"))
 ACCURACY_SERIES = (("train", "train_acc", "train"), ("test", "test_acc", "test"))
@@ -642,12 +642,16 @@ def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height) -> a
     )
     x = alt.X("step:Q", title="step", scale=alt.Scale(domain=[x0, x1], nice=False))
     base = alt.Chart()
+    noisy_tip = alt.Tooltip("noisy:Q", title="noisy fraction", format=".2f")
+    if not binned:  # one sample per row: its label is noisy or not
+        base = base.transform_calculate(noisy_label="datum.noisy > 0.5 ? 'yes' : 'no'")
+        noisy_tip = alt.Tooltip("noisy_label:N", title="noisy label")
     tip = [
         alt.Tooltip("sample:Q", title="first sample id" if binned else "sample id"),
         alt.Tooltip("label:Q"),
         alt.Tooltip("step:Q"),
         alt.Tooltip("value:Q", title=label, format=".4g"),
-        alt.Tooltip("noisy:Q", title="noisy fraction" if binned else "noisy label", format=".2f"),
+        noisy_tip,
     ]
     heat = (
         base.transform_filter(alt.datum.kind == "cell")

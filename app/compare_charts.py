@@ -43,7 +43,7 @@ OVERLAY_METRICS: dict[str, tuple[str, str]] = {
     "test_acc": ("test accuracy", "Test accuracy"),
     "train_loss": ("train loss", "Training loss"),
     "gn_sharpness": ("‖G‖", "Gauss–Newton norm ‖G‖"),
-    "jac_frobenius_sq_mean": ("⟨‖J‖_F²⟩", "Mean squared Frobenius norm ⟨‖J‖_F²⟩"),
+    "jac_frobenius_sq_mean": ("⟨‖J‖²⟩ Frobenius", "Mean squared Frobenius norm of J"),
     "train_acc": ("train accuracy", "Training accuracy"),
     "test_loss": ("test loss", "Test loss"),
 }
@@ -288,8 +288,8 @@ def overlay_chart(
         legend=alt.Legend(
             title="run (click to show alone)",
             orient="bottom",
-            columns=2,
-            labelLimit=360,
+            columns=1,  # two columns cut the second column's names short beside a long one
+            labelLimit=700,
             symbolType="stroke",
             symbolOpacity=1,
             symbolStrokeWidth=3,
@@ -628,16 +628,30 @@ def sweep_final_frame(sweep: Any, matched_loss: float | None = None) -> pd.DataF
     return frame
 
 
-JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖_F²⟩"))
+# Column -> (heading, printf format) of the sweep table, for the page's column config.
+SWEEP_COLUMNS = {
+    "lr": ("η", "%.3g"),
+    "two_over_eta": ("2/η", "%.3g"),
+    "final_jac": ("final ⟨‖J‖²⟩", "%.4g"),
+    "final_jac_f": ("final ⟨‖J‖²⟩ Frobenius", "%.4g"),
+    "max_sharpness": ("max ‖H‖", "%.3g"),
+    "test_acc": ("final test acc.", "%.3f"),
+    "status": ("status", None),
+    "step_at_loss": ("step at matched loss", "%d"),
+    "jac_at_loss": ("⟨‖J‖²⟩ at matched loss", "%.4g"),
+}
+
+JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖²⟩ (Frobenius)"))
 JAC_COLORS = ("#8c564b", "#e377c2", "#17becf")
 
 
 def final_jac_chart(
     sweep: Any, matched_loss: float | None = None, height: int = 260
 ) -> alt.LayerChart:
-    """Final ⟨‖J‖²⟩ (and ⟨‖J‖_F²⟩) against η, log-log: implicit Jacobian regularization
-    shows as a falling curve. With ``matched_loss`` a third series gives ⟨‖J‖²⟩ where each
-    run's training loss first reaches that level (runs that never do are left out)."""
+    """Final ⟨‖J‖²⟩ (spectral and Frobenius) against η, log-log. With ``matched_loss`` a
+    third series gives ⟨‖J‖²⟩ where each run's training loss first reaches that level (runs
+    that never do are left out): implicit Jacobian regularization shows there as a falling
+    curve (the final values also depend on how long each run kept fitting)."""
     f = sweep_final_frame(sweep, matched_loss)
     series = list(JAC_SERIES)
     if matched_loss is not None:
@@ -657,8 +671,12 @@ def final_jac_chart(
         if (data["series"] == label).any()
     ]
     base = alt.Chart(data).encode(
-        x=alt.X("lr:Q", title="learning rate η", scale=alt.Scale(type="log")),
-        y=alt.Y("value:Q", title="Jacobian norm²", scale=alt.Scale(type="log")),
+        # nice=False: a "nice" log domain rounds out to whole decades and leaves most of
+        # the plot empty for a sweep that spans a factor of 5 in η
+        x=alt.X("lr:Q", title="learning rate η",
+                scale=alt.Scale(type="log", nice=False, padding=14)),
+        y=alt.Y("value:Q", title="Jacobian norm²",
+                scale=alt.Scale(type="log", nice=False, padding=14)),
         color=alt.Color(
             "series:N",
             scale=alt.Scale(domain=[lab for lab, _ in present], range=[c for _, c in present]),

@@ -56,7 +56,10 @@ def setup_process() -> dict:
 
 
 def main() -> None:
-    st.set_page_config(page_title="IJR explorer", page_icon=":material/insights:", layout="wide")
+    # A local file: a Material icon as favicon is fetched from fonts.gstatic.com, which
+    # fails offline (lecture halls, air-gapped machines).
+    st.set_page_config(page_title="IJR explorer", page_icon=str(ROOT / "assets" / "favicon.png"),
+                       layout="wide")
     info = setup_process()
     pages = [
         st.Page(str(PAGES / file), title=title, icon=icon, url_path=url, default=i == 0)

@@ -45,10 +45,12 @@ def runs_dir() -> Path:
 
 
 def run_folder_name(config) -> str:
-    """Unique, sortable folder name: UTC time, the run's name (or optimizer), a short id."""
+    """Unique, sortable folder name: UTC time, the run's name (or optimizer), its dataset, η
+    and a short id, e.g. ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    label = config.name or f"{config.dataset}-{config.optimizer}"
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{config.lr:g}").strip("-")
+    label = f"{config.name or config.optimizer}-{config.dataset}"
+    lr = f"{config.lr:g}".replace("+", "")  # 1e+06 -> 1e06 (the "+" is not kept below)
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{lr}").strip("-")
     return f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
 
 

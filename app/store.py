@@ -22,10 +22,9 @@ def run_label(folder: Path) -> str:
     try:
         doc = json.loads((folder / "run.json").read_text())
         cfg = doc.get("config", {})
-        name = cfg.get("name") or f"{cfg.get('dataset')}-{cfg.get('optimizer')}"
-        return (
-            f"{folder.name} · {name} · η={cfg.get('lr')} · {doc.get('status')} @ {doc.get('step')}"
-        )
+        name = cfg.get("name") or cfg.get("optimizer")
+        return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
+                f"{doc.get('status')} @ {doc.get('step')}")
     except (OSError, ValueError, AttributeError):
         return f"{folder.name} · (unreadable)"
 

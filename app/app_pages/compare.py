@@ -23,7 +23,9 @@ CAPTIONS = {
     "sharpness": "Each run's ‖H‖ rises to its own dashed 2/η; on the η·step axis runs with "
     "different η line up in 'time'.",
     "m_norm_mean": "The inverted U of impurity: larger η leaves the high-impurity phase sooner.",
-    "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare the final levels.",
+    "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare runs at the same "
+    "training loss, not at the last step (a smaller η trains more slowly, so its Jacobian "
+    "has grown less by then).",
     "test_acc": "Test accuracy: compare the early peaks and how much each run loses once "
     "it starts fitting noisy labels.",
     "train_loss": "Training loss per step: SAM and EJR spend two gradient evaluations on "
@@ -431,8 +433,10 @@ def show_sweep(folder: Path) -> None:
     with c1:
         show(compare_charts.final_jac_chart(sweep, matched), "sweep_final_jac")
         st.caption(
-            "Implicit Jacobian regularization: at the edge of stability "
-            "⟨λ\\*‖J‖²⟩ ≈ 2/η, so larger η should end with a smaller Jacobian."
+            "Implicit Jacobian regularization: at the edge of stability ⟨λ\\*‖J‖²⟩ ≈ 2/η, so "
+            "at a matched training loss a larger η has the smaller Jacobian (the “at loss” "
+            "points). The final values need not fall with η: after the loss is matched, runs "
+            "keep fitting for different numbers of steps."
         )
     with c2:
         show(compare_charts.max_sharpness_chart(sweep), "sweep_max_h")
@@ -454,7 +458,14 @@ def show_sweep(folder: Path) -> None:
             show(compare_charts.overlay_chart(runs, metric, x_axis), f"sweep_chart_{metric}")
             st.caption(CAPTIONS[metric])
     table = compare_charts.sweep_final_frame(sweep, matched)
-    st.dataframe(table, width="stretch", hide_index=True)
+    columns = {
+        key: (st.column_config.TextColumn(head) if fmt is None
+              else st.column_config.NumberColumn(head, format=fmt))
+        for key, (head, fmt) in compare_charts.SWEEP_COLUMNS.items()
+    }
+    st.dataframe(table, width="stretch", hide_index=True, column_config=columns)
+    if matched is not None and table["jac_at_loss"].isna().any():
+        st.caption("Empty “at matched loss” cells: that run never reached the training loss.")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("sweep_dl", folder=folder)
 

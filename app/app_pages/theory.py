@@ -65,10 +65,12 @@ def edge_of_stability(run, step: int) -> None:
     st.header("2 · Edge of stability: ‖H‖ ≈ 2/η")
     st.markdown(
         "Under full-batch gradient descent with step η, the sharpness rises (progressive "
-        "sharpening) until it reaches about 2/η, then hovers there (Cohen et al., 2021). "
-        "Above 2/η, GD on the local quadratic would diverge along the top eigenvector."
+        "sharpening) until it reaches about 2/η, then hovers near it (Cohen et al., 2021). "
+        "Above 2/η, GD on the local quadratic would diverge along the top eigenvector; a "
+        "real network does not diverge but stops descending smoothly (the loss can rise for a "
+        "while), and ‖H‖ can overshoot 2/η for a time before it comes back down."
     )
-    st.latex(r"\|H\|\;\lesssim\;\frac{2}{\eta}")
+    st.latex(r"\|H\|\;\approx\;\frac{2}{\eta}")
     if run is not None:
         h, two = _scalar_at(run, "sharpness", step), _scalar_at(run, "two_over_eta", step)
         _live(
@@ -205,7 +207,8 @@ def ejr() -> None:
         r"\theta\leftarrow\theta-\eta\,\nabla_\theta L_B(\theta')"
     )
     st.markdown(
-        "Since E‖Σᵢ Jᵢ εᵢ‖² = Σᵢ ‖Jᵢ‖_F², the perturbation probes curvature along the "
+        "Since $\\mathbb E\\,\\|\\sum_i J_i\\varepsilon_i\\|^2 = \\sum_i \\|J_i\\|_F^2$, the "
+        "perturbation probes curvature along the "
         "Jacobian; its effect is measured, not assumed. **The paper's exact variant could not "
         "be confirmed: this update is the project's own definition.** Also offered: an "
         "explicit penalty L + β⟨‖Jε‖²⟩ (Hoffman et al., 2019), SAM and ASAM."

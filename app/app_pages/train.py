@@ -11,13 +11,18 @@ from app.views import show_chart, status_line
 from ijr_core.run import RunFormatError
 
 CAPTIONS = {
-    "sharp": "‖H‖ climbs until it meets the dashed 2/η line (edge of stability) and hovers "
-    "around it while predictions are impure; once they turn pure (‖M‖ → 0) the regularization "
-    "lets go and ‖H‖ drifts below. ‖G‖ tracks ‖H‖; ⟨λ\\*‖J‖²⟩ equals ‖G‖ exactly.",
-    "m": "⟨‖M‖⟩ starts near 1/K, rises while predictions commit, then falls as they turn "
-    "pure: the inverted U. Shading: phases I (before EoS), II (ARP), III (later).",
-    "j": "Where λ\\* is large the Jacobian must shrink to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η: larger η "
-    "ends with smaller ‖J‖².",
+    "sharp": "‖H‖ climbs until it meets the dashed 2/η line (edge of stability). It can "
+    "overshoot the line for a while (up to about 1.6× on the default run, where the loss "
+    "stops falling smoothly), then comes back down as predictions turn pure (‖M‖ → 0): the "
+    "regularization lets go and ‖H‖ drifts below the line. ‖G‖ tracks ‖H‖; ⟨λ\\*‖J‖²⟩ "
+    "equals ‖G‖ exactly.",
+    "m": "⟨‖M‖⟩ starts near 1/K, rises while predictions commit (fast: within the first few "
+    "dozen steps at the default η), then falls as they turn pure: the inverted U. Shading: "
+    "phases I (before EoS), II (ARP), III (later).",
+    "j": "‖J‖² grows as the network fits, but where λ\\* is large it must stay small enough "
+    "to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η. Compared at the same training loss, a larger η has the smaller "
+    "‖J‖² (Compare → Learning-rate sweep); the final values also depend on how far each run "
+    "trained.",
     "loss": "A loss spike that comes back down is a catapult, not divergence (log scale).",
     "acc": "With label noise, train accuracy reaching 1 means the noisy labels are "
     "memorised; watch test accuracy fall back from its early peak.",
@@ -117,7 +122,7 @@ def progress(job: session.TrainingJob, run) -> None:
     st.progress(
         p["fraction"],
         text=f"step {p['step']} / {p['steps']} · {p['steps_per_s']:.1f} steps/s · "
-        f"{p['elapsed']:.1f} s elapsed · {probes} probes",
+        f"{p['elapsed']:.1f} s elapsed · {probes} probe{'' if probes == 1 else 's'}",
     )
     line = status_line(status, run)
     if job.error:

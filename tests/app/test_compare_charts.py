@@ -183,6 +183,9 @@ def test_final_jac_and_max_sharpness_charts():
     chart = cc.final_jac_chart(sweep, matched_loss=target)
     assert (chart.data["series"] == "⟨‖J‖²⟩ at train loss ≤ 1.5").sum() == 3
     assert jac["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
+    # whole decades around a 0.3–1.5 sweep left most of the plot empty
+    assert jac["layer"][0]["encoding"]["x"]["scale"]["nice"] is False
+    assert set(matched.columns) == set(cc.SWEEP_COLUMNS)  # every column has a heading
     hmax = cc.max_sharpness_chart(sweep)
     spec = hmax.to_dict(validate=True)
     diag = spec["layer"][0]

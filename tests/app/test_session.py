@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from app import session
+from ijr_core.config import RunConfig
 from ijr_core.run import load_run
+from tests.waiting import wait_until
 
 
-def _wait(predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+def test_run_folder_name_shows_name_dataset_and_lr():
+    name = session.run_folder_name(RunConfig(name="edge-of-stability", dataset="moons", lr=1e6))
+    assert "-edge-of-stability-moons-lr1e06-" in name  # not "lr1e-06": that is 1e-6
+    assert "-sgd-digits-lr0.05-" in session.run_folder_name(RunConfig(optimizer="sgd", lr=0.05,
+                                                                       batch_size=32))
 
 
 def test_runs_dir_flag_env_and_default(monkeypatch, tmp_path):
@@ -51,19 +51,19 @@ def test_background_job_pause_resume_lr_change_and_stop(tiny_config, runs_dir):
     config = tiny_config.replace(steps=100_000, probe_every=5)
     job = session.TrainingJob(config).start()
     try:
-        assert _wait(lambda: job.control.step >= 3)
+        wait_until(lambda: job.control.step >= 3)
         job.pause()
         assert job.status == "paused"  # as soon as requested
-        assert _wait(lambda: job.control.paused)  # the loop has actually stopped stepping
+        wait_until(lambda: job.control.paused)  # the loop has actually stopped stepping
         paused_at = job.control.step
         time.sleep(0.3)
         assert job.control.step == paused_at  # really paused
         job.set_lr(0.35)
         job.resume()
-        assert _wait(lambda: job.control.step >= paused_at + 12)
+        wait_until(lambda: job.control.step >= paused_at + 12)
         snap = job.snapshot()
         assert snap is not None and snap.status == "running"
-        assert _wait(lambda: np.isclose(job.snapshot().scalars["two_over_eta"], 2 / 0.35).any())
+        wait_until(lambda: np.isclose(job.snapshot().scalars["two_over_eta"], 2 / 0.35).any())
     finally:
         job.stop()
         assert job.join(timeout=60)
@@ -87,7 +87,7 @@ def test_two_jobs_train_at_once_without_sharing_runs(tiny_config, runs_dir):
 def test_orphaned_job_is_stopped(tiny_config, runs_dir, monkeypatch):
     job = session.TrainingJob(tiny_config.replace(steps=100_000), owner="gone").start()
     try:
-        assert _wait(lambda: job.control.step >= 1)
+        wait_until(lambda: job.control.step >= 1)
         monkeypatch.setattr(session, "session_alive", lambda sid: sid != "gone")
         assert job in session.reap_orphans()
         assert job.join(60)
