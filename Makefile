@@ -27,7 +27,7 @@ chromium:
 	    || echo "WARNING: could not install chromium; the browser test will fail"; }
 
 ## Benchmarks: baseline and ours in one process, ratios printed.
-bench: $(STAMP)
+bench: $(STAMP) chromium
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)

@@ -594,21 +594,25 @@ def heatmap_chart(
     max_marks: int = HEATMAP_MARKS,
     height: int = 360,
     as_spec: bool = False,
+    title: bool = True,
 ):
-    """Samples × checkpoints heatmap of a per-sample metric with a cursor at the scrubbed
-    checkpoint. Rows are bins of consecutive samples (in the chosen order) when
-    samples × checkpoints exceeds ``max_marks``; a strip on the left marks rows holding
-    noisy-label samples. Clicking a cell selects its (first) sample (param ``pick``)."""
+    """Samples × checkpoints heatmap of a per-sample metric. Rows are bins of consecutive
+    samples (in the chosen order) when samples × checkpoints exceeds ``max_marks``; a strip on
+    the left marks rows holding noisy-label samples. Clicking a cell selects its (first)
+    sample (param ``pick``).
+
+    The scrubbed checkpoint is not drawn here but by :func:`heatmap_cursor_chart` above it:
+    data that never changes while scrubbing lets the browser keep this chart (tens of
+    thousands of cells) as it is; a cursor inside it cost about 1 s per slider step.
+    ``step_index`` is accepted for symmetry with the other per-step charts and ignored."""
     cells, b = heatmap_frame(run, metric, order, max_marks)
     steps = np.asarray(run.sample_steps, dtype=float)
-    c = int(np.clip(step_index if step_index >= 0 else len(steps) + step_index, 0, len(steps) - 1))
     rows = int(cells["row"].max()) + 1 if len(cells) else 1
-    strip = max((steps[-1] - steps[0]) * 0.025, 1.0) if len(steps) else 1.0
-    parts = [cells, pd.DataFrame({"kind": ["cursor"], "step": [steps[c]]})]
+    parts = [cells]
     if mark_noisy:
         first = cells.iloc[:rows]  # the first checkpoint's column of cells
         noisy = first[first["noisy"] > 0].assign(
-            kind="noisy", step=steps[0] - strip, step_end=steps[0]
+            kind="noisy", step=steps[0] - _noisy_strip(steps), step_end=steps[0]
         )
         parts.append(noisy)
     cols = ["kind", "row", "step", "step_end", "value", "sample", "label", "noisy"]
@@ -617,19 +621,79 @@ def heatmap_chart(
     domain = _metric_domain(run, metric)
     params = {
         "label": SAMPLE_METRICS.get(metric, metric),
-        "y_title": f"samples ({order}{', ' + str(b) + ' per row' if b > 1 else ''})",
+        "y_title": _heatmap_y_title(order, b),
         "binned": b > 1,
         "rows": rows,
-        "x0": float(steps[0] - (strip if mark_noisy else 0)) if len(steps) else 0.0,
-        "x1": float(_step_edges(steps)[1][-1]) if len(steps) else 1.0,
+        **_heatmap_x_domain(steps, mark_noisy),
         "domain": tuple(domain) if domain else None,
         "height": height,
+        "title": title,
     }
     return _finish(_heatmap_template, params, data, as_spec)
 
 
+def _noisy_strip(steps: np.ndarray) -> float:
+    """Width (in steps) of the noisy-label strip left of the first checkpoint."""
+    return max((steps[-1] - steps[0]) * 0.025, 1.0) if len(steps) else 1.0
+
+
+def _heatmap_y_title(order: str, per_row: int) -> str:
+    return f"samples ({order}{', ' + str(per_row) + ' per row' if per_row > 1 else ''})"
+
+
+def _heatmap_x_domain(steps: np.ndarray, mark_noisy: bool) -> dict[str, float]:
+    """The heatmap's step axis (x0, x1), shared with its cursor strip so the two line up."""
+    if not len(steps):
+        return {"x0": 0.0, "x1": 1.0}
+    return {"x0": float(steps[0] - (_noisy_strip(steps) if mark_noisy else 0)),
+            "x1": float(_step_edges(steps)[1][-1])}
+
+
+def heatmap_cursor_chart(
+    run: Any,
+    step_index: int = -1,
+    order: str = "class",
+    mark_noisy: bool = True,
+    max_marks: int = HEATMAP_MARKS,
+    as_spec: bool = False,
+    metric: str = "m_norm",
+):
+    """A thin strip to sit right above :func:`heatmap_chart` (same arguments; that one with
+    ``title=False``): the heatmap's title, then a ▼ marker and the step number at the scrubbed
+    checkpoint on the heatmap's step axis. Its y axis carries the heatmap's axis title in
+    transparent ink, so both plots start at the same x."""
+    steps = np.asarray(run.sample_steps, dtype=float)
+    c = int(np.clip(step_index if step_index >= 0 else len(steps) + step_index, 0,
+                    max(len(steps) - 1, 0)))
+    n = len(run.sample_ids)
+    b = heatmap_bins(n, len(steps), max_marks)
+    data = pd.DataFrame({"step": [float(steps[c]) if len(steps) else 0.0], "y": [-0.8],
+                         "text": [f"step {int(steps[c])}" if len(steps) else ""]})
+    params = {"y_title": _heatmap_y_title(order, b), **_heatmap_x_domain(steps, mark_noisy),
+              "title": f"{SAMPLE_METRICS.get(metric, metric)} per sample over training"}
+    return _finish(_heatmap_cursor_template, params, data, as_spec)
+
+
 @functools.lru_cache(maxsize=64)
-def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height) -> alt.LayerChart:
+def _heatmap_cursor_template(y_title, x0, x1, title) -> alt.LayerChart:
+    x = alt.X("step:Q", scale=alt.Scale(domain=[x0, x1], nice=False),
+              axis=alt.Axis(title=None, labels=False, ticks=False, domain=False, grid=False))
+    y = alt.Y("y:Q", scale=alt.Scale(domain=[-1, 1]),
+              # titleLimit: the rotated title keeps its width (one line of text, as on the
+              # heatmap) but not its length, which would make the strip tall
+              axis=alt.Axis(title=y_title, titleColor="transparent", titleLimit=20,
+                            labels=False, ticks=False, domain=False, grid=False))
+    base = alt.Chart().encode(x=x, y=y)
+    marker = base.mark_point(shape="triangle-down", size=220, filled=True, color="#222",
+                             opacity=1)
+    label = base.mark_text(align="left", dx=10, fontSize=14, color="#222").encode(text="text:N")
+    return alt.layer(marker, label).properties(height=22, title=title,
+                                               view=alt.ViewBackground(stroke=None))
+
+
+@functools.lru_cache(maxsize=64)
+def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height,
+                      title) -> alt.LayerChart:
     scale = (
         alt.Scale(scheme="viridis", domain=list(domain)) if domain else alt.Scale(scheme="viridis")
     )
@@ -661,7 +725,9 @@ def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height) -> a
             x2="step_end:Q",
             y=y,
             y2="row_end:Q",
-            color=alt.Color("value:Q", title=label, scale=scale),
+            # legend below, not right: the cursor strip above must see the same plot width
+            color=alt.Color("value:Q", title=label, scale=scale,
+                            legend=alt.Legend(orient="bottom", gradientLength=320)),
             tooltip=tip,
         )
         .add_params(pick)
@@ -684,14 +750,8 @@ def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height) -> a
             ],
         )
     )
-    cursor = (
-        base.transform_filter(alt.datum.kind == "cursor")
-        .mark_rule(color="white", strokeWidth=2)
-        .encode(x="step:Q")
-    )
-    return alt.layer(heat, noisy_layer, cursor).properties(
-        height=height, title=f"{label} per sample over training"
-    )
+    layer = alt.layer(heat, noisy_layer).properties(height=height)
+    return layer.properties(title=f"{label} per sample over training") if title else layer
 
 
 def histogram_chart(

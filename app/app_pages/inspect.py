@@ -160,15 +160,19 @@ def views(run) -> None:
     st.session_state.setdefault("inspect_noisy", True)
     mark_noisy = opts[2].toggle("Mark noisy labels", key="inspect_noisy")
     color_by = opts[3].selectbox("Scatter colour", ["class", "noisy"], key="inspect_color")
+    # The cursor is its own small chart: the heatmap's data then stays the same while
+    # scrubbing and the browser does not redraw tens of thousands of cells per step.
+    show_chart(charts.heatmap_cursor_chart(run, c, order, mark_noisy, metric=metric,
+                                           as_spec=True), key="inspect_heat_cursor")
     event = show_chart(
-        charts.heatmap_chart(run, metric, c, order, mark_noisy, as_spec=True),
+        charts.heatmap_chart(run, metric, c, order, mark_noisy, as_spec=True, title=False),
         key=f"inspect_heat_{metric}_{order}_{mark_noisy}",
         on_select="rerun",
     )
     _take_pick(event)
     st.caption(
-        f"Each row is a sample (or a bin of samples), each column a checkpoint; the white "
-        f"rule is step {step}. Red marks on the left: noisy labels. Click a cell for its history."
+        f"Each row is a sample (or a bin of samples), each column a checkpoint; ▼ marks "
+        f"step {step}. Red marks on the left: noisy labels. Click a cell for its history."
     )
     left, right = st.columns(2)
     with left:

@@ -153,7 +153,18 @@ def test_heatmap_values_cursor_and_orders(run):
     cells = data[data["kind"] == "cell"]
     c4 = cells[cells["step"] == run.sample_steps[4]].sort_values("row")
     np.testing.assert_allclose(c4["value"], run.samples["m_norm"][4], rtol=1e-6)
-    assert data.loc[data["kind"] == "cursor", "step"].tolist() == [float(run.sample_steps[4])]
+    # no cursor in the heatmap's data: it stays the same while scrubbing (the browser keeps
+    # the chart); the strip above marks the step, on the same step axis
+    assert set(data["kind"]) == {"cell", "noisy"}
+    other = charts.heatmap_chart(run, "m_norm", 0, "sample id", max_marks=10**6)
+    pd.testing.assert_frame_equal(other.data, data)
+    strip = charts.heatmap_cursor_chart(run, 4, "sample id", max_marks=10**6)
+    assert strip.data["step"].tolist() == [float(run.sample_steps[4])]
+    heat_x = chart.to_dict()["layer"][0]["encoding"]["x"]["scale"]["domain"]
+    strip_spec = strip.to_dict(validate=True)
+    assert strip_spec["layer"][0]["encoding"]["x"]["scale"]["domain"] == heat_x
+    heat_y = chart.to_dict()["layer"][0]["encoding"]["y"]["title"]
+    assert strip_spec["layer"][0]["encoding"]["y"]["axis"]["title"] == heat_y
     noisy = data[data["kind"] == "noisy"]
     assert len(noisy) == int(run.sample_noisy.sum())
     perm = charts.sample_order(run, "class")
