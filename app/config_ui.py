@@ -56,12 +56,12 @@ def init_state() -> None:
     params = {k: st.query_params.get_all(k) for k in st.query_params}
     config, preset = PRESETS["edge-of-stability"], "edge-of-stability"
     if params:
-        try:
-            config = RunConfig.from_query(params)
-            preset = params.get("preset", [CUSTOM])[-1]
-            preset = preset if preset in PRESETS else CUSTOM
-        except ConfigError as exc:
-            st.session_state["_query_error"] = str(exc)
+        # A link with one bad entry keeps the rest; every entry left out is named.
+        config, errors = RunConfig.from_query_partial(params)
+        preset = params.get("preset", [CUSTOM])[-1]
+        preset = preset if preset in PRESETS else CUSTOM
+        if errors:
+            st.session_state["_query_error"] = errors
     st.session_state[PRESET_KEY] = preset
     load_into_widgets(config)
 

@@ -284,22 +284,55 @@ class RunConfig:
         With ``strict=False`` keys that are not fields (e.g. an app's page name) are
         ignored instead of raising ConfigError.
         """
-        if isinstance(q, str):
-            q = parse_qs(q.lstrip("?"), keep_blank_values=True)
-        if not isinstance(q, Mapping):
-            raise ConfigError(None, q, "expected a query string or a mapping")
-        d = {}
-        for k, v in q.items():
-            if isinstance(v, (list, tuple)):
-                if not v:
-                    continue
-                v = v[-1]
-            d[k] = v if isinstance(v, str) else str(v)
+        d = _query_dict(q)
         if "preset" in d:
             base = _preset(d.pop("preset"))
         if not strict:
             d = {k: v for k, v in d.items() if k in _field_types()}
         return cls.from_dict(d, base=base)
+
+    @classmethod
+    def from_query_partial(
+        cls, q: str | Mapping, base: RunConfig | None = None,
+    ) -> tuple[RunConfig, list[ConfigError]]:
+        """Like `from_query`, but an entry that is unknown or not allowed is left out instead
+        of failing the whole query: (the config from every other entry, one ConfigError per
+        entry left out). For shared links, where one typo or a tracking parameter should not
+        throw the rest away. Entries that are only allowed together (``n_train=50`` with
+        ``batch_size=32`` on a preset with batch size 64) are applied together."""
+        d = _query_dict(q)
+        errors: list[ConfigError] = []
+        if "preset" in d:
+            try:
+                base = _preset(d.pop("preset"))
+            except ConfigError as exc:
+                errors.append(exc)
+        config = base or cls()
+        known = _field_types()
+        for k in [k for k in d if k not in known]:
+            errors.append(ConfigError(k, d.pop(k), "not a setting (left out)"))
+        try:
+            return cls.from_dict(d, base=config), errors
+        except ConfigError:
+            pass
+        # apply what validates on its own, then retry the rest on top, until nothing changes
+        pending = dict(d)
+        progress = True
+        while pending and progress:
+            progress = False
+            for k in list(pending):
+                try:
+                    config = cls.from_dict({k: pending[k]}, base=config)
+                except ConfigError:
+                    continue
+                del pending[k]
+                progress = True
+        for k, v in pending.items():
+            try:
+                cls.from_dict({k: v}, base=config)
+            except ConfigError as exc:
+                errors.append(exc)
+        return config, errors
 
     def replace(self, **changes) -> RunConfig:
         """Copy with `changes` applied and validated; unknown names raise ConfigError."""
@@ -442,6 +475,23 @@ def _format(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return repr(v) if isinstance(v, float) else str(v)
+
+
+def _query_dict(q: str | Mapping) -> dict[str, str]:
+    """A query string or mapping (str -> str or list of str) as str -> str, the last of
+    repeated keys winning."""
+    if isinstance(q, str):
+        q = parse_qs(q.lstrip("?"), keep_blank_values=True)
+    if not isinstance(q, Mapping):
+        raise ConfigError(None, q, "expected a query string or a mapping")
+    d = {}
+    for k, v in q.items():
+        if isinstance(v, (list, tuple)):
+            if not v:
+                continue
+            v = v[-1]
+        d[k] = v if isinstance(v, str) else str(v)
+    return d
 
 
 def _preset(name: str) -> RunConfig:

@@ -273,6 +273,27 @@ def test_from_query_errors_name_the_field(query, field_name):
     assert str(info.value).startswith(f"{field_name}: ")
 
 
+def test_from_query_partial_keeps_good_entries_and_reports_each_bad_one():
+    config, errors = RunConfig.from_query_partial(
+        "preset=two-moons&lr=0.3&steps=abc&width=-3&utm_source=mail")
+    assert config == PRESETS["two-moons"].replace(lr=0.3)
+    assert sorted(e.field for e in errors) == ["steps", "utm_source", "width"]
+    # a bad preset name is reported, the other entries still apply to the defaults
+    config, errors = RunConfig.from_query_partial("preset=nope&lr=0.2")
+    assert config == RunConfig(lr=0.2) and [e.field for e in errors] == ["preset"]
+    # entries valid only together are applied together (n_train 50 < the preset's batch 64)
+    ejr = PRESETS["ejr-vs-sam"]
+    config, errors = RunConfig.from_query_partial(
+        "preset=ejr-vs-sam&n_train=50&batch_size=32&lr=x")
+    assert config == ejr.replace(batch_size=32, n_train=50) and [e.field for e in errors] == ["lr"]
+    # a combination that cannot hold: the entry that breaks it is the one left out
+    config, errors = RunConfig.from_query_partial("optimizer=sgd&batch_size=2000&n_train=500")
+    assert [e.field for e in errors] == ["batch_size"]
+    assert (config.optimizer, config.n_train, config.batch_size) == ("sgd", 500, None)
+    RunConfig.from_dict({}, base=config)  # what is returned is itself valid
+    assert RunConfig.from_query_partial("")[1] == []
+
+
 def test_from_dict_rejects_unknown_keys_and_non_mappings():
     with pytest.raises(ConfigError, match="'lrate'.*known fields: dataset, n_train"):
         RunConfig.from_dict({"lr": 0.1, "lrate": 0.2})

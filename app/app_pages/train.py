@@ -205,9 +205,11 @@ def page() -> None:
     else:
         config_ui.mirror_to_url(config)
     if st.session_state.get("_query_error"):
+        errors = st.session_state.pop("_query_error")
         st.warning(
-            f"The link's configuration was not valid and was ignored: "
-            f"{st.session_state.pop('_query_error')}"
+            f"{len(errors)} part{'s' if len(errors) > 1 else ''} of the link "
+            f"{'were' if len(errors) > 1 else 'was'} not valid and left out; the rest of the "
+            "link was applied:\n" + "\n".join(f"- {e}" for e in errors)
         )
     controls(config, error)
     job = _job()

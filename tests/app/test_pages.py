@@ -119,6 +119,16 @@ def test_bad_query_string_is_reported_not_raised(runs_dir):
     assert at.text_input(key="cfg_lr").value == "0.5"
 
 
+def test_a_link_with_bad_parts_keeps_the_good_ones_and_names_every_bad_one(runs_dir):
+    at = _app(runs_dir, preset="two-moons", lr="0.3", steps="abc", width="-3", utm_source="x")
+    warning = " ".join(w.value for w in at.warning)
+    assert "3 parts of the link" in warning
+    assert "steps" in warning and "width" in warning and "utm_source" in warning
+    assert at.selectbox(key="cfg_dataset").value == "moons"  # the preset was kept
+    assert at.text_input(key="cfg_lr").value == "0.3"
+    assert at.text_input(key="cfg_steps").value == str(PRESETS["two-moons"].steps)
+
+
 def _train_tiny(at) -> AppTest:
     for name, value in TINY.items():
         if name in ("dataset", "device"):
