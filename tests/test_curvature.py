@@ -367,6 +367,33 @@ def test_g_quadratic_form_is_v_dot_gv(model_case, loss):
                                                   rel=1e-9)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_lanczos_stops_at_once_on_a_null_operator_and_still_finds_a_low_rank_top(k):
+    """A random restart vector that breaks down at once proves the rest of the space one
+    eigenspace: stop there (a saturated network has H = G = 0; all 300 iterations ran
+    before). A repeated eigenvalue below the top is found exactly the same way."""
+    calls = []
+
+    def zero(v):
+        calls.append(1)
+        return torch.zeros_like(v)
+
+    vals, _ = top_eigenpairs(zero, 5000, k=k, v0=torch.randn(5000, dtype=torch.float64))
+    assert vals.tolist() == [0.0] * k and len(calls) <= k + 1
+    # rank 2 (eigenvalues 3 and -1 in a 400-dim space): the stop finds both, not a 0 first
+    U, _ = torch.linalg.qr(torch.randn(400, 2, dtype=torch.float64))
+    A = U @ torch.diag(torch.tensor([3.0, -1.0], dtype=torch.float64)) @ U.T
+    e = torch.zeros(400, dtype=torch.float64)
+    e[0] = 1.0
+    start = e - U @ (U.T @ e)  # in the null space: the first product breaks down at once
+    vals, _ = top_eigenpairs(lambda v: A @ v, 400, k=2, v0=start, tol=1e-10)
+    torch.testing.assert_close(vals, torch.tensor([3.0, 0.0], dtype=torch.float64), atol=1e-9,
+                               rtol=0)
+    B = _sym_with_spectrum([5.0, 4.9] + [1.0] * 98, seed=3)  # 3 distinct eigenvalues
+    vals, _ = top_eigenpairs(lambda v: B @ v, 100, k=3, dtype=torch.float64, min_iter=40)
+    torch.testing.assert_close(vals, torch.tensor([5.0, 4.9, 1.0], dtype=torch.float64))
+
+
 def test_jtu_from_a_lanczos_log_equals_a_forward_pass():
     """J^T u rebuilt from the logged (q_i, J^T q_i) of the G solve that produced u is the
     forward-mode product; a foreign vector in the log, or an empty log, gives None."""
@@ -460,7 +487,8 @@ def test_lanczos_ritz_block_finds_a_new_top_after_a_swap():
 
 
 def test_lanczos_min_iter_guards_a_cold_start():
-    A = _sym_with_spectrum([5.0, 4.9] + [1.0] * 98, seed=3)
+    # distinct eigenvalues: with a repeated one Lanczos ends exactly in a few iterations
+    A = _sym_with_spectrum([5.0, 4.9] + torch.linspace(0.5, 1.5, 98).tolist(), seed=3)
     count = [0]
 
     def mv(v):
