@@ -3,6 +3,7 @@ calls ``st.*`` for charts)."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from app import charts
@@ -61,3 +62,15 @@ def status_line(status: str, run) -> str:
     if status == "paused":
         return ":orange[**paused**]"
     return f":blue[**{status}**]"
+
+
+def blowup_step(run, factor: float = 100.0) -> int | None:
+    """First probed step where the training loss is not finite or above ``factor`` × its
+    first value (None if never): from there a diverging run's per-sample values describe a
+    blown-up network, not training."""
+    steps = np.asarray(run.scalars.get("step", []), dtype=float)
+    loss = np.asarray(run.scalars.get("train_loss", []), dtype=float)
+    if not len(loss) or not np.isfinite(loss[0]):
+        return None
+    bad = np.flatnonzero(~np.isfinite(loss) | (loss > factor * max(loss[0], 1e-12)))
+    return int(steps[bad[0]]) if len(bad) else None

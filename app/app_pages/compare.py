@@ -163,8 +163,13 @@ def runs_section() -> None:
     if not choices:
         st.info("No runs yet: train one on the Train page, or run a sweep below.")
         return
+    demos = [k for k in choices if k.startswith("demo")]
     if "cmp_runs" not in st.session_state:
-        st.session_state["cmp_runs"] = [k for k in choices if k.startswith("demo")][:2]
+        st.session_state["cmp_runs"] = demos[:2]
+    if CURRENT in choices and not st.session_state.get("_cmp_current_shown"):
+        # the run trained in this session comes first (once), beside one demo for reference
+        st.session_state["_cmp_current_shown"] = True
+        st.session_state["cmp_runs"] = [CURRENT] + demos[:1]
     st.session_state["cmp_runs"] = [k for k in st.session_state["cmp_runs"] if k in choices]
     picked = st.multiselect(
         "Runs",
@@ -657,7 +662,8 @@ def rename_delete(entry, root: Path) -> None:
 
 def main() -> None:
     keep_state()
-    st.header("Compare runs, sweep the learning rate, compare optimizers")
+    st.title("IJR explorer · Compare")
+    st.markdown("Overlay runs, sweep the learning rate, compare optimizers.")
     section = st.radio(
         "Section", SECTIONS, key="cmp_section", horizontal=True, label_visibility="collapsed"
     )

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import charts, maps, share, uploads
 from app.run_picker import CURRENT, KEY, pick_run, remember_step, restore_widgets, save_widgets
-from app.views import picked_sample, show_chart, status_line
+from app.views import blowup_step, picked_sample, show_chart, status_line
 
 
 def step_slider(run) -> int:
@@ -149,6 +149,13 @@ def views(run) -> None:
     restore_widgets("inspect", OPTION_KEYS)
     c = step_slider(run)
     step = int(run.sample_steps[c])
+    onset = blowup_step(run)
+    if onset is not None and step >= onset:
+        st.warning(
+            f"The training loss had blown up by step {onset}: from there on these per-sample "
+            "values describe a diverged network (predictions saturate, ‖M‖ → 0), not training. "
+            "Scrub back before that step to see the run itself."
+        )
     opts = st.columns([1, 1, 1, 1])
     metric = opts[0].selectbox(
         "Per-sample value",

@@ -111,7 +111,7 @@ def controls(config, error) -> None:
     if running:
         st.caption(
             "Try it: double η mid-run — the dashed 2/η line halves and the sharpness "
-            "drops to settle just below it."
+            "drops to settle near it."
         )
 
 
@@ -152,9 +152,9 @@ def live_charts(run, key_prefix: str) -> None:
     with right:
         log = bool(st.session_state.get(f"{key_prefix}_jlog", False))
         show_chart(charts.jacobian_chart(run, log=log, as_spec=True), key=f"{key_prefix}_j")
-        cap, tog = st.columns([4, 1])
-        cap.caption(CAPTIONS["j"])
-        tog.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
+        # its own line: in a narrow column beside the caption the label was cut to "l…"
+        st.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
+        st.caption(CAPTIONS["j"])
         show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
         st.caption(CAPTIONS["acc"])
 

@@ -39,6 +39,20 @@ def _errors(at) -> list[str]:
     return [e.value for e in at.error]
 
 
+def test_runs_section_shows_this_sessions_run_first(runs_dir, tiny_config):
+    from app.session import TrainingJob
+
+    job = TrainingJob(tiny_config)
+    job.run_sync()
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["job"] = job
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    picked = at.multiselect(key="cmp_runs").value
+    assert picked[0].startswith("● current") and picked[1].startswith("demo")
+    assert _charts(at) == 4
+
+
 def test_runs_section_overlays_demo_runs(runs_dir):
     at = _app()
     assert len(at.multiselect(key="cmp_runs").value) == 2  # two demo runs by default

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from app import maps, store
 from app.session import TrainingJob
-from app.views import picked_sample, status_line
+from app.views import blowup_step, picked_sample, status_line
 from ijr_core.curvature import m_norm
 from ijr_core.run import Run, RunFormatError
 
@@ -26,6 +28,17 @@ def test_status_line_names_the_step_of_divergence():
     assert "finished" in status_line("finished", Run(None))
     failed = status_line("failed", Run(None, meta={"error": "boom"}))
     assert "boom" in failed
+
+
+def test_blowup_step_is_where_the_loss_leaves_its_scale():
+    def run_with(loss):
+        return SimpleNamespace(scalars={"step": np.arange(len(loss)) * 25.0,
+                                        "train_loss": np.asarray(loss, dtype=float)})
+
+    assert blowup_step(run_with([2.3, 1.0, 0.5])) is None
+    assert blowup_step(run_with([2.3, 1.0, 3e6, 2e6])) == 50
+    assert blowup_step(run_with([2.3, float("nan")])) == 25
+    assert blowup_step(run_with([])) is None
 
 
 def test_store_lists_labels_and_rejects_a_damaged_folder(tmp_path):
