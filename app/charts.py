@@ -667,9 +667,13 @@ def heatmap_cursor_chart(
                     max(len(steps) - 1, 0)))
     n = len(run.sample_ids)
     b = heatmap_bins(n, len(steps), max_marks)
-    data = pd.DataFrame({"step": [float(steps[c]) if len(steps) else 0.0], "y": [-0.8],
+    x = _heatmap_x_domain(steps, mark_noisy)
+    at = float(steps[c]) if len(steps) else 0.0
+    # the step number goes left of the marker in the last fifth, where it would run off
+    side = "right" if at > x["x0"] + 0.8 * (x["x1"] - x["x0"]) else "left"
+    data = pd.DataFrame({"step": [at], "y": [-0.8], "side": [side],
                          "text": [f"step {int(steps[c])}" if len(steps) else ""]})
-    params = {"y_title": _heatmap_y_title(order, b), **_heatmap_x_domain(steps, mark_noisy),
+    params = {"y_title": _heatmap_y_title(order, b), **x,
               "title": f"{SAMPLE_METRICS.get(metric, metric)} per sample over training"}
     return _finish(_heatmap_cursor_template, params, data, as_spec)
 
@@ -686,8 +690,10 @@ def _heatmap_cursor_template(y_title, x0, x1, title) -> alt.LayerChart:
     base = alt.Chart().encode(x=x, y=y)
     marker = base.mark_point(shape="triangle-down", size=220, filled=True, color="#222",
                              opacity=1)
-    label = base.mark_text(align="left", dx=10, fontSize=14, color="#222").encode(text="text:N")
-    return alt.layer(marker, label).properties(height=22, title=title,
+    labels = [base.transform_filter(alt.datum.side == side)
+              .mark_text(align=side, dx=10 if side == "left" else -10, fontSize=14, color="#222")
+              .encode(text="text:N") for side in ("left", "right")]
+    return alt.layer(marker, *labels).properties(height=22, title=title,
                                                view=alt.ViewBackground(stroke=None))
 
 

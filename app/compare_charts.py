@@ -674,7 +674,8 @@ def final_jac_chart(
         # nice=False: a "nice" log domain rounds out to whole decades and leaves most of
         # the plot empty for a sweep that spans a factor of 5 in η
         x=alt.X("lr:Q", title="learning rate η",
-                scale=alt.Scale(type="log", nice=False, padding=14)),
+                scale=alt.Scale(type="log", nice=False, padding=14),
+                axis=alt.Axis(values=sorted({float(v) for v in f["lr"]}))),  # the swept η
         y=alt.Y("value:Q", title="Jacobian norm²",
                 scale=alt.Scale(type="log", nice=False, padding=14)),
         color=alt.Color(

@@ -86,7 +86,7 @@ def test_train_live_then_scrub_in_inspect(server, chromium):
     expect(thumb).not_to_have_text(value, timeout=30_000)
     assert int(thumb.inner_text()) < int(value)
     time.sleep(2)
-    heat = charts.first  # clicking a heatmap cell opens that sample's history
+    heat = charts.nth(1)  # after the cursor strip; clicking a cell opens that sample's history
     box = heat.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     expect(page.get_by_text("This sample's ‖M‖", exact=False)).to_be_visible(timeout=60_000)
