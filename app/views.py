@@ -4,6 +4,7 @@ calls ``st.*`` for charts)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app import charts
@@ -74,3 +75,10 @@ def blowup_step(run, factor: float = 100.0) -> int | None:
         return None
     bad = np.flatnonzero(~np.isfinite(loss) | (loss > factor * max(loss[0], 1e-12)))
     return int(steps[bad[0]]) if len(bad) else None
+
+
+def readable_table(frame):
+    """``frame`` styled for display: floats to 4 significant digits ("3862", not
+    "3861.7966"), missing values as "—"."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame.style.format("{:.4g}", subset=floats, na_rep="—")

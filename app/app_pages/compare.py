@@ -231,7 +231,7 @@ def runs_section() -> None:
     else:
         st.caption("The configs are identical.")
     st.subheader("Final metrics")
-    st.dataframe(compare_charts.final_metrics(runs), width="stretch")
+    st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
 
 
@@ -549,11 +549,12 @@ def show_group(folder: Path) -> None:
         return
     grouped = any(len(m) > 1 for m in compare_charts.seed_groups(runs).values())
     if grouped:
-        st.dataframe(compare_charts.optimizer_summary(runs), width="stretch")
+        st.dataframe(views.readable_table(compare_charts.optimizer_summary(runs)), width="stretch")
         with st.expander("Every run"):
-            st.dataframe(compare_charts.optimizer_table(runs), width="stretch")
+            st.dataframe(views.readable_table(compare_charts.optimizer_table(runs)),
+                         width="stretch")
     else:
-        st.dataframe(compare_charts.optimizer_table(runs), width="stretch")
+        st.dataframe(views.readable_table(compare_charts.optimizer_table(runs)), width="stretch")
     st.caption(
         "Test accuracy and the last recorded ⟨‖J‖²⟩ and ‖H‖; wall time includes the "
         "probes. Mini-batch methods are measured full-batch at the probes."
