@@ -680,8 +680,11 @@ def heatmap_cursor_chart(
 
 @functools.lru_cache(maxsize=64)
 def _heatmap_cursor_template(y_title, x0, x1, title) -> alt.LayerChart:
+    # the heatmap's step labels, in transparent ink and on top: its last label reaches past
+    # the plot's right edge and narrows it; the strip must lose the same width
     x = alt.X("step:Q", scale=alt.Scale(domain=[x0, x1], nice=False),
-              axis=alt.Axis(title=None, labels=False, ticks=False, domain=False, grid=False))
+              axis=alt.Axis(title=None, orient="top", labelColor="transparent", ticks=False,
+                            domain=False, grid=False))
     y = alt.Y("y:Q", scale=alt.Scale(domain=[-1, 1]),
               # titleLimit: the rotated title keeps its width (one line of text, as on the
               # heatmap) but not its length, which would make the strip tall

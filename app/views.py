@@ -66,15 +66,21 @@ def status_line(status: str, run) -> str:
 
 
 def blowup_step(run, factor: float = 100.0) -> int | None:
-    """First probed step where the training loss is not finite or above ``factor`` × its
-    first value (None if never): from there a diverging run's per-sample values describe a
-    blown-up network, not training."""
+    """First recorded step where the training loss is infinite or above ``factor`` × its
+    first finite value (None if never): from there a diverging run's per-sample values
+    describe a blown-up network, not training. NaN is a gap (rows logged between probes
+    have no training loss), except in the last row of a diverged run."""
     steps = np.asarray(run.scalars.get("step", []), dtype=float)
     loss = np.asarray(run.scalars.get("train_loss", []), dtype=float)
-    if not len(loss) or not np.isfinite(loss[0]):
+    finite = np.isfinite(loss)
+    if not finite.any():
         return None
-    bad = np.flatnonzero(~np.isfinite(loss) | (loss > factor * max(loss[0], 1e-12)))
-    return int(steps[bad[0]]) if len(bad) else None
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(loss) | (finite & (loss > factor * max(loss[finite][0], 1e-12)))
+    if getattr(run, "status", None) == "diverged" and np.isnan(loss[-1]):
+        bad[-1] = True
+    hits = np.flatnonzero(bad)
+    return int(steps[hits[0]]) if len(hits) else None
 
 
 def readable_table(frame):

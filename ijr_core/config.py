@@ -331,7 +331,8 @@ class RunConfig:
             try:
                 cls.from_dict({k: v}, base=config)
             except ConfigError as exc:
-                errors.append(exc)
+                # the validator may name the field that conflicts (already applied), not k
+                errors.append(exc if exc.field == k else ConfigError(k, v, f"left out ({exc})"))
         return config, errors
 
     def replace(self, **changes) -> RunConfig:

@@ -290,6 +290,10 @@ def test_from_query_partial_keeps_good_entries_and_reports_each_bad_one():
     config, errors = RunConfig.from_query_partial("optimizer=sgd&batch_size=2000&n_train=500")
     assert [e.field for e in errors] == ["batch_size"]
     assert (config.optimizer, config.n_train, config.batch_size) == ("sgd", 500, None)
+    # the entry left out is the one named, even when the validator names the other field
+    config, errors = RunConfig.from_query_partial("preset=ejr-vs-sam&optimizer=gd&batch_size=32")
+    assert (config.optimizer, config.batch_size) == ("ejr", 32)
+    assert [e.field for e in errors] == ["optimizer"] and "left out (batch_size" in str(errors[0])
     RunConfig.from_dict({}, base=config)  # what is returned is itself valid
     assert RunConfig.from_query_partial("")[1] == []
 

@@ -389,6 +389,11 @@ def test_lanczos_stops_at_once_on_a_null_operator_and_still_finds_a_low_rank_top
     vals, _ = top_eigenpairs(lambda v: A @ v, 400, k=2, v0=start, tol=1e-10)
     torch.testing.assert_close(vals, torch.tensor([3.0, 0.0], dtype=torch.float64), atol=1e-9,
                                rtol=0)
+    # the leftover eigenspace holds more copies of the top than the restarts have found
+    C = _sym_with_spectrum([2.0] * 5 + [0.0, -1.0], seed=1)
+    for k in (3, 5):
+        vals, _ = top_eigenpairs(lambda v: C @ v, 7, k=k, dtype=torch.float64)
+        torch.testing.assert_close(vals, torch.full((k,), 2.0, dtype=torch.float64))
     B = _sym_with_spectrum([5.0, 4.9] + [1.0] * 98, seed=3)  # 3 distinct eigenvalues
     vals, _ = top_eigenpairs(lambda v: B @ v, 100, k=3, dtype=torch.float64, min_iter=40)
     torch.testing.assert_close(vals, torch.tensor([5.0, 4.9, 1.0], dtype=torch.float64))

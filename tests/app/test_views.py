@@ -37,8 +37,16 @@ def test_blowup_step_is_where_the_loss_leaves_its_scale():
 
     assert blowup_step(run_with([2.3, 1.0, 0.5])) is None
     assert blowup_step(run_with([2.3, 1.0, 3e6, 2e6])) == 50
-    assert blowup_step(run_with([2.3, float("nan")])) == 25
+    assert blowup_step(run_with([2.3, float("inf")])) == 25
     assert blowup_step(run_with([])) is None
+    # NaN is a row logged between probes (RunWriter.log), not a blow-up ...
+    nan = float("nan")
+    assert blowup_step(run_with([2.3, nan, 2.0])) is None
+    assert blowup_step(run_with([nan, 2.3, 1e4])) == 50  # ... nor a missing first value
+    # ... except in the last row of a diverged run
+    diverged = run_with([2.3, 2.0, nan])
+    diverged.status = "diverged"
+    assert blowup_step(diverged) == 50
 
 
 def test_store_lists_labels_and_rejects_a_damaged_folder(tmp_path):
