@@ -16,9 +16,11 @@ CAPTIONS = {
     "stops falling smoothly), then comes back down as predictions turn pure (‖M‖ → 0): the "
     "regularization lets go and ‖H‖ drifts below the line. ‖G‖ tracks ‖H‖; ⟨λ\\*‖J‖²⟩ "
     "equals ‖G‖ exactly.",
-    "m": "⟨‖M‖⟩ starts near 1/K, rises while predictions commit (fast: within the first few "
-    "dozen steps at the default η), then falls as they turn pure: the inverted U. Shading: "
-    "phases I (before EoS), II (ARP), III (later).",
+    "m": "⟨‖M‖⟩ starts near 1/K. With more than two classes it first rises while predictions "
+    "commit to a few classes (fast: within the first few dozen steps at the default η), then "
+    "falls as they turn pure: the inverted U. With two classes the uniform start is already "
+    "the most impure (‖M‖ ≤ 1/2), so it only falls. Shading: phases I (before EoS), II (ARP), "
+    "III (later).",
     "j": "‖J‖² grows as the network fits, but where λ\\* is large it must stay small enough "
     "to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η. Compared at the same training loss, a larger η has the smaller "
     "‖J‖² (Compare → Learning-rate sweep); the final values also depend on how far each run "
