@@ -204,6 +204,11 @@ def page() -> None:
         uploads.run_zip_uploader()
     run = pick_run()
     if run is None:
+        if st.session_state.get(KEY) == CURRENT:  # started, first probe not recorded yet
+            st.info("The current run is starting: its first probe (step 0) is not recorded "
+                    "yet.")
+            if st.button("Refresh", key="btn_refresh", icon=":material/refresh:"):
+                st.rerun()
         return
     st.markdown(
         f"Status: {status_line(run.status, run)} · step {run.step} · "

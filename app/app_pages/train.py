@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import charts, config_ui, session, store, uploads
 from app.views import show_chart, status_line
+from ijr_core.config import ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
 CAPTIONS = {
@@ -41,21 +42,26 @@ def _start(config) -> None:
         old.stop()
     job = session.TrainingJob(config, owner=session.current_session_id()).start()
     st.session_state["job"] = job
-    st.session_state["live_lr"] = float(config.lr)
-    st.session_state["live_rho"] = float(config.rho)
+    st.session_state["live_lr"] = f"{config.lr:g}"
+    st.session_state["live_rho"] = f"{config.rho:g}"
+    st.session_state.pop("live_error", None)
     st.session_state["inspect_source"] = "current"
 
 
-def _set_lr() -> None:
+def _set_live(name: str) -> None:
+    """Apply the typed η or ρ to the running job, validated like the sidebar's field (a
+    ConfigError message, not a silent red box, for 0, −5 or text)."""
     job = _job()
-    if job is not None and job.alive:
-        job.set_lr(st.session_state["live_lr"])
-
-
-def _set_rho() -> None:
-    job = _job()
-    if job is not None and job.alive:
-        job.set_rho(st.session_state["live_rho"])
+    if job is None or not job.alive:
+        return
+    try:
+        value = getattr(RunConfig.from_dict({name: st.session_state[f"live_{name}"]},
+                                            base=job.config), name)
+    except ConfigError as exc:
+        st.session_state["live_error"] = f"Not applied — {exc}"
+        return
+    st.session_state.pop("live_error", None)
+    (job.set_lr if name == "lr" else job.set_rho)(value)
 
 
 def controls(config, error) -> None:
@@ -90,26 +96,28 @@ def controls(config, error) -> None:
         job.join(timeout=5)
         st.rerun()
     if not running:  # idle: the live fields show the sidebar's values
-        st.session_state["live_lr"] = float(config.lr if config else 0.5)
-        st.session_state["live_rho"] = float(config.rho if config else 0.05)
-    c4.number_input(
+        st.session_state["live_lr"] = f"{config.lr if config else 0.5:g}"
+        st.session_state["live_rho"] = f"{config.rho if config else 0.05:g}"
+        st.session_state.pop("live_error", None)
+    c4.text_input(
         "η live",
         key="live_lr",
-        min_value=1e-6,
-        format="%.4g",
-        on_change=_set_lr,
+        on_change=_set_live,
+        args=("lr",),
         disabled=not running,
-        help="Change the learning rate while training: the 2/η line moves and ‖H‖ re-settles.",
+        help="Change the learning rate while training (Enter applies it): the 2/η line moves "
+        "and ‖H‖ re-settles.",
     )
-    c5.number_input(
+    c5.text_input(
         "ρ live",
         key="live_rho",
-        min_value=0.0,
-        format="%.4g",
-        on_change=_set_rho,
+        on_change=_set_live,
+        args=("rho",),
         disabled=not running,
         help="Perturbation radius of SAM / ASAM / EJR, applied from the next step.",
     )
+    if st.session_state.get("live_error"):
+        st.error(st.session_state["live_error"])
     if running:
         st.caption(
             "Try it: double η mid-run — the dashed 2/η line halves and the sharpness "

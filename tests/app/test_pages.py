@@ -243,7 +243,10 @@ def test_pause_resume_stop_and_live_lr_through_the_page(runs_dir):
     job = at.session_state["job"]
     try:
         assert job.alive and at.button(key="btn_start").disabled
-        at.number_input(key="live_lr").set_value(0.35).run()
+        at.text_input(key="live_lr").set_value("0").run()  # refused, with a message
+        assert any("Not applied" in e.value and "lr" in e.value for e in at.error)
+        at.text_input(key="live_lr").set_value("0.35").run()  # the first change recorded
+        assert not any("Not applied" in e.value for e in at.error)
         at.button(key="btn_pause").click().run()
         assert not at.exception
         assert "btn_resume" in {b.key for b in at.button}
