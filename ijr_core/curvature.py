@@ -469,11 +469,14 @@ class CurvatureGraph:
             log.append((v, jv))
         return lin.vjp(self.m_times(jv) / self.n)
 
+    def m_form(self, w: torch.Tensor) -> torch.Tensor:
+        """Per-sample :math:`w_n^\top M_n w_n` for (N, K) ``w``, (N,)."""
+        return (w * self.m_times(w)).sum(-1)
+
     def g_quadratic(self, v: torch.Tensor) -> float:
         r""":math:`v^\top Gv=\frac1N\sum_n (J_n^\top v)^\top M_n (J_n^\top v)`: one
         forward-mode pass, no back-propagation (about half of :meth:`gvp`)."""
-        jv = self.linearization.jvp(v)
-        return float((jv * self.m_times(jv)).sum()) / self.n
+        return float(self.m_form(self.linearization.jvp(v)).sum()) / self.n
 
     def jtu(self, u: torch.Tensor) -> torch.Tensor:
         r"""Per-sample :math:`J_n^\top u`, (N, K)."""
@@ -610,7 +613,8 @@ def top_eigenpairs(
         if not math.isfinite(alphas[-1] + beta):
             raise ValueError(f"the operator must return finite ({dim},) vectors")
         m = j + 1
-        breakdown = beta <= 1e-10 * max(abs(a) for a in alphas) + 1e-30
+        alpha_scale = max(abs(a) for a in alphas)
+        breakdown = beta <= 1e-10 * alpha_scale + 1e-30
         # Checked every second iteration: an odd-iteration check stopped early on an
         # underestimated gap (measured at the edge of stability).
         if m >= k and (m == max_iter or breakdown or m % 2 == 0 or m == k):
@@ -627,7 +631,7 @@ def top_eigenpairs(
             # T holds one copy of that eigenvalue per restart, so stop only once the k-th
             # Ritz value is at least that eigenvalue (more copies would not enter the top k).
             null_rest = (breakdown and restarted_at > 0 and m - restarted_at == 1
-                         and theta[m - k] >= alphas[-1] - 1e-10 * max(abs(a) for a in alphas))
+                         and theta[m - k] >= alphas[-1] - 1e-10 * alpha_scale)
             converged = (settled and not breakdown and m >= min(min_iter, dim)
                          and bool((_ritz_error(theta, res, k) <= tol * scale).all())
                          and bool((res <= _RESIDUAL_CAP * tol * scale).all()))
@@ -778,7 +782,7 @@ def lambda_star(model: nn.Module, X, u: torch.Tensor, loss: str = "ce",
         jtu = graph.jtu(u / torch.linalg.vector_norm(u))
     elif jtu.shape != graph.z.shape:
         raise ValueError(f"jtu must have shape {tuple(graph.z.shape)}, got {tuple(jtu.shape)}")
-    quad = (jtu * graph.m_times(jtu)).sum(-1)
+    quad = graph.m_form(jtu)
     if spectral_sq is not None:
         spec = torch.as_tensor(spectral_sq).to(quad)
         if spec.shape != quad.shape:

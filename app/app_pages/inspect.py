@@ -198,6 +198,11 @@ def views(run) -> None:
     save_widgets("inspect", OPTION_KEYS)
 
 
+def _refresh_button() -> None:
+    if st.button("Refresh", key="btn_refresh", icon=":material/refresh:"):
+        st.rerun()
+
+
 def page() -> None:
     st.title("IJR explorer · Inspect")
     with st.sidebar:
@@ -207,8 +212,7 @@ def page() -> None:
         if st.session_state.get(KEY) == CURRENT:  # started, first probe not recorded yet
             st.info("The current run is starting: its first probe (step 0) is not recorded "
                     "yet.")
-            if st.button("Refresh", key="btn_refresh", icon=":material/refresh:"):
-                st.rerun()
+            _refresh_button()
         return
     st.markdown(
         f"Status: {status_line(run.status, run)} · step {run.step} · "
@@ -219,8 +223,7 @@ def page() -> None:
                          folder=None if choice == CURRENT else Path(choice))
     if run.status in ("running", "paused"):
         st.caption("This run is still training: the views show it as of this page load.")
-        if st.button("Refresh", key="btn_refresh", icon=":material/refresh:"):
-            st.rerun()
+        _refresh_button()
     if not len(run.sample_steps):
         st.info("This run has no checkpoint yet.")
         return

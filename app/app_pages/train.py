@@ -42,10 +42,15 @@ def _start(config) -> None:
         old.stop()
     job = session.TrainingJob(config, owner=session.current_session_id()).start()
     st.session_state["job"] = job
-    st.session_state["live_lr"] = f"{config.lr:g}"
-    st.session_state["live_rho"] = f"{config.rho:g}"
-    st.session_state.pop("live_error", None)
+    _fill_live(config.lr, config.rho)
     st.session_state["inspect_source"] = "current"
+
+
+def _fill_live(lr: float, rho: float) -> None:
+    """Show ``lr`` and ``rho`` in the live fields, with no error from an earlier entry."""
+    st.session_state["live_lr"] = f"{lr:g}"
+    st.session_state["live_rho"] = f"{rho:g}"
+    st.session_state.pop("live_error", None)
 
 
 def _set_live(name: str) -> None:
@@ -96,9 +101,7 @@ def controls(config, error) -> None:
         job.join(timeout=5)
         st.rerun()
     if not running:  # idle: the live fields show the sidebar's values
-        st.session_state["live_lr"] = f"{config.lr if config else 0.5:g}"
-        st.session_state["live_rho"] = f"{config.rho if config else 0.05:g}"
-        st.session_state.pop("live_error", None)
+        _fill_live(config.lr if config else 0.5, config.rho if config else 0.05)
     c4.text_input(
         "η live",
         key="live_lr",
