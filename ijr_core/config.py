@@ -63,6 +63,7 @@ OPTIMIZER_NAMES = ("gd", "sgd", "sam", "asam", "ejr", "jacobian-penalty")
 ACTIVATION_NAMES = ("tanh", "relu", "gelu", "elu", "softplus")
 LOSS_NAMES = ("ce", "mse")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+PROBE_MODES = ("train", "eval")  # what they mean: ijr_core/model_view.py
 GROUPS = ("data", "model", "optimizer", "probes", "advanced")
 
 
@@ -160,6 +161,10 @@ class RunConfig:
     n_eigs: int = _f(1, "Number of top Hessian eigenvalues computed.", "probes", min=1, max=100)
     eig_tol: float = _f(1e-3, "Relative tolerance of the Lanczos eigensolver.", "probes",
                         min=0.0, max=1.0, min_open=True, max_open=True)
+    probe_mode: str = _f(
+        "train", "Probe the function GD trains (batch norm on the probe batch's statistics, "
+        "dropout off) or the model in eval mode.", "probes", choices=PROBE_MODES,
+    )
     checkpoint_limit: int = _f(200, "Most per-sample checkpoints kept (older ones thinned).",
                                "probes", min=2)
     eos_fraction: float = _f(0.9, "Edge of stability once ‖H‖ ≥ eos_fraction · 2/η.", "probes",

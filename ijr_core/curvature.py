@@ -17,6 +17,7 @@ Everything runs on the device and in the dtype of the model's parameters.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
+from ijr_core.model_view import ModelError, check_inputs, frozen_statistics_view, private_copy
 
 LOSSES = ("ce", "mse")
 
@@ -91,10 +93,8 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def _prepare_inputs(model: nn.Module, X, y=None):
     """Move X (and y) to the model's device/dtype and validate shapes."""
     device, dtype = _model_device_dtype(model)
-    X = torch.as_tensor(X)
+    X = check_inputs(X)
     X = X.to(device=device, dtype=dtype) if X.is_floating_point() else X.to(device)
-    if X.ndim < 1 or X.shape[0] == 0:
-        raise ValueError(f"X needs a leading sample dimension with N >= 1, got {tuple(X.shape)}")
     if y is not None:
         y = torch.as_tensor(y).to(device)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -108,13 +108,20 @@ def _prepare_inputs(model: nn.Module, X, y=None):
     return X, y
 
 
+class NonFiniteError(ValueError):
+    """The model's outputs (or a curvature product) are NaN or infinite: a diverged run."""
+
+
 def _check_logits(z: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    if not isinstance(z, torch.Tensor):
+        raise ModelError(f"the model must return one tensor of logits (N, K), got "
+                         f"{type(z).__name__}")
     if z.ndim != 2:
         raise ValueError(f"the model must return logits of shape (N, K), got {tuple(z.shape)}")
     if z.shape[1] < 2:
         raise ValueError(f"need K >= 2 classes, the model returns K = {z.shape[1]}")
     if not torch.isfinite(z).all():
-        raise ValueError("the model produced non-finite logits (NaN or inf) on these inputs")
+        raise NonFiniteError("the model produced non-finite logits (NaN or inf) on these inputs")
     if y is not None and y.numel() and (y.min() < 0 or y.max() >= z.shape[1]):
         raise ValueError(
             f"labels must lie in [0, {z.shape[1] - 1}], got range [{int(y.min())}, {int(y.max())}]"
@@ -148,7 +155,7 @@ def m_norm(p: torch.Tensor) -> torch.Tensor:
     p = torch.as_tensor(p)
     M = softmax_hessian(p.double())
     if not torch.isfinite(M).all():
-        raise ValueError("p contains non-finite values")
+        raise NonFiniteError("p contains non-finite values")
     return torch.linalg.eigvalsh(M)[..., -1].clamp_min(0).to(p.dtype if p.is_floating_point()
                                                               else torch.float64)
 
@@ -205,8 +212,13 @@ def logit_jacobian_gram(
 
     with all K backward passes done as one (the batch replicated K times). Results are computed in
     chunks of ``chunk_size`` samples (identical to one batch up to rounding).
+
+    ``model`` is never changed: the work runs on a private copy (:mod:`ijr_core.model_view`).
+    With batch normalisation in train mode the samples of X interact; each sample's Jacobian
+    is then taken with the batch statistics of X held fixed (same outputs on X).
     """
     X, _ = _prepare_inputs(model, X)
+    model = frozen_statistics_view(private_copy(model), X)
     if method not in ("auto", "fast", "generic"):
         raise ValueError(f"method must be 'auto', 'fast' or 'generic', got {method!r}")
     P = num_parameters(model)
@@ -341,7 +353,11 @@ def _bilinear_gram(patches: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _gram_generic(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``."""
+    """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``.
+
+    On a throwaway copy: ``functional_call`` does not restore the parameters of a module
+    registered under two names (torch 2.13), so it must never run on a model that lives on."""
+    model = copy.deepcopy(model)
     names = [n for n, _ in trainable_parameters(model)]
     params = {n: p.detach() for n, p in trainable_parameters(model)}
     buffers = {n: b for n, b in model.named_buffers()}
@@ -374,6 +390,7 @@ class CurvatureGraph:
     """
 
     def __init__(self, model: nn.Module, X, y=None, loss: str = "ce"):
+        model = private_copy(model)  # forward passes may update buffers: never the user's
         X, y = _prepare_inputs(model, X, y)
         fn = loss_fn(loss)
         self.model, self.loss, self.n, self.X, self.y = model, loss, X.shape[0], X, y
@@ -579,6 +596,9 @@ def top_eigenpairs(
     iterations converge to the next one with a small residual. Runs on ``v0``'s device/dtype
     (or ``device``/``dtype``).
 
+    Without ``dtype`` and ``v0`` it runs in the operator's own dtype (float64 or float32, from
+    one product with a unit vector).
+
     Returns ``(values (k,) descending, vectors (dim, k))`` and, with ``return_residuals``,
     the residual norms (k,) as a third element; with ``n_ritz`` > 0 the top ``n_ritz`` Ritz
     vectors (dim, ≤ n_ritz), converged or not, come last: a warm start that still holds the
@@ -591,6 +611,8 @@ def top_eigenpairs(
         raise ValueError(f"k must lie in [1, dim={dim}], got k={k}")
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
+    if dtype is None and v0 is None:
+        dtype = _operator_dtype(matvec, dim, device)
     q = _start_vector(dim, v0, device, dtype, seed)
     max_iter = min(dim, max_iter if max_iter is not None else max(300, 4 * k))
     # The basis grows by doubling: most calls stop after a few iterations, and zeroing a
@@ -611,7 +633,7 @@ def top_eigenpairs(
         beta = float(torch.linalg.vector_norm(w))
         # NaN or inf anywhere in the product reaches α or β (cheaper than scanning w).
         if not math.isfinite(alphas[-1] + beta):
-            raise ValueError(f"the operator must return finite ({dim},) vectors")
+            raise NonFiniteError(f"the operator must return finite ({dim},) vectors")
         m = j + 1
         alpha_scale = max(abs(a) for a in alphas)
         breakdown = beta <= 1e-10 * alpha_scale + 1e-30
@@ -669,6 +691,18 @@ def top_eigenpairs(
         ritz = combine(S[:, m - r :][:, ::-1])
         out = out + (ritz / torch.linalg.vector_norm(ritz, dim=0, keepdim=True),)
     return out
+
+
+def _operator_dtype(matvec: Matvec, dim: int, device) -> torch.dtype:
+    """The floating dtype an operator works in, from one product with a float64 unit vector
+    (float32 when it only takes float32 vectors)."""
+    e = torch.zeros(dim, dtype=torch.float64, device=device)
+    e[0] = 1.0
+    try:
+        out = torch.as_tensor(matvec(e))
+    except (RuntimeError, TypeError):
+        return torch.float32
+    return out.dtype if out.dtype in (torch.float64, torch.float32) else torch.float32
 
 
 @functools.lru_cache(maxsize=8)

@@ -28,6 +28,12 @@ import torch
 from torch import nn
 
 from ijr_core import curvature as cv
+from ijr_core.model_view import (
+    check_inputs,
+    frozen_statistics_view,
+    has_batch_coupling,
+    probe_view,
+)
 
 
 @dataclass
@@ -63,8 +69,11 @@ COLD_START_ITERATIONS = 20
 
 
 def param_snapshot(model: nn.Module) -> dict[str, np.ndarray]:
-    """Copy of every parameter (name -> numpy array on the CPU)."""
-    return {n: p.detach().cpu().numpy().copy() for n, p in model.named_parameters()}
+    """Copy of the model's state (name -> numpy array on the CPU): every parameter and
+    persistent buffer (e.g. batch-norm running statistics) under its ``state_dict`` name, so
+    ``model.load_state_dict({k: torch.from_numpy(v) for k, v in snapshot.items()})`` rebuilds
+    the model at that step."""
+    return {n: t.detach().cpu().numpy().copy() for n, t in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -95,26 +104,36 @@ def probe(
     step: int = 0,
     lr: float | None = None,
     with_params: bool = True,
+    mode: str = "train",
 ) -> Snapshot:
     """Measure every metric (module docstring) at the model's current parameters.
 
     ``state`` (updated in place) carries Lanczos warm starts from probe to probe. ``lr``
-    adds ``lr`` and ``two_over_eta`` = 2/η to the scalars. The model is put in eval mode
-    for the probe and restored afterwards; its parameters and ``.grad`` are not touched.
+    adds ``lr`` and ``two_over_eta`` = 2/η to the scalars. ``mode`` is the probe mode
+    (:mod:`ijr_core.model_view`): ``"train"`` measures the function gradient descent trains
+    (batch normalisation on the probe batch's statistics, dropout off), ``"eval"`` the model
+    in eval mode. Test loss and accuracy are always measured in eval mode, as at inference.
+    Everything runs on a private copy: ``model`` (parameters, buffers, ``.grad``, mode, hooks)
+    is only read.
     """
     state = state if state is not None else ProbeState()
-    was_training = model.training
-    model.eval()
-    try:
-        return _probe(model, probe_X, probe_y, test_X, test_y, loss, n_eigs, eig_tol, state,
-                      step, lr, with_params)
-    finally:
-        model.train(was_training)
+    view = probe_view(model, mode)
+    if test_X is not None and test_y is not None:
+        test_view = view if mode == "eval" or not has_batch_coupling(view) else \
+            probe_view(model, "eval")
+        tX = check_inputs(test_X)
+        test = (test_view, tX, test_y)
+    else:
+        test = None
+    snap = _probe(view, check_inputs(probe_X), probe_y, test, loss, n_eigs, eig_tol, state,
+                  step, lr)
+    snap.params = param_snapshot(model) if with_params else None
+    return snap
 
 
-def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, with_params):
+def _probe(model, X, y, test, loss, n_eigs, eig_tol, state, step, lr):
     device, dtype = cv._model_device_dtype(model)
-    X = torch.as_tensor(X).to(device=device, dtype=dtype)
+    X = X.to(device=device, dtype=dtype) if X.is_floating_point() else X.to(device)
     y = torch.as_tensor(y).to(device).long()
     dim = cv.num_parameters(model)
     scalars: dict[str, float] = {}
@@ -126,10 +145,11 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     p_max = p.max(-1).values
     scalars["train_loss"] = float(graph.value.detach())
     scalars["train_acc"] = float(correct.mean())
-    if test_X is not None and test_y is not None:
-        tX = torch.as_tensor(test_X).to(device=device, dtype=dtype)
-        tY = torch.as_tensor(test_y).to(device).long()
-        scalars["test_loss"], scalars["test_acc"] = evaluate(model, tX, tY, loss)
+    if test is not None:
+        test_model, tX, tY = test
+        tX = tX.to(device=device, dtype=dtype) if tX.is_floating_point() else tX.to(device)
+        tY = torch.as_tensor(tY).to(device).long()
+        scalars["test_loss"], scalars["test_acc"] = evaluate(test_model, tX, tY, loss)
     scalars["grad_norm"] = float(torch.linalg.vector_norm(graph.gradient()))
 
     k = min(n_eigs, dim)
@@ -176,10 +196,16 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
     scalars["gn_sharpness"] = float(g_vals[0])
     scalars["gn_sharpness_residual"] = float(g_res[0])
 
-    norms = cv.norms_from_gram(graph.gram())
-    lam = cv.lambda_star(model, X, state.g_vector, loss=loss, graph=graph,
-                         spectral_sq=norms.spectral_sq,
-                         jtu=cv.jtu_from_products(g_products, state.g_vector)).double()
+    # Per-sample quantities need samples that do not interact: with batch normalisation in
+    # train mode they come from the network with the batch statistics held fixed.
+    if has_batch_coupling(model):
+        per_sample = cv.CurvatureGraph(frozen_statistics_view(model, X), X, loss=loss)
+        jtu = None
+    else:
+        per_sample, jtu = graph, cv.jtu_from_products(g_products, state.g_vector)
+    norms = cv.norms_from_gram(per_sample.gram())
+    lam = cv.lambda_star(per_sample.model, X, state.g_vector, loss=loss, graph=per_sample,
+                         spectral_sq=norms.spectral_sq, jtu=jtu).double()
     spec, frob = norms.spectral_sq.double(), norms.frobenius_sq.double()
     scalars["m_norm_mean"] = float(m.mean())
     scalars["jac_spectral_sq_mean"] = float(spec.mean())
@@ -203,5 +229,4 @@ def _probe(model, X, y, test_X, test_y, loss, n_eigs, eig_tol, state, step, lr, 
         "p_max": np32(p_max),
         "correct": np32(correct),
     }
-    params = param_snapshot(model) if with_params else None
-    return Snapshot(step=int(step), scalars=scalars, samples=samples, params=params)
+    return Snapshot(step=int(step), scalars=scalars, samples=samples)

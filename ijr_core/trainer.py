@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ijr_core.curvature import loss_fn
+from ijr_core.curvature import NonFiniteError, loss_fn
 from ijr_core.probe import ProbeState, Snapshot, probe
 from ijr_core.run import Run, library_versions, now_iso
 
@@ -370,10 +370,9 @@ class _Loop:
         try:
             snap = probe(self.model, pX, py, tX, ty, loss=self.config.loss,
                          n_eigs=self.config.n_eigs, eig_tol=self.config.eig_tol,
-                         state=self.state, step=self.step, lr=self.method.lr)
-        except ValueError as exc:
-            if "non-finite" not in str(exc):
-                raise
+                         state=self.state, step=self.step, lr=self.method.lr,
+                         mode=self.config.probe_mode)
+        except NonFiniteError as exc:
             self.diverge(f"the model's outputs became non-finite ({exc})")
             return False
         snap.scalars.update(rho=self.method.rho, grad_evals=float(self.grad_evals),

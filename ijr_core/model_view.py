@@ -1,0 +1,137 @@
+r"""Private copies of a user's model for measuring it: a probe never changes the model itself.
+
+A probe runs forward and backward passes, switches modes and, on the generic path, swaps
+parameters (``torch.func.functional_call``, which does not put back the parameters of a
+module registered under two names). All of that happens on a private ``copy.deepcopy`` of the
+model, so the user's parameters (identity and values), buffers, ``.grad``, train/eval mode
+and hooks are exactly as before (tests/test_model_safety.py checks this over a table of
+architectures). The copy keeps parameter sharing and ties (``deepcopy`` has a memo) and the
+order of ``named_parameters()``, so flat vectors mean the same on the copy and on the model.
+
+Probe modes (``RunConfig.probe_mode``, ``RunWriter(probe_mode=...)``):
+
+* ``"train"`` (default): the function gradient descent trains. Every module is in eval mode
+  (dropout off) except batch normalisation, which normalises with the probe batch's own
+  statistics, as in a training step, without updating the running buffers. The loss, H and G
+  then include the dependence of the batch statistics on θ.
+* ``"eval"``: ``model.eval()``: batch normalisation uses its running statistics.
+
+Models without batch normalisation or dropout give the same numbers in both modes.
+
+Per-sample Jacobians (‖J‖², λ*) need samples that do not interact. With batch normalisation in
+``"train"`` mode they do (through the batch mean and variance), so per-sample quantities are
+taken with **the batch statistics held fixed** at their values on the probe batch
+(:func:`frozen_statistics_view`): :math:`J_n=\partial z_n/\partial\theta` of the network
+whose normalisation uses the probe batch's mean and variance as constants. That network has
+the same outputs on the probe batch; its G differs from the full G by the curvature that
+flows through the batch statistics, so :math:`\langle\lambda^*\|J\|^2\rangle` equals
+:math:`u^\top G_{\text{fixed}}u`, not exactly ‖G‖, in that case only.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+
+import torch
+from torch import nn
+
+from ijr_core.config import PROBE_MODES
+
+_BATCH_NORMS = (nn.modules.batchnorm._BatchNorm,)
+
+# Copies made here: the curvature code works on them directly instead of copying again.
+_VIEWS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+class ModelError(ValueError):
+    """The model (or its inputs) cannot be measured; raised before anything is run."""
+
+
+def check_inputs(X) -> torch.Tensor:
+    """The probe inputs as one tensor with the samples along dimension 0, or a clear error."""
+    if isinstance(X, (dict, list, tuple)):
+        raise ModelError(
+            f"inputs must be one tensor with the samples along dimension 0, got a "
+            f"{type(X).__name__}; for a model that takes several inputs, stack them into one "
+            f"tensor and probe a small wrapper module whose forward splits it again"
+        )
+    try:
+        X = torch.as_tensor(X)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"inputs must be a tensor (or array) of samples: {exc}") from None
+    if X.ndim < 1 or X.shape[0] == 0:
+        raise ModelError(f"inputs need a leading sample dimension with N >= 1, "
+                         f"got {tuple(X.shape)}")
+    return X
+
+
+def has_batch_coupling(model: nn.Module) -> bool:
+    """True when some layer mixes the samples of a batch (batch normalisation in train mode)."""
+    return any(isinstance(m, _BATCH_NORMS) and m.training for m in model.modules())
+
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that the curvature code may change freely (modes, buffers,
+    swapped parameters); ``model`` itself is only read. A copy made here is returned as is."""
+    if model in _VIEWS:
+        return model
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ModelError("the model has no trainable parameters (none with requires_grad=True)")
+    try:
+        view = copy.deepcopy(model)
+    except Exception as exc:  # any failure of the user's __deepcopy__ / hooks
+        raise ModelError(
+            f"the probe measures a private copy of the model and copy.deepcopy failed "
+            f"({type(exc).__name__}); make the model (and objects its hooks hold) deep-copyable"
+        ) from None
+    _VIEWS.add(view)
+    return view
+
+
+def probe_view(model: nn.Module, mode: str = "train") -> nn.Module:
+    """A private copy of ``model`` set up for probe ``mode`` (module docstring)."""
+    if mode not in PROBE_MODES:
+        raise ModelError(f"probe mode must be one of {', '.join(PROBE_MODES)}, got {mode!r}")
+    view = private_copy(model)
+    view.eval()
+    if mode == "train":
+        for m in view.modules():
+            if isinstance(m, _BATCH_NORMS):
+                m.train()
+    return view
+
+
+@torch.no_grad()
+def frozen_statistics_view(view: nn.Module, X: torch.Tensor) -> nn.Module:
+    """A copy of ``view`` whose batch normalisation uses the batch statistics of ``X`` as
+    constants (eval mode, running mean and biased variance := those of the batch), so that
+    samples no longer interact; ``view`` itself when nothing couples the samples."""
+    norms = [m for m in view.modules() if isinstance(m, _BATCH_NORMS) and m.training]
+    if not norms:
+        return view
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(module, inputs):
+        a = inputs[0]
+        dims = [0] + list(range(2, a.ndim))
+        stats[module] = (a.mean(dims), a.var(dims, unbiased=False))
+
+    handles = [m.register_forward_pre_hook(record) for m in norms]
+    try:
+        view(X)
+    finally:
+        for h in handles:
+            h.remove()
+    frozen = copy.deepcopy(view)
+    _VIEWS.add(frozen)
+    by_name = dict(view.named_modules())
+    for name, m in frozen.named_modules():
+        original = by_name.get(name)
+        if original in stats:
+            mean, var = stats[original]
+            m.eval()
+            m.running_mean, m.running_var = mean.clone(), var.clone()
+    return frozen
