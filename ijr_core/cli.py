@@ -401,14 +401,19 @@ def format_run(run) -> str:
                      f"{cfg.width}×{cfg.depth} {cfg.activation}, {cfg.optimizer} "
                      f"η={cfg.lr:g} ({bs}), loss {cfg.loss}")
     lines.append(f"source     {run.meta.get('source', '?')}, device {run.meta.get('device', '?')}, "
-                 f"{len(run)} probes, {len(run.sample_steps)} checkpoints × "
+                 f"{len(run.probe_steps)} probes, {len(run.sample_steps)} checkpoints × "
                  f"{len(run.sample_ids)} samples")
+    if run.meta.get("probe_mode") or (cfg is not None and run.meta.get("source") != "writer"):
+        lines.append(f"probe mode {run.meta.get('probe_mode') or cfg.probe_mode}")
+    logged = run.logged_scalars
+    if logged:
+        lines.append("logged     " + ", ".join(logged) + " (your loop's own scalars)")
     spans = run.phase_spans()
     if spans:
         lines.append("phases     " + ", ".join(f"{p} {a}–{b}" for p, a, b in spans))
     lines.append("")
     lines.append(f"{'metric':24s} {'first':>10s} {'max':>10s} {'final':>10s}")
-    for name in SUMMARY_METRICS:
+    for name in (*SUMMARY_METRICS, *logged):
         values = run.scalar(name)
         finite = values[np.isfinite(values)]
         if not len(finite):

@@ -287,7 +287,11 @@ def _gram_fast(model: nn.Module, X: torch.Tensor, layers: list[nn.Module]) -> to
         K = _logits(model, X[:1]).shape[1]
     N = X.shape[0]
     X_rep = X.unsqueeze(0).expand(K, *X.shape).reshape(K * N, *X.shape[1:])
-    handles = [m.register_forward_hook(hook) for m in layers]
+    if nn.modules.module._global_forward_hooks:
+        return None  # they run before any module hook and may change the layer outputs
+    # First among the layer's hooks: a user's hook may return a changed output, and the Gram
+    # needs the layer's own output W a + b.
+    handles = [m.register_forward_hook(hook, prepend=True) for m in layers]
     try:
         with torch.enable_grad():
             z = _logits(model, X_rep)

@@ -326,6 +326,22 @@ class Run:
         finite = values[np.isfinite(values)]
         return float(finite[-1]) if len(finite) else default
 
+    @property
+    def probe_steps(self) -> np.ndarray:
+        """Steps that hold a probe (a finite sharpness); the other rows hold only scalars
+        logged between probes (:meth:`RunWriter.log`) or the step where a run diverged."""
+        s = self.scalars
+        sharp = s.get("sharpness")
+        if sharp is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(s["step"][np.isfinite(sharp)], dtype=np.int64)
+
+    @property
+    def logged_scalars(self) -> list[str]:
+        """Names of the scalars a user's loop logged with :meth:`RunWriter.log`."""
+        names = self.meta.get("logged_scalars") or []
+        return [n for n in names if isinstance(n, str) and n in self.scalars]
+
     def copy(self) -> Run:
         """A consistent snapshot for another thread: later appends do not change it."""
         with self._lock:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ijr_core.model_view import PROBE_MODES, ModelError, check_inputs, probe_view
 from ijr_core.probe import ProbeState, Snapshot, probe
 from ijr_core.run import Run, library_versions, now_iso
 
@@ -40,7 +41,15 @@ class RunWriter:
     ``loss`` ("ce" or "mse"), ``n_eigs`` (top Hessian eigenvalues), ``test_X``/``test_y``
     (optional test set), ``sample_ids`` (indices of the probe samples in your training set;
     default 0..S-1), ``sample_noisy`` (bool per probe sample), ``save_params`` (store a
-    parameter snapshot at each probe). Any other keyword goes into ``run.meta``.
+    parameter snapshot at each probe), ``probe_mode`` ("train", the default: the function
+    your training steps descend, batch normalisation on the probe batch's statistics and
+    dropout off; "eval": the model in eval mode; see :mod:`ijr_core.model_view`). Any other
+    keyword goes into ``run.meta``.
+
+    The probe measures a private copy of ``model``: your model's parameters, buffers,
+    ``.grad``, train/eval mode and hooks are exactly as before every probe. ``probe_X`` is one
+    tensor with the samples along dimension 0 (a model with several inputs: probe a wrapper
+    whose forward takes one stacked tensor).
     """
 
     def __init__(
@@ -60,12 +69,17 @@ class RunWriter:
         sample_noisy=None,
         save_params: bool = True,
         checkpoint_limit: int = 200,
+        probe_mode: str = "train",
         **meta: Any,
     ) -> None:
         from ijr_core.config import RunConfig
 
         if loss not in ("ce", "mse"):
             raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
+        if probe_mode not in PROBE_MODES:
+            raise ModelError(f"probe_mode must be one of {', '.join(PROBE_MODES)}, "
+                             f"got {probe_mode!r}")
+        probe_X = check_inputs(probe_X)
         probe_y = torch.as_tensor(probe_y)
         if probe_y.ndim != 1 or len(probe_y) != len(probe_X):
             raise ValueError(
@@ -81,12 +95,14 @@ class RunWriter:
             self.set_lr(lr)
         self.loss, self.n_eigs, self.eig_tol = loss, int(n_eigs), float(eig_tol)
         self.save_params = save_params
+        self.probe_mode = probe_mode
         self.state = ProbeState()
         self.closed = False
         config = RunConfig(
             lr=self.lr if self.lr is not None else RunConfig().lr, loss=loss, n_eigs=self.n_eigs,
             eig_tol=self.eig_tol, checkpoint_limit=checkpoint_limit, n_train=len(probe_X),
             probe_size=len(probe_X), name=str(meta.get("name", "RunWriter")),
+            probe_mode=probe_mode,
         )
         n = len(probe_X)
         ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
@@ -102,13 +118,16 @@ class RunWriter:
         self.run.save(self.out_dir)
 
     def _meta(self) -> dict[str, Any]:
+        view = probe_view(self.model, "eval")  # one sample through BN needs eval mode
+        param = next(view.parameters())
+        x1 = self.probe_X[:1].to(param.device)
         with torch.no_grad():
-            was = self.model.training
-            self.model.eval()
-            param = next(self.model.parameters())
-            x1 = torch.as_tensor(self.probe_X[:1]).to(param.device, param.dtype)
-            k = self.model(x1).shape[-1]
-            self.model.train(was)
+            out = view(x1.to(param.dtype) if x1.is_floating_point() else x1)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise ModelError("the model must return one tensor of logits of shape (N, K), got "
+                             + (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                                else type(out).__name__))
+        k = out.shape[-1]
         return {
             "source": "writer",
             "device": str(param.device),
@@ -118,6 +137,8 @@ class RunWriter:
             "input_shape": list(self.probe_X.shape[1:]),
             "n_params": int(sum(p.numel() for p in self.model.parameters() if p.requires_grad)),
             "model": type(self.model).__name__,
+            "probe_mode": self.probe_mode,
+            "logged_scalars": [],
             "diverged_at": None,
         }
 
@@ -136,7 +157,7 @@ class RunWriter:
             self.set_lr(lr)
         snap = probe(self.model, self.probe_X, self.probe_y, self.test_X, self.test_y,
                      loss=self.loss, n_eigs=self.n_eigs, eig_tol=self.eig_tol, state=self.state,
-                     step=step, lr=self.lr, with_params=self.save_params)
+                     step=step, lr=self.lr, with_params=self.save_params, mode=self.probe_mode)
         self.run.append_snapshot(snap)
         self.run.save(self.out_dir)
         return snap
@@ -148,6 +169,8 @@ class RunWriter:
                and not (isinstance(v, torch.Tensor) and v.numel() == 1)]
         if bad:
             raise TypeError(f"log() takes numbers; {bad[0]!r} is {type(scalars[bad[0]]).__name__}")
+        names = self.run.meta["logged_scalars"]
+        names.extend(k for k in scalars if k not in names)
         self.run.append_scalars(step, **{k: float(v) for k, v in scalars.items()})
 
     def flush(self) -> None:

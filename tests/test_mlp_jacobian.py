@@ -101,7 +101,7 @@ def test_graph_products_match_autograd_and_dense_g():
     w = torch.randn(9, 3, dtype=torch.float64)
     graph = CurvatureGraph(model, X, y)
     assert isinstance(graph.linearization, MLPJacobian)
-    auto = cv._LogitLinearization(model, model(X), graph.params)
+    auto = cv._LogitLinearization(graph.model, graph.model(X), graph.params)  # its own copy
     torch.testing.assert_close(graph.linearization.jvp(v), auto.jvp(v))
     torch.testing.assert_close(graph.linearization.vjp(w), auto.vjp(w))
     J = dense_jacobian(model, X)
