@@ -31,6 +31,7 @@ from torch import nn
 
 from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
 from ijr_core.model_view import ModelError, check_inputs, frozen_statistics_view, private_copy
+from ijr_core.op_gram import op_gram
 
 LOSSES = ("ce", "mse")
 
@@ -201,163 +202,55 @@ def logit_jacobian_gram(
 ) -> torch.Tensor:
     r"""Per-sample :math:`J^\top J\in\mathbb R^{K\times K}` over all trainable parameters, exact.
 
-    ``method="auto"`` takes the layer-wise fast path when every trainable parameter belongs to
-    an ``nn.Linear`` or ``nn.Conv2d`` called once per forward; ``"generic"`` forces
-    ``torch.func.vmap(jacrev)``. The fast path never forms per-sample gradients for Linear
-    layers: for a weight :math:`W` with input :math:`a` and back-propagated output gradients
-    :math:`g_k=\partial z_k/\partial(Wa)`,
+    Three routes, the first that applies: a plain MLP by explicit products
+    (:class:`~ijr_core.mlp_jacobian.MLPJacobian`); any model whose parameters enter only
+    linear / matmul / convolution / embedding / bias / scale / normalisation operations by
+    the per-operation closed forms of :mod:`ijr_core.op_gram`, which never form per-sample
+    gradients of weights (for :math:`W` with input :math:`a` and back-propagated output
+    gradients :math:`g_k=\partial z_k/\partial(Wa)`,
 
-    .. math:: (J^\top J)_{kl} \mathrel{+}= (g_k\cdot g_l)\,(a\cdot a) \;[+\,g_k\cdot g_l
-       \text{ for the bias}],
+    .. math:: (J^\top J)_{kl} \mathrel{+}= \textstyle\sum_{t,s}(g_{kt}\cdot g_{ls})
+       (a_t\cdot a_s),
 
-    with all K backward passes done as one (the batch replicated K times). Results are computed in
-    chunks of ``chunk_size`` samples (identical to one batch up to rounding).
+    summed over every use of the weight); anything else by ``torch.func.vmap(jacrev)``.
+    ``method="generic"`` forces the last, ``"fast"`` refuses it. Computed in chunks of
+    ``chunk_size`` samples (identical to one batch up to rounding).
 
     ``model`` is never changed: the work runs on a private copy (:mod:`ijr_core.model_view`).
     With batch normalisation in train mode the samples of X interact; each sample's Jacobian
     is then taken with the batch statistics of X held fixed (same outputs on X).
     """
-    X, _ = _prepare_inputs(model, X)
-    model = frozen_statistics_view(private_copy(model), X)
     if method not in ("auto", "fast", "generic"):
         raise ValueError(f"method must be 'auto', 'fast' or 'generic', got {method!r}")
-    P = num_parameters(model)
-    layers = None if method == "generic" else _fast_path_layers(model)
-    if method == "fast" and layers is None:
-        raise ValueError("the fast path needs every trainable parameter in Linear/Conv2d layers")
+    X, _ = _prepare_inputs(model, X)
+    model = frozen_statistics_view(private_copy(model), X)
     with torch.no_grad():
         K = _logits(model, X[:1]).shape[1]
-    if chunk_size is None:
-        per_sample = K * P if layers is None else K * 4096
-        chunk_size = max(1, min(X.shape[0], int(2**26 // max(per_sample, 1))))
-    chain = mlp_chain(model) if layers is not None else None
+    if chunk_size is None:  # the closed forms hold K copies of each layer's signals
+        chunk_size = max(1, min(X.shape[0], int(2**26 // (K * 4096))))
+    chain = None if method == "generic" else mlp_chain(model)
     parts = []
     for start in range(0, X.shape[0], chunk_size):
         Xc = X[start : start + chunk_size]
+        gram = None
         if chain is not None and (Xc.ndim == 2 or type(model[0]) is nn.Flatten):
             mlp = MLPJacobian(Xc, *chain)
             _check_logits(mlp.z)
             gram = mlp.gram()
-        else:
-            gram = _gram_fast(model, Xc, layers) if layers is not None else None
+        elif method != "generic":
+            gram = op_gram(model, Xc, K)
         if gram is None:
             if method == "fast":
-                raise ValueError("the fast path does not apply to this model's forward pass")
-            gram = _gram_generic(model, Xc)
+                raise ValueError("the fast path does not apply to this model: a parameter "
+                                 "enters an operation without a closed form (ijr_core.op_gram)")
+            gram = _gram_generic(model, Xc, chunk_size)
         parts.append(gram)
     return torch.cat(parts)
 
 
-def _fast_path_layers(model: nn.Module) -> list[nn.Module] | None:
-    """Linear/Conv2d layers holding all trainable parameters, or None if some are elsewhere."""
-    owned: set[int] = set()
-    layers = []
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
-            return None  # samples are coupled through batch statistics
-        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
-        if not own:
-            continue
-        ok_conv = (
-            isinstance(module, nn.Conv2d)
-            and module.groups == 1
-            and module.padding_mode == "zeros"
-            and not isinstance(module.padding, str)
-        )
-        if not (type(module) is nn.Linear or ok_conv):
-            return None
-        layers.append(module)
-        owned.update(id(p) for p in own)
-    all_ids = {id(p) for _, p in trainable_parameters(model)}
-    return layers if owned == all_ids else None
-
-
-def _gram_fast(model: nn.Module, X: torch.Tensor, layers: list[nn.Module]) -> torch.Tensor | None:
-    """Layer-wise Gram; None when the forward pass does not fit the fast path's assumptions.
-
-    The K backward passes run as one: the batch is replicated K times and block k
-    back-propagates the one-hot cotangent e_k, so every matrix product stays large.
-    """
-    records: dict[nn.Module, list] = {m: [] for m in layers}
-
-    def hook(module, inputs, output):
-        records[module].append((inputs[0], output, inputs[0]._version, output._version))
-
-    with torch.no_grad():
-        K = _logits(model, X[:1]).shape[1]
-    N = X.shape[0]
-    X_rep = X.unsqueeze(0).expand(K, *X.shape).reshape(K * N, *X.shape[1:])
-    if nn.modules.module._global_forward_hooks:
-        return None  # they run before any module hook and may change the layer outputs
-    # First among the layer's hooks: a user's hook may return a changed output, and the Gram
-    # needs the layer's own output W a + b.
-    handles = [m.register_forward_hook(hook, prepend=True) for m in layers]
-    try:
-        with torch.enable_grad():
-            z = _logits(model, X_rep)
-    finally:
-        for h in handles:
-            h.remove()
-    if any(len(r) != 1 for r in records.values()):
-        return None  # a layer was skipped or reused: fall back to the generic path
-    for a, s, va, vs in (r[0] for r in records.values()):
-        if a._version != va or s._version != vs or not s.requires_grad:
-            return None  # modified in place (e.g. ReLU(inplace=True)) or detached
-    cotangent = torch.eye(K, device=z.device, dtype=z.dtype).repeat_interleave(N, dim=0)
-    outputs = [records[m][0][1] for m in layers]
-    grads = torch.autograd.grad(z, outputs, grad_outputs=cotangent)
-    gram = torch.zeros(N, K, K, device=z.device, dtype=z.dtype)
-    with torch.no_grad():
-        for m, g in zip(layers, grads, strict=True):
-            a = records[m][0][0].detach()[:N]
-            gram += _layer_gram(m, a, g.reshape(K, N, *g.shape[1:]))
-    return gram
-
-
-def _layer_gram(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    r"""One layer's contribution to :math:`J^\top J`; ``g`` is (K, N, *output shape)."""
-    K, N = g.shape[:2]
-    if isinstance(module, nn.Conv2d):
-        patches = F.unfold(
-            a, module.kernel_size, dilation=module.dilation, padding=module.padding,
-            stride=module.stride,
-        ).transpose(1, 2)  # (N, L, C_in·kh·kw)
-        g = g.reshape(K, N, g.shape[2], -1).transpose(2, 3)  # (K, N, L, C_out)
-    else:
-        patches = a.reshape(N, -1, a.shape[-1])  # (N, T, in): T > 1 for sequence inputs
-        g = g.reshape(K, N, patches.shape[1], -1)  # (K, N, T, out)
-    weight = module.weight.requires_grad
-    bias = module.bias is not None and module.bias.requires_grad
-    if g.shape[2] == 1:
-        # One position: weight and bias share (g_k·g_l), scaled by a·a and by 1.
-        gg = torch.einsum("kno,lno->nkl", g[:, :, 0], g[:, :, 0])
-        scale = patches[:, 0].pow(2).sum(-1) if weight else torch.zeros(N, dtype=g.dtype,
-                                                                         device=g.device)
-        return gg * (scale + float(bias))[:, None, None]
-    gram = torch.zeros(N, K, K, device=g.device, dtype=g.dtype)
-    if weight:
-        gram += _bilinear_gram(patches, g)
-    if bias:
-        gb = g.sum(2)  # (K, N, out): the bias gradient sums over positions
-        gram += torch.einsum("kno,lno->nkl", gb, gb)
-    return gram
-
-
-def _bilinear_gram(patches: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    r"""Gram of the per-sample weight gradients :math:`\sum_t g_{kt} a_t^\top`, by the cheaper of
-    :math:`\sum_{t,s}(g_{kt}\cdot g_{ls})(a_t\cdot a_s)` and forming the gradients."""
-    K, N, T, out = g.shape
-    d = patches.shape[-1]
-    if T * T * (K * K + d + K * out) <= K * out * d * 2:
-        aa = patches @ patches.transpose(1, 2)  # (N, T, T)
-        gg = torch.einsum("knto,lnso->nklts", g, g)
-        return (gg * aa[:, None, None]).sum((-1, -2))
-    per_sample = torch.einsum("knto,ntd->nkod", g, patches).reshape(N, K, -1)
-    return per_sample @ per_sample.transpose(1, 2)
-
-
-def _gram_generic(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``.
+def _gram_generic(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``, in
+    chunks small enough for their (chunk, K, P) Jacobians.
 
     On a throwaway copy: ``functional_call`` does not restore the parameters of a module
     registered under two names (torch 2.13), so it must never run on a model that lives on."""
@@ -371,9 +264,21 @@ def _gram_generic(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
         out = torch.func.functional_call(model, {**frozen, **buffers, **p}, (x.unsqueeze(0),))
         return out.squeeze(0)
 
-    jac = torch.func.vmap(torch.func.jacrev(logits_one), in_dims=(None, 0))(params, X)
-    J = torch.cat([jac[n].reshape(X.shape[0], jac[n].shape[1], -1) for n in names], dim=-1)
-    return J @ J.transpose(1, 2)
+    jacobians = torch.func.vmap(torch.func.jacrev(logits_one), in_dims=(None, 0))
+    P = sum(p.numel() for p in params.values())
+    size = max(1, min(chunk_size, int(2**26 // max(P * _n_logits(model, X), 1))))
+    parts = []
+    for start in range(0, X.shape[0], size):
+        Xc = X[start : start + size]
+        jac = jacobians(params, Xc)
+        J = torch.cat([jac[n].reshape(Xc.shape[0], jac[n].shape[1], -1) for n in names], dim=-1)
+        parts.append(J @ J.transpose(1, 2))
+    return torch.cat(parts)
+
+
+def _n_logits(model: nn.Module, X: torch.Tensor) -> int:
+    with torch.no_grad():
+        return int(model(X[:1]).shape[1])
 
 
 # --------------------------------------------------------------------------- H and G operators

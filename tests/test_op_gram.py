@@ -1,0 +1,134 @@
+"""ijr_core.op_gram: per-sample Grams from the operations that use each parameter, against
+dense per-sample Jacobians (tests/oracles.py), and its refusals (None, never a wrong Gram)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ijr_core.model_view import frozen_statistics_view, probe_view
+from ijr_core.op_gram import op_gram
+from tests import oracles
+from tests.architectures import ARCHITECTURES
+
+
+def reference(model, X):
+    J = oracles.frozen_jacobian(model, X)[0]
+    return J @ J.transpose(1, 2)
+
+
+def ours(model, X):
+    return op_gram(frozen_statistics_view(probe_view(model, "train"), X), X)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_of_the_table_is_exact_or_refused(arch):
+    model, X, _ = ARCHITECTURES[arch]()
+    gram = ours(model, X)
+    if arch == "parametrized":  # weight = (W + Wᵀ)/2: an add of two parameter views
+        assert gram is None
+    else:
+        torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+class Ops(nn.Module):
+    """conv1d, embedding, group norm, a scale vector, a positional table added, a bias used
+    by hand, and a Linear called twice with a raw matmul of its weight's transpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(6, 4, padding_idx=0)
+        self.pos = nn.Parameter(torch.randn(5, 4) / 3)
+        self.conv = nn.Conv1d(4, 3, 3, padding=1, stride=1)
+        self.gn = nn.GroupNorm(1, 3)
+        self.scale = nn.Parameter(torch.rand(3) + 0.5)
+        self.lin = nn.Linear(3, 3)
+        self.bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, idx):  # idx: (N, 5) token ids
+        h = self.emb(idx) + self.pos  # (N, 5, 4)
+        h = torch.tanh(self.gn(self.conv(h.transpose(1, 2))))  # (N, 3, 5)
+        h = h.mean(-1) * self.scale
+        h = torch.tanh(self.lin(torch.tanh(self.lin(h))))
+        return h @ self.lin.weight.t() + self.bias
+
+
+def test_operations_beyond_linear_layers():
+    torch.manual_seed(0)
+    model = Ops().double()
+    X = torch.randint(0, 6, (7, 5))
+    X[0, :2] = 0  # padding tokens: no gradient into row 0
+    torch.testing.assert_close(ours(model, X), reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+class _Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.t(), x.t() @ g
+
+
+@pytest.mark.parametrize("case", ["custom-function", "square", "weight-product"])
+def test_uses_without_a_closed_form_are_refused(case):
+    torch.manual_seed(1)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4) / 2)
+            self.v = nn.Parameter(torch.randn(4, 3) / 2)
+
+        def forward(self, x):
+            if case == "custom-function":
+                return _Cube.apply(torch.tanh(x), self.w) @ self.v
+            if case == "square":
+                return x @ (self.w * self.w) @ self.v
+            return x @ (self.w @ self.v)
+
+    model, X = Model().double(), torch.randn(6, 4, dtype=torch.float64)
+    assert ours(model, X) is None
+
+
+def test_an_output_changed_in_place_is_refused():
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3)).double()
+    X = torch.randn(6, 4, dtype=torch.float64)
+    assert ours(model, X) is None
+
+
+def test_batch_statistics_are_refused_where_samples_interact():
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 3)).double().train()
+    X = torch.randn(6, 4, dtype=torch.float64)
+    assert op_gram(probe_view(model, "train"), X) is None  # not the frozen view
+    torch.testing.assert_close(ours(model, X), reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+def test_float32_is_close_to_float64():
+    model, X, _ = ARCHITECTURES["transformer"]()
+    g64 = ours(model, X)
+    g32 = ours(model.float(), X.float())
+    assert g32.dtype == torch.float32
+    torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_without_bias_and_matmul_with_a_plain_weight():
+    torch.manual_seed(2)
+    lin = nn.Linear(4, 4, bias=False).double()
+    w = nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.w = lin, w
+
+        def forward(self, x):
+            return F.softplus(self.lin(x)) @ self.w
+
+    model, X = Model(), torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(ours(model, X), reference(model, X), rtol=1e-10, atol=1e-12)
