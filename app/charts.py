@@ -85,6 +85,20 @@ def _cfg(run: Any, name: str, default: Any = None) -> Any:
     return getattr(getattr(run, "config", None), name, default)
 
 
+def probe_mode_label(runs: Sequence[Any]) -> str:
+    """"probe mode: train" (or the modes of several runs): which function the curvature of
+    a chart that compares with 2/η belongs to (ijr_core/model_view.py)."""
+    modes = []
+    for run in runs:
+        meta = getattr(run, "meta", None) or {}
+        mode = meta.get("probe_mode") or _cfg(run, "probe_mode", None)
+        if mode and mode not in modes:
+            modes.append(str(mode))
+    if not modes:
+        return "probe mode not recorded"
+    return ("probe mode: " if len(modes) == 1 else "probe modes: ") + ", ".join(modes)
+
+
 def n_classes(run: Any) -> int:
     """K of a run: from its metadata, else its config, else the largest label + 1."""
     meta = getattr(run, "meta", None) or {}
@@ -307,12 +321,14 @@ def sharpness_chart(
         "series": tuple((k, lab, c) for k, _, lab, c in series),
         "domain": domain,
         "height": height,
+        "mode": probe_mode_label([run]) if not isinstance(run, Mapping) else "",
     }
     return _finish(_sharpness_template, params, data, as_spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _sharpness_template(series: tuple, domain: tuple, height: int) -> alt.LayerChart:
+def _sharpness_template(series: tuple, domain: tuple, height: int,
+                        mode: str = "") -> alt.LayerChart:
     labels = [lab for _, lab, _ in series]
     colors = [c for *_, c in series]
     base = alt.Chart()
@@ -340,7 +356,8 @@ def _sharpness_template(series: tuple, domain: tuple, height: int) -> alt.LayerC
     return (
         alt.layer(*layers)
         .encode(x=_x_domain(domain))
-        .properties(height=height, title="Sharpness against the edge of stability 2/η")
+        .properties(height=height, title="Sharpness against the edge of stability 2/η"
+                    + (f" ({mode})" if mode else ""))
     )
 
 

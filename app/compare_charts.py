@@ -28,7 +28,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from app.charts import CATEGORY10, quiet_nan
+from app.charts import CATEGORY10, probe_mode_label, quiet_nan
 
 alt.data_transformers.disable_max_rows()
 
@@ -281,6 +281,8 @@ def overlay_chart(
         data = data[(data["value"] > 0) | data["value"].isna()]
     labels = list(dict.fromkeys(data["run"]))
     y_title, title = OVERLAY_METRICS.get(metric, (metric, metric))
+    if metric == "sharpness":
+        title = f"{title}, {probe_mode_label(list(runs.values()))}"
     pick = alt.selection_point(name="legend_pick", fields=["run"], bind="legend")
     color = alt.Color(
         "run:N",
@@ -726,7 +728,8 @@ def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
             ],
         )
     )
-    return alt.layer(rule, pts).properties(height=height, title="Max ‖H‖ against 2/η")
+    return alt.layer(rule, pts).properties(
+        height=height, title=f"Max ‖H‖ against 2/η ({probe_mode_label(sweep.runs)})")
 
 
 def sweep_runs(sweep: Any) -> dict[str, Any]:

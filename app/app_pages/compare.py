@@ -84,6 +84,21 @@ def run_choices() -> dict[str, str]:
     return out
 
 
+def logged_scalars(runs, x_axis, smoothing, group) -> None:
+    """Charts of the scalars a user's own loop logged (RunWriter.log), e.g. its batch loss."""
+    names = list(dict.fromkeys(n for run in runs.values() for n in run.logged_scalars))
+    if not names:
+        return
+    st.subheader("Scalars your loop logged")
+    cols = st.columns(2)
+    for i, name in enumerate(names[:8]):
+        with cols[i % 2]:
+            show(compare_charts.overlay_chart(runs, name, x_axis, smoothing, group),
+                 f"cmp_logged_{i}")
+    if len(names) > 8:
+        st.caption(f"{len(names) - 8} more logged scalars are in the run's scalars.npz.")
+
+
 def load_runs(labels: list[str], choices: dict[str, str]) -> dict:
     """Label -> Run for the chosen labels; unreadable ones are reported and skipped."""
     out = {}
@@ -220,6 +235,7 @@ def runs_section() -> None:
         with cols[i % 2]:
             show(chart, f"cmp_chart_{metric}")
             st.caption(CAPTIONS[metric])
+    logged_scalars(runs, x_axis, smoothing, group)
     st.caption(
         "Click a legend entry to show that run alone (shift-click for several; "
         "double-click the chart to reset)."
