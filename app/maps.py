@@ -46,6 +46,9 @@ def model_at(run, index: int) -> torch.nn.Module:
             if name not in snapshot:
                 raise KeyError(f"parameter {name!r} missing from the snapshot")
             p.copy_(torch.as_tensor(np.asarray(snapshot[name])).reshape(p.shape))
+        for name, b in model.named_buffers():  # e.g. batch-norm statistics (newer snapshots)
+            if name in snapshot:
+                b.copy_(torch.as_tensor(np.asarray(snapshot[name])).reshape(b.shape))
     return model.eval()
 
 
