@@ -51,7 +51,7 @@ def test_train_page_renders_with_demo_charts(runs_dir):
     # fonts sized for a lecture room, not the theme's 12 px ticks and legends
     assert all(s["config"]["axis"]["labelFontSize"] >= 13 for s in specs)
     assert all(s["config"]["legend"]["labelFontSize"] >= 13 for s in specs)
-    assert "Sharpness against the edge of stability 2/η" in titles
+    assert "Sharpness against the edge of stability 2/η (probe mode: train)" in titles
     # one caption per chart, saying what to look for (accuracy once shared loss's caption)
     captions = [c.value for c in at.caption]
     assert any(c.startswith("A loss spike") for c in captions)
