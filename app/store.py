@@ -8,10 +8,9 @@ being written reloads when it changes and a finished one loads once.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
-from ijr_core.run import Run, RunFormatError, load_run
+from ijr_core.run import Run, RunFormatError, load_run, read_json_object
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_DIR = ASSETS / "demo_runs"
@@ -20,12 +19,12 @@ DEMO_DIR = ASSETS / "demo_runs"
 def run_label(folder: Path) -> str:
     """Short description of a run folder from its run.json: name, η, status, step."""
     try:
-        doc = json.loads((folder / "run.json").read_text())
+        doc = read_json_object(folder / "run.json")
         cfg = doc.get("config", {})
         name = cfg.get("name") or cfg.get("optimizer")
         return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
                 f"{doc.get('status')} @ {doc.get('step')}")
-    except (OSError, ValueError, AttributeError):
+    except (ValueError, AttributeError):  # RunFormatError: damaged, too large, too deep
         return f"{folder.name} · (unreadable)"
 
 

@@ -17,14 +17,21 @@ scaled to [0, 1] before standardisation. Tensors live on the CPU; the trainer mo
 
 Files are never downloaded: mnist / fashion-mnist read IDX files (raw or .gz) and cifar10
 the binary batches from the folder ``config.data_path``; csv reads the file at
-``config.data_path``. Problems raise `DatasetError` naming the file and what is wrong.
+``config.data_path``. Problems raise `DatasetError` naming the file and what is wrong,
+never quoting what the file holds.
+
+Data files are bounded before they are read (``MAX_FILE_BYTES``, regular files only; a
+CSV by ``MAX_CSV_BYTES``, its rows, columns, field length and labels by config.LIMITS),
+and a process can confine them to allow-listed folders (:func:`confine_data_paths`,
+which the app does: a path in a link or an uploaded run must not read the server's files).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,9 +39,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ijr_core.config import DATASET_NAMES, RunConfig, registrar
+from ijr_core.config import (
+    DATASET_NAMES,
+    MAX_CLASSES,
+    MAX_FEATURES,
+    MAX_SAMPLES,
+    RunConfig,
+    registrar,
+)
 
-__all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "confine_data_paths",
+           "load_dataset"]
+
+MAX_FILE_BYTES = 256 * 2**20  # one IDX / CIFAR file, after gunzip (MNIST train: 47 MB)
+MAX_CSV_BYTES = 32 * 2**20
+MAX_CSV_FIELD = 1000  # characters of one CSV cell
 
 
 class DatasetError(ValueError):
@@ -264,8 +283,52 @@ def _spirals(config: RunConfig) -> RawData:
 
 # -- files ---------------------------------------------------------------------------
 
+_data_roots: Callable[[], Iterable[str | os.PathLike]] | None = None
+
+
+def confine_data_paths(roots: Callable[[], Iterable[str | os.PathLike]] | None) -> None:
+    """From now on read data files only inside the folders ``roots()`` returns (called at
+    every read, so it may follow a setting); None lifts the confinement (the default: a
+    CLI user may read any file they can)."""
+    global _data_roots
+    _data_roots = roots
+
+
+def _confined(path: Path, what: str) -> Path:
+    """``path`` resolved; DatasetError when a confinement is set and it lies outside every
+    allowed folder (checked before anything else, so the answer never tells whether an
+    outside path exists)."""
+    resolved = path.expanduser().resolve()
+    if _data_roots is None:
+        return path.expanduser()
+    for root in _data_roots():
+        r = Path(root).expanduser().resolve()
+        if resolved == r or r in resolved.parents:
+            return resolved
+    raise DatasetError(
+        f"{what}: data_path must be a file you uploaded or lie in an allow-listed data folder "
+        "(the app reads no other file on the server)"
+    )
+
+
+def _regular_file(path: Path, limit: int) -> None:
+    """DatasetError unless ``path`` is a regular file of at most ``limit`` bytes."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({type(e).__name__})") from None
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(f"{path}: not a regular file")
+    if st.st_size > limit:
+        raise DatasetError(f"{path}: {st.st_size / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB")
+
+
 def _folder(config: RunConfig) -> Path:
-    path = Path(config.data_path).expanduser()
+    path = _confined(Path(config.data_path), config.dataset)
     if not path.is_dir():
         raise DatasetError(f"{config.dataset}: data_path {str(path)!r} is not a folder")
     return path
@@ -287,13 +350,17 @@ def _find(folder: Path, names: list[str], what: str) -> Path:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (gunzipped for .gz), at most MAX_FILE_BYTES of them."""
+    path = _confined(path, path.name)
+    _regular_file(path, MAX_FILE_BYTES)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except (OSError, EOFError) as e:
-        raise DatasetError(f"{path}: cannot read ({e})") from None
+        raise DatasetError(f"{path}: cannot read ({type(e).__name__})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DatasetError(f"{path}: unpacks to more than {MAX_FILE_BYTES // 2**20} MiB")
+    return data
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -440,7 +507,7 @@ def _csv(config: RunConfig) -> RawData:
     last column). A header row is detected when its feature cells are not all numbers.
     Labels may be any strings; classes are sorted (numerically when all are integers).
     Rows are shuffled with data_seed, then split n_train / n_test."""
-    path = Path(config.data_path).expanduser()
+    path = _confined(Path(config.data_path), "csv")
     rows = _read_csv_rows(path)
     header = rows[0] if _has_header(rows, config.csv_label_column) else None
     body = rows[1:] if header is not None else rows
@@ -450,10 +517,14 @@ def _csv(config: RunConfig) -> RawData:
             raise DatasetError(f"{path}: line {i + 1 + (header is not None)} has {len(r)} "
                                f"columns, expected {len(rows[0])}")
     labels = [r[col].strip() for r in body]
+    distinct = set(labels)
+    if len(distinct) > MAX_CLASSES:
+        raise DatasetError(f"{path}: the label column has {len(distinct)} different labels; "
+                           f"at most {MAX_CLASSES} classes")
+    if len(distinct) < 2:
+        raise DatasetError(f"{path}: the label column has fewer than 2 classes")
     features = _numeric_features(path, header, body, col)
-    names = sorted(set(labels), key=int if all(map(_is_int, set(labels))) else None)
-    if len(names) < 2:
-        raise DatasetError(f"{path}: the label column has fewer than 2 classes ({names})")
+    names = sorted(distinct, key=int if all(map(_is_int, distinct)) else None)
     index = {name: i for i, name in enumerate(names)}
     y = np.array([index[s] for s in labels], dtype=np.int64)
     order = data_rng(config, "shuffle").permutation(len(y))
@@ -462,13 +533,32 @@ def _csv(config: RunConfig) -> RawData:
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
+    """Non-empty rows; bounded: a regular file of at most MAX_CSV_BYTES, at most
+    MAX_SAMPLES + 1 rows and MAX_FEATURES + 1 columns, cells of at most MAX_CSV_FIELD
+    characters (checked while reading, so a hostile file stops early)."""
+    _regular_file(path, MAX_CSV_BYTES)
+    rows = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"{path}: cannot read as CSV ({e})") from None
+            for r in csv.reader(f):
+                if not (r and any(c.strip() for c in r)):
+                    continue
+                if len(r) > MAX_FEATURES + 1:
+                    raise DatasetError(f"{path}: a row has {len(r)} columns; at most "
+                                       f"{MAX_FEATURES} features and a label")
+                if max(map(len, r)) > MAX_CSV_FIELD:
+                    raise DatasetError(f"{path}: a cell is longer than {MAX_CSV_FIELD} characters")
+                rows.append(r)
+                if len(rows) > MAX_SAMPLES + 1:
+                    raise DatasetError(f"{path}: more than {MAX_SAMPLES} rows")
+    except csv.Error as e:
+        too_long = "field larger than field limit" in str(e)
+        reason = f"a cell is longer than {MAX_CSV_FIELD} characters" if too_long else "not CSV"
+        raise DatasetError(f"{path}: cannot read as CSV ({reason})") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({type(e).__name__})") from None
     if not rows:
         raise DatasetError(f"{path}: empty file")
     if len(rows[0]) < 2:
@@ -496,7 +586,7 @@ def _label_column(path: Path, header: list[str] | None, n_cols: int, spec: str |
         return [h.strip() for h in header].index(spec)
     if _is_int(spec) and -n_cols <= int(spec) < n_cols:
         return int(spec) % n_cols
-    known = f"columns: {', '.join(h.strip() for h in header)}" if header else "no header row"
+    known = f"not among the {n_cols} header names" if header else "no header row"
     raise DatasetError(f"{path}: label column {spec!r} not found ({known}; "
                        f"or an index in -{n_cols}..{n_cols - 1})")
 
@@ -509,11 +599,10 @@ def _numeric_features(path: Path, header, body, col: int) -> np.ndarray:
         for jj, j in enumerate(feature_cols):
             try:
                 out[i, jj] = float(r[j])
-            except ValueError:
-                name = repr(header[j].strip()) if header else str(j)
+            except ValueError:  # the cell is not quoted: errors never show file contents
                 line = i + 1 + (header is not None)
                 raise DatasetError(
-                    f"{path}: column {name}, line {line}: {r[j]!r} is not a number"
+                    f"{path}: column {j + 1}, line {line}: the cell is not a number"
                 ) from None
     if not np.isfinite(out).all():
         raise DatasetError(f"{path}: features contain NaN or infinity")
