@@ -26,7 +26,11 @@ def _dataset_for(config_json: str):
 
 
 def dataset_of(run):
-    """The run's dataset (rebuilt from its config; deterministic given data_seed)."""
+    """The run's dataset (rebuilt from its config; deterministic given data_seed). A data
+    file outside the app's data folders is never read (the run may be an upload)."""
+    from app.session import check_data_path
+
+    check_data_path(run.config)
     return _dataset_for(run.config.to_json())
 
 

@@ -96,13 +96,12 @@ MAX_FEATURES = 4096  # input dimension (columns of a CSV)
 MAX_CLASSES = 100  # classes of a dataset (labels of a CSV)
 MAX_DATA_VALUES = 50_000_000  # (n_train + n_test) × features: 200 MB as float32
 MAX_PARAMS = 2_000_000  # trainable parameters of the model
-MAX_PROBES = 20_000  # steps / probe_every: rows of the scalar history
 MAX_CHECKPOINTS = 1000  # checkpoint_limit
 MAX_STORED_VALUES = 100_000_000  # checkpoint_limit × (parameters + 6 × probe_size): 400 MB
 MAX_PROBE_WORK = 2e12  # probes × probe_size × parameters (~ an hour of probing)
 LIMITS = {
     "samples": MAX_SAMPLES, "features": MAX_FEATURES, "classes": MAX_CLASSES,
-    "data_values": MAX_DATA_VALUES, "params": MAX_PARAMS, "probes": MAX_PROBES,
+    "data_values": MAX_DATA_VALUES, "params": MAX_PARAMS,
     "checkpoints": MAX_CHECKPOINTS, "stored_values": MAX_STORED_VALUES,
     "probe_work": MAX_PROBE_WORK,
 }
@@ -296,10 +295,6 @@ class RunConfig:
         if n > MAX_SAMPLES:
             raise ConfigError("n_train", self.n_train,
                               f"n_train + n_test = {n:,}; at most {MAX_SAMPLES:,}")
-        if self.steps // self.probe_every > MAX_PROBES:
-            raise ConfigError("probe_every", self.probe_every,
-                              f"steps / probe_every = {self.steps // self.probe_every:,} "
-                              f"probes; at most {MAX_PROBES:,}: probe less often")
         if self.dataset in _SHAPES:
             d, k, image = _SHAPES[self.dataset]
             k = self.n_classes if self.dataset in ("blobs", "spirals") else k

@@ -22,8 +22,9 @@ never quoting what the file holds.
 
 Data files are bounded before they are read (``MAX_FILE_BYTES``, regular files only; a
 CSV by ``MAX_CSV_BYTES``, its rows, columns, field length and labels by config.LIMITS),
-and a process can confine them to allow-listed folders (:func:`confine_data_paths`,
-which the app does: a path in a link or an uploaded run must not read the server's files).
+and :func:`check_data_path` tells whether a config reads only inside allow-listed folders
+(the app checks it before every load: a path in a link or an uploaded run must not read
+the server's files).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch
 
 from ijr_core.config import (
     DATASET_NAMES,
+    FILE_DATASETS,
     MAX_CLASSES,
     MAX_FEATURES,
     MAX_SAMPLES,
@@ -48,7 +50,7 @@ from ijr_core.config import (
     registrar,
 )
 
-__all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "confine_data_paths",
+__all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "check_data_path",
            "load_dataset"]
 
 MAX_FILE_BYTES = 256 * 2**20  # one IDX / CIFAR file, after gunzip (MNIST train: 47 MB)
@@ -283,31 +285,22 @@ def _spirals(config: RunConfig) -> RawData:
 
 # -- files ---------------------------------------------------------------------------
 
-_data_roots: Callable[[], Iterable[str | os.PathLike]] | None = None
-
-
-def confine_data_paths(roots: Callable[[], Iterable[str | os.PathLike]] | None) -> None:
-    """From now on read data files only inside the folders ``roots()`` returns (called at
-    every read, so it may follow a setting); None lifts the confinement (the default: a
-    CLI user may read any file they can)."""
-    global _data_roots
-    _data_roots = roots
-
-
-def _confined(path: Path, what: str) -> Path:
-    """``path`` resolved; DatasetError when a confinement is set and it lies outside every
-    allowed folder (checked before anything else, so the answer never tells whether an
-    outside path exists)."""
-    resolved = path.expanduser().resolve()
-    if _data_roots is None:
-        return path.expanduser()
-    for root in _data_roots():
+def check_data_path(config: RunConfig, roots: Iterable[str | os.PathLike]) -> None:
+    """DatasetError unless ``config`` reads no file, or its data_path (links resolved) lies
+    inside one of ``roots``. Decided from the path alone, before anything is opened, so the
+    answer never tells whether an outside path exists. (The CLI does not call it: its user
+    may read any file they can.)"""
+    if config.dataset not in FILE_DATASETS or not config.data_path:
+        return
+    resolved = Path(config.data_path).expanduser().resolve()
+    for root in roots:
         r = Path(root).expanduser().resolve()
         if resolved == r or r in resolved.parents:
-            return resolved
+            return
     raise DatasetError(
-        f"{what}: data_path must be a file you uploaded or lie in an allow-listed data folder "
-        "(the app reads no other file on the server)"
+        f"{config.dataset}: data_path {config.data_path[:200]!r} is not allowed: it must be a "
+        "file you uploaded or lie in an allow-listed data folder (the app reads no other file "
+        "on the server)"
     )
 
 
@@ -328,7 +321,7 @@ def _regular_file(path: Path, limit: int) -> None:
 
 
 def _folder(config: RunConfig) -> Path:
-    path = _confined(Path(config.data_path), config.dataset)
+    path = Path(config.data_path).expanduser()
     if not path.is_dir():
         raise DatasetError(f"{config.dataset}: data_path {str(path)!r} is not a folder")
     return path
@@ -351,7 +344,6 @@ def _find(folder: Path, names: list[str], what: str) -> Path:
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes (gunzipped for .gz), at most MAX_FILE_BYTES of them."""
-    path = _confined(path, path.name)
     _regular_file(path, MAX_FILE_BYTES)
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
@@ -507,7 +499,7 @@ def _csv(config: RunConfig) -> RawData:
     last column). A header row is detected when its feature cells are not all numbers.
     Labels may be any strings; classes are sorted (numerically when all are integers).
     Rows are shuffled with data_seed, then split n_train / n_test."""
-    path = _confined(Path(config.data_path), "csv")
+    path = Path(config.data_path).expanduser()
     rows = _read_csv_rows(path)
     header = rows[0] if _has_header(rows, config.csv_label_column) else None
     body = rows[1:] if header is not None else rows
