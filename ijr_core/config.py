@@ -169,6 +169,7 @@ def check_work(config: RunConfig, in_dim: int, n_classes: int, image_shape=None)
 
 _DEEP = {"model": ("mlp", "cnn")}
 _SEED_MAX = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+_F32_MAX = 3.4028234663852886e38
 
 
 def _f(default, help: str, group: str, **extra):  # noqa: A002 - mirrors metadata key
@@ -224,13 +225,16 @@ class RunConfig:
                          when=_DEEP)
     # optimizer
     optimizer: str = _f("gd", "Training method.", "optimizer", choices=OPTIMIZER_NAMES)
-    lr: float = _f(0.5, "Learning rate η.", "optimizer", min=0.0, min_open=True)
+    # torch applies η and the decay as float32 scalars: larger values fail, not diverge
+    lr: float = _f(0.5, "Learning rate η.", "optimizer", min=0.0, min_open=True, max=_F32_MAX,
+                   max_open=True)
     batch_size: int | None = _f(
         None, "Mini-batch size (None = full batch; must be None for gd).", "optimizer", min=1,
         when={"optimizer": OPTIMIZER_NAMES[1:]},
     )
     momentum: float = _f(0.0, "Heavy-ball momentum.", "optimizer", min=0.0, max=1.0, max_open=True)
-    weight_decay: float = _f(0.0, "L2 weight decay.", "optimizer", min=0.0)
+    weight_decay: float = _f(0.0, "L2 weight decay.", "optimizer", min=0.0, max=_F32_MAX,
+                             max_open=True)
     rho: float = _f(0.05, "Perturbation radius ρ of SAM / ASAM / EJR.", "optimizer", min=0.0,
                     when={"optimizer": ("sam", "asam", "ejr")})
     beta: float = _f(1e-3, "Weight β of the Jacobian penalty (1e-2 stalls training on digits).",

@@ -51,8 +51,9 @@ def test_defaults_match_the_contract():
 
 BAD = [
     # (changes, field named, fragment of the message)
-    (dict(lr=0.0), "lr", "(0.0, inf)"),
-    (dict(lr=-0.1), "lr", "(0.0, inf)"),
+    (dict(lr=0.0), "lr", "(0.0, 3.40282"),
+    (dict(lr=-0.1), "lr", "(0.0, 3.40282"),
+    (dict(lr=1e39), "lr", "(0.0, 3.40282"),  # float32 overflow: a failure, not divergence
     (dict(dataset="imagenet"), "dataset", "digits, moons"),
     (dict(model="resnet"), "model", "mlp, cnn, linear"),
     (dict(optimizer="adam"), "optimizer", "gd, sgd, sam, asam, ejr, jacobian-penalty"),
@@ -77,7 +78,7 @@ BAD = [
     (dict(label_noise=1.0), "label_noise", "[0.0, 1.0)"),
     (dict(label_noise=-0.1), "label_noise", "[0.0, 1.0)"),
     (dict(momentum=1.0), "momentum", "[0.0, 1.0)"),
-    (dict(weight_decay=-1e-4), "weight_decay", "[0.0, inf)"),
+    (dict(weight_decay=-1e-4), "weight_decay", "[0.0, 3.40282"),
     (dict(n_train=0), "n_train", "[1, 100000]"),
     (dict(n_test=0), "n_test", "[1, 100000]"),
     (dict(width=0), "width", "[1, "),
