@@ -18,6 +18,7 @@ from ijr_core.config import RunConfig
 from ijr_core.curvature import m_norm
 from ijr_core.data import load_dataset
 from ijr_core.models import build_model
+from ijr_core.run import RunFormatError
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,9 +48,14 @@ def model_at(run, index: int) -> torch.nn.Module:
     snapshot = run.params[index]
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name not in snapshot:
-                raise KeyError(f"parameter {name!r} missing from the snapshot")
-            p.copy_(torch.as_tensor(np.asarray(snapshot[name])).reshape(p.shape))
+            value = np.asarray(snapshot[name]) if name in snapshot else None
+            if value is None or value.shape != tuple(p.shape):
+                have = "missing" if value is None else f"of shape {value.shape}"
+                raise RunFormatError(
+                    f"params.npz: parameter {name!r} is {have}; the run's config builds it "
+                    f"with shape {tuple(p.shape)}"
+                )
+            p.copy_(torch.as_tensor(value))
     return model.eval()
 
 

@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from ijr_core.run import RunFormatError, atomic_write_text, load_run, now_iso, read_json_object
+from ijr_core.run import (
+    RunFormatError,
+    atomic_write_text,
+    load_run,
+    now_iso,
+    read_json_object,
+    shown_status,
+)
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024
@@ -96,7 +103,7 @@ def run_label(folder: Path) -> str:
         return f"{Path(folder).name} · (unreadable)"
     return (
         f"{Path(folder).name} · η={cfg.get('lr')} · {cfg.get('optimizer')} · "
-        f"{doc.get('status')} @ {doc.get('step')}"
+        f"{shown_status(doc)} @ {doc.get('step')}"
     )
 
 

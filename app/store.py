@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ijr_core.run import Run, RunFormatError, load_run, read_json_object
+from ijr_core.run import Run, RunFormatError, load_run, read_json_object, shown_status
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_DIR = ASSETS / "demo_runs"
@@ -23,7 +23,7 @@ def run_label(folder: Path) -> str:
         cfg = doc.get("config", {})
         name = cfg.get("name") or cfg.get("optimizer")
         return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
-                f"{doc.get('status')} @ {doc.get('step')}")
+                f"{shown_status(doc)} @ {doc.get('step')}")
     except (ValueError, AttributeError):  # RunFormatError: damaged, too large, too deep
         return f"{folder.name} · (unreadable)"
 

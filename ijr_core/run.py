@@ -433,6 +433,7 @@ class Run:
         )
         atomic_write_npz(out / "scalars.npz", scalars)
         atomic_write_text(out / "run.json", json.dumps(doc, indent=2, default=_json_default) + "\n")
+        _remove_orphan_tmp(out)
         return out
 
     def _json_doc(self) -> dict[str, Any]:
@@ -457,12 +458,61 @@ class Run:
             "updated": meta["updated"],
             "config": cfg_dict,
             "checkpoint_limit": self.checkpoint_limit,
+            "writer": {"pid": os.getpid(), "host": _host()},
             "meta": meta,
         }
 
     def __repr__(self) -> str:
         c = len(self._sample_steps)
         return f"Run(status={self.status!r}, step={self.step}, probes={len(self)}, checkpoints={c})"
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's), or cannot tell: assume alive
+    return True
+
+
+def writer_alive(doc: Mapping[str, Any]) -> bool | None:
+    """Whether the process that last saved this run.json document still runs: True or
+    False when it saved on this machine, None when that cannot be told (another machine,
+    or a run saved before runs recorded their writer). A "running" run whose writer is
+    gone was interrupted (killed) and will never finish."""
+    writer = doc.get("writer")
+    if not isinstance(writer, dict) or writer.get("host") != _host():
+        return None
+    return _pid_alive(writer.get("pid"))
+
+
+def shown_status(doc: Mapping[str, Any]) -> str:
+    """The status of a run.json document for listings: "running" or "paused" become
+    "interrupted" when the process that wrote it is gone (see :func:`writer_alive`)."""
+    status = str(doc.get("status"))
+    if status in ("running", "paused") and writer_alive(doc) is False:
+        return "interrupted"
+    return status
+
+
+def _remove_orphan_tmp(folder: Path) -> None:
+    """Remove temporary files of atomic writes whose writing process is gone (a save
+    killed half-way leaves one; the name holds the pid, see :func:`atomic_write`)."""
+    for tmp in folder.glob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # .<name>.<pid>.<id>.tmp
+        if len(parts) == 4 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _read_only(arrays: dict[str, np.ndarray]) -> None:
@@ -589,6 +639,8 @@ def _load_run(folder: Path) -> Run:
     run._sample_rows = {k: [row for row in samples[k]] for k in SAMPLE_KEYS}
     run._params = param_list
     run.step = int(doc.get("step", int(steps[-1]) if len(steps) else 0))
+    if shown_status(doc) == "interrupted":
+        run.meta["interrupted"] = "its writer is gone: it was killed and will not continue"
     return run
 
 
