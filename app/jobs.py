@@ -121,8 +121,10 @@ class SweepJob(_Job):
     """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``; ``stop()``
     ends it early (the runs that started are kept, the sweep is saved as "stopped")."""
 
-    def __init__(self, config, lrs, out_dir: Path, workers: int | None = None) -> None:
-        super().__init__(out_dir)
+    def __init__(
+        self, config, lrs, out_dir: Path, workers: int | None = None, owner: str | None = None
+    ) -> None:
+        super().__init__(out_dir, owner)
         self.config = config
         self.lrs = [float(x) for x in lrs]
         self.workers = workers
@@ -201,8 +203,11 @@ def parse_seeds(text: str, limit: int = 10) -> list[int]:
 class OptimizerJob(_Job):
     """Train one config per optimizer (shared seed) one after the other into a group."""
 
-    def __init__(self, configs: dict, out_dir: Path, title: str = "optimizer comparison"):
-        super().__init__(out_dir)
+    def __init__(
+        self, configs: dict, out_dir: Path, title: str = "optimizer comparison",
+        owner: str | None = None,
+    ):
+        super().__init__(out_dir, owner)
         from ijr_core.trainer import TrainingControl
 
         self.configs = dict(configs)

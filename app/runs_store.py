@@ -34,6 +34,7 @@ import numpy as np
 from ijr_core.run import (
     RunFormatError,
     atomic_write_text,
+    check_run_json,
     load_run,
     now_iso,
     read_json_object,
@@ -97,10 +98,13 @@ def _read_json(path: Path) -> dict:
 
 def run_label(folder: Path) -> str:
     """ "<folder> · η=… · <optimizer> · <status> @ <step>" from a run's run.json."""
-    doc = _read_json(Path(folder) / "run.json")
+    try:
+        doc = check_run_json(Path(folder) / "run.json")
+    except RunFormatError as exc:
+        from app.store import damaged_label
+
+        return damaged_label(folder, exc)
     cfg = doc.get("config") or {}
-    if not doc:
-        return f"{Path(folder).name} · (unreadable)"
     return (
         f"{Path(folder).name} · η={cfg.get('lr')} · {cfg.get('optimizer')} · "
         f"{shown_status(doc)} @ {doc.get('step')}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ijr_core.run import Run, RunFormatError, load_run, read_json_object, shown_status
+from ijr_core.run import Run, RunFormatError, check_run_json, load_run, shown_status
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_DIR = ASSETS / "demo_runs"
@@ -19,13 +19,20 @@ DEMO_DIR = ASSETS / "demo_runs"
 def run_label(folder: Path) -> str:
     """Short description of a run folder from its run.json: name, η, status, step."""
     try:
-        doc = read_json_object(folder / "run.json")
-        cfg = doc.get("config", {})
-        name = cfg.get("name") or cfg.get("optimizer")
-        return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
-                f"{shown_status(doc)} @ {doc.get('step')}")
-    except (ValueError, AttributeError):  # RunFormatError: damaged, too large, too deep
-        return f"{folder.name} · (unreadable)"
+        doc = check_run_json(folder / "run.json")
+    except RunFormatError as exc:
+        return damaged_label(folder, exc)
+    cfg = doc.get("config") or {}
+    name = cfg.get("name") or cfg.get("optimizer")
+    return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
+            f"{shown_status(doc)} @ {doc.get('step')}")
+
+
+def damaged_label(folder: Path, exc: Exception) -> str:
+    """ "<folder> · damaged: <why>" for a run that cannot be opened (listed, never loaded)."""
+    folder = Path(folder)
+    why = str(exc).replace(str(folder / "run.json"), "run.json").replace(str(folder), "")
+    return f"{folder.name} · damaged: {why[:120]}"
 
 
 def list_runs(root: Path) -> list[Path]:

@@ -590,6 +590,22 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise RunFormatError(f"{run_dir}: damaged run ({type(exc).__name__})") from None
 
 
+def check_run_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The run.json document at ``path`` after every check :func:`load_run` makes on it
+    (schema, status, config, the metadata the views trust); RunFormatError otherwise.
+    Cheap (no arrays are read): for listings that must say which runs are damaged."""
+    path = Path(path)
+    try:
+        doc = _read_json(path)
+        _parse_config(doc, path)
+        _check_meta(doc.get("meta") or {}, path)
+    except RunFormatError:
+        raise
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        raise RunFormatError(f"{path}: damaged run ({type(exc).__name__})") from None
+    return doc
+
+
 def _load_run(folder: Path) -> Run:
     if not folder.exists():
         raise RunFormatError(f"run folder {folder} does not exist")

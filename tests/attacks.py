@@ -47,6 +47,9 @@ BUDGET = 2 * 2**30  # bytes of address space an attack may add to what the proce
 BLOWUP_GROWTH = 2**30
 TIME_LIMIT = 40.0
 SECRET = "SECRET-7f3a9c"
+# every word of the private files: a message showing one of them leaks the file
+PRIVATE_WORDS = ("username", "password", "admin", "hunter2", SECRET)
+BOMB = 5 * 2**28  # 1.25 GiB: fits under the ceiling, so a reader that takes it shows it
 CATEGORIES = ("clean", "traceback", "blow-up", "escape")
 
 ATTACKS: dict[str, tuple[str, Callable[[Path], tuple[str, str]]]] = {}
@@ -88,7 +91,7 @@ def expect_refusal(fn: Callable[[], object]) -> tuple[str, str]:
         fn()
     except _user_errors() as exc:
         msg = str(exc)
-        if SECRET in msg or "admin" in msg:
+        if any(w in msg for w in PRIVATE_WORDS):
             return "escape", f"message quotes a private file: {msg[:160]}"
         return "clean", f"{type(exc).__name__}: {msg[:160]}"
     return "accepted", "no error"
@@ -197,15 +200,24 @@ def run_job(config) -> tuple[str, str]:
 
     job = session.TrainingJob(config, owner=None)
     job.run_sync()
-    if job.status == "failed":
-        msg = job.error or ""
-        if SECRET in msg or "admin" in msg or "hunter2" in msg:
-            return "escape", f"message quotes a private file: {msg[:160]}"
-        if any(s in msg for s in ("Error:", "Traceback")) and "DatasetError" not in msg \
-                and "ConfigError" not in msg:
-            return "traceback", msg[:160]
-        return "clean", msg[:160]
-    return "accepted", f"trained: {job.status}"
+    return job_outcome(job)
+
+
+def job_outcome(job) -> tuple[str, str]:
+    """A job that failed at its start with one of the project's errors: clean; one whose
+    run failed inside training (a traceback in the run): traceback, or blow-up when memory
+    ran out; a message quoting a private file: escape."""
+    if job.status != "failed":
+        return "accepted", f"trained: {job.status}"
+    msg = job.error or (job.result.meta.get("error", "") if job.result is not None else "")
+    if any(w in msg for w in PRIVATE_WORDS):
+        return "escape", f"message quotes a private file: {msg[:160]}"
+    if "MemoryError" in msg or "allocate" in msg:
+        return "blow-up", msg[:160]
+    if job.error is None or not any(e in msg for e in ("DatasetError", "ConfigError")) \
+            and ("Error:" in msg or "Traceback" in msg):
+        return "traceback", msg[:160]
+    return "clean", msg[:160]
 
 
 # --------------------------------------------------------------------------- run folders
@@ -214,7 +226,7 @@ def run_job(config) -> tuple[str, str]:
 @attack("1 run zip / folder")
 def npz_bomb_in_scalars(tmp):
     folder = real_run(tmp)
-    bomb_npz(folder / "scalars.npz", "step", 3 * 2**30)
+    bomb_npz(folder / "scalars.npz", "step", BOMB)
     from ijr_core.run import load_run
 
     return expect_refusal(lambda: load_run(folder))
@@ -225,7 +237,7 @@ def npz_bomb_in_uploaded_zip(tmp):
     from app.runs_store import import_zip
 
     folder = real_run(tmp)
-    bomb_npz(folder / "scalars.npz", "step", 3 * 2**30)
+    bomb_npz(folder / "scalars.npz", "step", BOMB)
     runs = tmp / "runs"
     runs.mkdir()
     outcome = expect_refusal(lambda: import_zip(zip_folder(folder), runs))
@@ -561,7 +573,8 @@ def csv_with_1000_labels(tmp):
         _, changes = uploads.check_csv(data, tmp / "runs" / "_uploads" / "s")
     except ValueError as exc:
         return "clean", str(exc)[:160]
-    return run_job(tiny_config(**{k: v for k, v in changes.items()}, probe_size=800))
+    # the app's default model (width 128, depth 2) on the uploaded file
+    return run_job(tiny_config(**changes, probe_size=800, width=128, depth=2))
 
 
 @attack("3 work a configuration asks for")
@@ -575,7 +588,7 @@ def csv_with_a_million_columns(tmp):
         _, changes = uploads.check_csv(data, tmp / "runs" / "_uploads" / "s")
     except ValueError as exc:
         return "clean", str(exc)[:160]
-    return run_job(tiny_config(**changes, probe_size=3))
+    return run_job(tiny_config(**changes, probe_size=3, width=128, depth=2))
 
 
 @attack("3 work a configuration asks for")
@@ -753,8 +766,9 @@ def run_name_of_300_characters(tmp):
     use_runs_dir(tmp)
     job = session.TrainingJob(tiny_config(name="n" * 300))
     job.run_sync()
-    if job.status == "failed":
-        return "traceback", (job.error or "")[:160]
+    outcome = job_outcome(job)
+    if outcome[0] != "accepted":
+        return outcome
     return "clean", f"{job.status}, folder name of {len(job.out_dir.name)} characters"
 
 
@@ -808,7 +822,8 @@ def _child(name: str, conn) -> None:
     except TimeoutError:
         outcome, detail = "blow-up", f"still running after {TIME_LIMIT:.0f} s"
     except BaseException as exc:  # noqa: BLE001 - the point is to see what escapes
-        outcome = "traceback"
+        # torch's allocator raises RuntimeError "can't allocate memory" at the ceiling
+        outcome = "blow-up" if "allocate" in str(exc) else "traceback"
         detail = f"{type(exc).__name__}: {str(exc)[:140]}"
         tb = traceback.extract_tb(exc.__traceback__)
         if tb:
