@@ -363,7 +363,7 @@ def read_idx(path: Path) -> np.ndarray:
     """
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DatasetError(f"{path}: bad magic number {data[:4].hex() or 'empty'} (not IDX)")
+        raise DatasetError(f"{path}: not an IDX file (its first bytes are not an IDX header)")
     if data[2] != 0x08:
         raise DatasetError(f"{path}: IDX type code 0x{data[2]:02x}, only 0x08 (ubyte) supported")
     ndim = data[3]
