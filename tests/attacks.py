@@ -540,7 +540,8 @@ def url_width_4096_depth_16(tmp):
         cfg = RunConfig.from_query("width=4096&depth=16&steps=1&probe_every=1")
         run = train(cfg)
         if run.status == "failed":
-            raise Observed("traceback", run.meta.get("error", "")[:160])
+            err = run.meta.get("error", "")
+            raise Observed("blow-up" if "allocate" in err else "traceback", err[:160])
 
     outcome = expect_refusal(go)
     return ("clean", "trained") if outcome[0] == "accepted" else outcome
