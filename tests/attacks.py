@@ -564,32 +564,30 @@ def checkpoint_limit_1e6(tmp):
     return expect_refusal(go)
 
 
-@attack("3 work a configuration asks for")
-def csv_with_1000_labels(tmp):
+def upload_and_train(tmp: Path, data: bytes, probe_size: int) -> tuple[str, str]:
+    """The CSV through the upload check, then the app's default model (width 128, depth 2)
+    trained on it as the sidebar would after the upload."""
     from app import uploads
 
     use_runs_dir(tmp)
-    data = ("x,y,label\n" + "".join(f"{i % 10},{i % 7},c{i}\n" for i in range(1000))).encode()
     try:
         _, changes = uploads.check_csv(data, tmp / "runs" / "_uploads" / "s")
     except ValueError as exc:
         return "clean", str(exc)[:160]
-    # the app's default model (width 128, depth 2) on the uploaded file
-    return run_job(tiny_config(**changes, probe_size=800, width=128, depth=2))
+    return run_job(tiny_config(**changes, probe_size=probe_size, width=128, depth=2))
+
+
+@attack("3 work a configuration asks for")
+def csv_with_1000_labels(tmp):
+    data = ("x,y,label\n" + "".join(f"{i % 10},{i % 7},c{i}\n" for i in range(1000))).encode()
+    return upload_and_train(tmp, data, 800)
 
 
 @attack("3 work a configuration asks for")
 def csv_with_a_million_columns(tmp):
-    from app import uploads
-
-    use_runs_dir(tmp)
     row = ",".join(["1"] * 1_000_000)
     data = "\n".join(f"{row},{i % 2}" for i in range(4)).encode() + b"\n"
-    try:
-        _, changes = uploads.check_csv(data, tmp / "runs" / "_uploads" / "s")
-    except ValueError as exc:
-        return "clean", str(exc)[:160]
-    return run_job(tiny_config(**changes, probe_size=3, width=128, depth=2))
+    return upload_and_train(tmp, data, 3)
 
 
 @attack("3 work a configuration asks for")
