@@ -5,6 +5,11 @@ runs folder, so the page stays responsive and a finished job reopens from disk. 
 read from the run folders the trainer autosaves after every probe (``run.json`` holds the
 step reached), which also covers sweep runs trained in parallel threads. State written
 by the worker (``error``, ``finished``) is guarded by ``lock``.
+
+A started job registers with :mod:`app.session` like a training job: it counts against the
+server's cap on jobs at once (over it, the job ends at once as failed, saying why), and
+the reaper stops it when the session that started it ends (tab closed), so a sweep of
+many long runs does not outlive its tab.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from app import session
 from app.runs_store import write_group
 from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 
@@ -43,7 +49,9 @@ def _run_step(folder: Path) -> int:
 class _Job:
     """A function run once in a daemon thread; ``error`` holds a one-line message."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, owner: str | None = None) -> None:
+        self.id = uuid.uuid4().hex
+        self.owner = owner
         self.out_dir = Path(out_dir)
         self.lock = threading.Lock()
         self.error: str | None = None
@@ -53,7 +61,16 @@ class _Job:
         self.thread = threading.Thread(target=self._work, name="ijr-compare-job", daemon=True)
 
     def start(self):
+        """Start the worker thread, owned by the calling Streamlit session (unless an owner
+        was given); over the server's cap on jobs the job fails at once instead."""
         self.started_at = time.monotonic()
+        if self.owner is None:
+            self.owner = session.current_session_id()
+        refusal = session._register(self)
+        if refusal is not None:
+            with self.lock:
+                self.error, self.finished, self.ended_at = refusal, True, time.monotonic()
+            return self
         self.thread.start()
         return self
 
@@ -65,6 +82,8 @@ class _Job:
 
     def _work(self) -> None:
         try:
+            for config in self.configs_to_check():
+                session.check_data_path(config)
             self.body()
         except Exception as exc:  # noqa: BLE001 - shown to the user by the page
             with self.lock:
@@ -74,8 +93,12 @@ class _Job:
             with self.lock:
                 self.finished = True
                 self.ended_at = time.monotonic()
+            session._unregister(self)
 
     def body(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def configs_to_check(self) -> list:  # pragma: no cover - overridden
         raise NotImplementedError
 
     @property
@@ -98,8 +121,10 @@ class SweepJob(_Job):
     """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``; ``stop()``
     ends it early (the runs that started are kept, the sweep is saved as "stopped")."""
 
-    def __init__(self, config, lrs, out_dir: Path, workers: int | None = None) -> None:
-        super().__init__(out_dir)
+    def __init__(
+        self, config, lrs, out_dir: Path, workers: int | None = None, owner: str | None = None
+    ) -> None:
+        super().__init__(out_dir, owner)
         self.config = config
         self.lrs = [float(x) for x in lrs]
         self.workers = workers
@@ -111,6 +136,9 @@ class SweepJob(_Job):
         """Start no more runs and stop the ones in progress at their next step (thread-safe;
         returns at once)."""
         self.control.stop()
+
+    def configs_to_check(self) -> list:
+        return [self.config]
 
     def _callback(self, i, lr, run) -> None:
         with self.lock:
@@ -175,8 +203,11 @@ def parse_seeds(text: str, limit: int = 10) -> list[int]:
 class OptimizerJob(_Job):
     """Train one config per optimizer (shared seed) one after the other into a group."""
 
-    def __init__(self, configs: dict, out_dir: Path, title: str = "optimizer comparison"):
-        super().__init__(out_dir)
+    def __init__(
+        self, configs: dict, out_dir: Path, title: str = "optimizer comparison",
+        owner: str | None = None,
+    ):
+        super().__init__(out_dir, owner)
         from ijr_core.trainer import TrainingControl
 
         self.configs = dict(configs)
@@ -190,6 +221,9 @@ class OptimizerJob(_Job):
         """Stop the current run (kept, status "stopped") and skip the remaining ones."""
         self._stop.set()
         self.control.stop()
+
+    def configs_to_check(self) -> list:
+        return list(self.configs.values())
 
     def body(self) -> None:
         from ijr_core.trainer import TrainingControl, train

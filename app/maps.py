@@ -18,6 +18,7 @@ from ijr_core.config import RunConfig
 from ijr_core.curvature import m_norm
 from ijr_core.data import load_dataset
 from ijr_core.models import build_model
+from ijr_core.run import RunFormatError
 
 
 @functools.lru_cache(maxsize=8)
@@ -26,7 +27,11 @@ def _dataset_for(config_json: str):
 
 
 def dataset_of(run):
-    """The run's dataset (rebuilt from its config; deterministic given data_seed)."""
+    """The run's dataset (rebuilt from its config; deterministic given data_seed). A data
+    file outside the app's data folders is never read (the run may be an upload)."""
+    from app.session import check_data_path
+
+    check_data_path(run.config)
     return _dataset_for(run.config.to_json())
 
 
@@ -43,12 +48,18 @@ def model_at(run, index: int) -> torch.nn.Module:
     snapshot = run.params[index]
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name not in snapshot:
-                raise KeyError(f"parameter {name!r} missing from the snapshot")
-            p.copy_(torch.as_tensor(np.asarray(snapshot[name])).reshape(p.shape))
+            value = np.asarray(snapshot[name]) if name in snapshot else None
+            if value is None or value.shape != tuple(p.shape):
+                have = "missing" if value is None else f"of shape {value.shape}"
+                raise RunFormatError(
+                    f"params.npz: parameter {name!r} is {have}; the run's config builds it "
+                    f"with shape {tuple(p.shape)}"
+                )
+            p.copy_(torch.as_tensor(value))
         for name, b in model.named_buffers():  # e.g. batch-norm statistics (newer snapshots)
-            if name in snapshot:
-                b.copy_(torch.as_tensor(np.asarray(snapshot[name])).reshape(b.shape))
+            value = np.asarray(snapshot[name]) if name in snapshot else None
+            if value is not None and value.shape == tuple(b.shape):
+                b.copy_(torch.as_tensor(value))
     return model.eval()
 
 

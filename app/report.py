@@ -216,12 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = report_html(args.folder)
-    except ValueError as exc:  # RunFormatError, ConfigError
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        print(f"error: {type(exc).__name__ if not str(exc) else exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:  # e.g. an unwritable --out: one line, no traceback
+        print(f"error: cannot write {out}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

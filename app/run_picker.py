@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import session, store
+from app.views import plain
 from ijr_core.run import RunFormatError
 
 CURRENT = "current"
@@ -54,7 +55,7 @@ def pick_run(label: str = "Run"):
     try:
         return store.load_cached(Path(choice))
     except RunFormatError as exc:
-        st.error(f"Cannot open this run: {exc}")
+        st.error(f"Cannot open this run: {plain(exc)}")
         return None
 
 

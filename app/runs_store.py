@@ -31,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from ijr_core.run import RunFormatError, atomic_write_text, load_run, now_iso
+from ijr_core.run import (
+    RunFormatError,
+    atomic_write_text,
+    check_run_json,
+    load_run,
+    now_iso,
+    read_json_object,
+    shown_status,
+)
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024
@@ -81,22 +89,25 @@ def kind_of(folder: Path) -> str | None:
 
 
 def _read_json(path: Path) -> dict:
+    """The JSON object in ``path`` ({} when missing, damaged, too large or too deep)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json_object(path)
+    except RunFormatError:
         return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def run_label(folder: Path) -> str:
     """ "<folder> · η=… · <optimizer> · <status> @ <step>" from a run's run.json."""
-    doc = _read_json(Path(folder) / "run.json")
+    try:
+        doc = check_run_json(Path(folder) / "run.json")
+    except RunFormatError as exc:
+        from app.store import damaged_label
+
+        return damaged_label(folder, exc)
     cfg = doc.get("config") or {}
-    if not doc:
-        return f"{Path(folder).name} · (unreadable)"
     return (
         f"{Path(folder).name} · η={cfg.get('lr')} · {cfg.get('optimizer')} · "
-        f"{doc.get('status')} @ {doc.get('step')}"
+        f"{shown_status(doc)} @ {doc.get('step')}"
     )
 
 
@@ -201,6 +212,10 @@ def open_sweep(folder: Path, load: Callable[[Path], Any] = load_run):
     doc = _read_json(path)
     if not isinstance(doc.get("runs"), list) or not isinstance(doc.get("lrs"), list):
         raise RunFormatError(f"{path} is missing or not a valid sweep.json")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in doc["lrs"]):
+        raise RunFormatError(f"{path}: 'lrs' must be a list of numbers")
+    if not isinstance(doc.get("meta") or {}, dict):
+        raise RunFormatError(f"{path}: 'meta' must be an object")
     if len(doc["runs"]) != len(doc["lrs"]):
         raise RunFormatError(
             f"{path}: {len(doc['lrs'])} learning rates but {len(doc['runs'])} runs"
@@ -374,10 +389,8 @@ def _validate(folder: Path) -> str:
             raise UploadError("the zip holds no run.json, sweep.json or group.json at its top")
     except RunFormatError as exc:
         raise UploadError(f"not a valid run: {_strip(str(exc), folder)}") from None
-    except (ValueError, TypeError, KeyError, OSError) as exc:
-        raise UploadError(
-            f"not a valid run ({type(exc).__name__}: {_strip(str(exc), folder)})"
-        ) from None
+    except (ValueError, TypeError, KeyError, OSError, RecursionError, MemoryError) as exc:
+        raise UploadError(f"not a valid run ({type(exc).__name__})") from None
     return kind
 
 
@@ -407,6 +420,7 @@ def import_zip(
         raise UploadError("the file is not a zip archive") from None
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_uploads(root)
     with zf, tempfile.TemporaryDirectory(prefix=".upload-", dir=root) as tmp:
         members = _safe_members(zf, max_unzipped)
         top = _common_top([p for _, p in members])
@@ -427,6 +441,26 @@ def import_zip(
         target = _unique(root, base)
         staging.rename(target)
     return target
+
+
+STALE_UPLOAD_SECONDS = 3600
+
+
+def remove_stale_uploads(root: Path, age: float = STALE_UPLOAD_SECONDS) -> list[Path]:
+    """Remove ``.upload-*`` staging folders older than ``age`` seconds left under ``root``
+    by an import that was killed (an import takes seconds); returns them."""
+    import time
+
+    gone = []
+    for folder in Path(root).glob(".upload-*"):
+        try:
+            old = time.time() - folder.lstat().st_mtime > age
+        except OSError:
+            continue
+        if old and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder)
+    return gone
 
 
 def _unique(root: Path, base: str) -> Path:

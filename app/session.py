@@ -7,6 +7,12 @@ re-runs every second. Each job records the Streamlit session that owns it; a sin
 reaper thread stops jobs whose session has ended (tab closed or reloaded), so no orphaned
 worker keeps a CPU busy. ``train`` autosaves after every probe into the job's folder under
 :func:`runs_dir`, so a stopped or finished run is on disk when its status is final.
+
+The server is shared, so it bounds what sessions can start: at most :func:`max_jobs`
+background jobs at once (training runs and Compare's sweeps and comparisons, which
+register here too, so the reaper also stops them when their tab goes away), and a job
+reads data only from :func:`data_roots` (the uploads folder and ``$IJR_DATA_DIRS``), never
+from a path that came with a link or an uploaded run.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from ijr_core.run import Run
 from ijr_core.trainer import TrainingControl, train
 
 RUNS_ENV = "IJR_RUNS_DIR"
+DATA_ENV = "IJR_DATA_DIRS"  # allow-listed data folders, separated by os.pathsep
+MAX_JOBS_ENV = "IJR_MAX_JOBS"
 FINAL = ("finished", "stopped", "diverged", "failed")
 
 _registry_lock = threading.Lock()
@@ -44,13 +52,38 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV) or "runs")
 
 
+def data_roots() -> list[Path]:
+    """Folders the app may read data files from: the uploads folder under the runs folder
+    and the folders listed in $IJR_DATA_DIRS."""
+    extra = [Path(p) for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p.strip()]
+    return [runs_dir() / "_uploads", *extra]
+
+
+def check_data_path(config) -> None:
+    """DatasetError unless ``config`` reads data only inside :func:`data_roots`."""
+    from ijr_core.data import check_data_path as check
+
+    check(config, data_roots())
+
+
+def max_jobs() -> int:
+    """Most background jobs at once, all sessions together: $IJR_MAX_JOBS, else the
+    number of usable cores (at least 2)."""
+    from ijr_core.config import usable_cores
+
+    try:
+        return max(1, int(os.environ.get(MAX_JOBS_ENV, "")))
+    except ValueError:
+        return max(2, usable_cores())
+
+
 def run_folder_name(config) -> str:
     """Unique, sortable folder name: UTC time, the run's name (or optimizer), its dataset, η
     and a short id, e.g. ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     label = f"{config.name or config.optimizer}-{config.dataset}"
     lr = f"{config.lr:g}".replace("+", "")  # 1e+06 -> 1e06 (the "+" is not kept below)
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{lr}").strip("-")
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{lr}").strip("-")[:100]
     return f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
 
 
@@ -87,7 +120,11 @@ class TrainingJob:
     def start(self) -> TrainingJob:
         """Start the worker thread and register the job for orphan reaping."""
         self.started_at = time.monotonic()
-        _register(self)
+        refusal = _register(self)
+        if refusal is not None:  # a failed job, shown like one; nothing runs
+            with self.lock:
+                self.error, self.ended_at = refusal, time.monotonic()
+            return self
         self.thread.start()
         return self
 
@@ -99,6 +136,7 @@ class TrainingJob:
 
     def _work(self) -> None:
         try:
+            check_data_path(self.config)
             result = train(self.config, out_dir=self.out_dir, control=self.control)
             with self.lock:
                 self.result = result
@@ -205,16 +243,25 @@ class TrainingJob:
 # --------------------------------------------------------------------------- orphans
 
 
-def _register(job: TrainingJob) -> None:
+def _register(job) -> str | None:
+    """Admit ``job`` (anything with ``id``, ``owner`` and ``stop()``) to the registry the
+    reaper watches; returns why not (too many jobs running) or None."""
     global _reaper
     with _registry_lock:
+        limit = max_jobs()
+        if len(_registry) >= limit:
+            return (
+                f"the server is already running {len(_registry)} jobs, the most it runs at "
+                "once; start again when one has ended"
+            )
         _registry[job.id] = job
         if _reaper is None or not _reaper.is_alive():
             _reaper = threading.Thread(target=_reap_forever, name="ijr-reaper", daemon=True)
             _reaper.start()
+    return None
 
 
-def _unregister(job: TrainingJob) -> None:
+def _unregister(job) -> None:
     with _registry_lock:
         _registry.pop(job.id, None)
 

@@ -8,10 +8,9 @@ being written reloads when it changes and a finished one loads once.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
-from ijr_core.run import Run, RunFormatError, load_run
+from ijr_core.run import Run, RunFormatError, check_run_json, load_run, shown_status
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_DIR = ASSETS / "demo_runs"
@@ -20,13 +19,20 @@ DEMO_DIR = ASSETS / "demo_runs"
 def run_label(folder: Path) -> str:
     """Short description of a run folder from its run.json: name, η, status, step."""
     try:
-        doc = json.loads((folder / "run.json").read_text())
-        cfg = doc.get("config", {})
-        name = cfg.get("name") or cfg.get("optimizer")
-        return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
-                f"{doc.get('status')} @ {doc.get('step')}")
-    except (OSError, ValueError, AttributeError):
-        return f"{folder.name} · (unreadable)"
+        doc = check_run_json(folder / "run.json")
+    except RunFormatError as exc:
+        return damaged_label(folder, exc)
+    cfg = doc.get("config") or {}
+    name = cfg.get("name") or cfg.get("optimizer")
+    return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
+            f"{shown_status(doc)} @ {doc.get('step')}")
+
+
+def damaged_label(folder: Path, exc: Exception) -> str:
+    """ "<folder> · damaged: <why>" for a run that cannot be opened (listed, never loaded)."""
+    folder = Path(folder)
+    why = str(exc).replace(str(folder / "run.json"), "run.json").replace(str(folder), "")
+    return f"{folder.name} · damaged: {why[:120]}"
 
 
 def list_runs(root: Path) -> list[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import config_ui, runs_store, session
+from app.views import plain
 
 MAX_CSV_MB = 20
 MAX_ZIP_MB = 200
@@ -52,10 +53,18 @@ def check_csv(data: bytes, folder: Path, label_column: str | None = None) -> tup
         raise ValueError(f"the file is {len(data) / 2**20:.1f} MiB; at most {MAX_CSV_MB} MiB")
     try:
         rows = csv_row_count(data)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"not a UTF-8 CSV file ({type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a UTF-8 CSV file (byte {exc.start} is not UTF-8)") from None
+    except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise ValueError(
+                f"a cell is longer than {csv.field_size_limit():,} characters"
+            ) from None
+        raise ValueError("not a CSV file (a line the CSV reader cannot parse)") from None
     if rows < 3:
         raise ValueError(f"the file has {rows} rows; need a few samples of at least 2 classes")
+    if folder.parent.name == "_uploads":  # the app's own uploads folder, one per session
+        prune_uploads(folder.parent)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"data-{uuid.uuid4().hex[:8]}.csv"
     path.write_bytes(data)
@@ -80,6 +89,33 @@ def check_csv(data: bytes, folder: Path, label_column: str | None = None) -> tup
     path.unlink(missing_ok=True)
     message = str(last_error).replace(f"{path}: ", "").replace(str(path), "the file")
     raise ValueError(message)
+
+
+KEEP_UPLOADS = 5  # newest CSV files kept per session (runs trained on older ones keep going)
+UPLOAD_MAX_AGE = 7 * 24 * 3600
+
+
+def prune_uploads(root: Path, keep: int = KEEP_UPLOADS, max_age: float = UPLOAD_MAX_AGE) -> int:
+    """Remove uploaded CSVs under ``root`` (one folder per session) beyond the newest
+    ``keep`` of each session and any older than ``max_age`` seconds, then empty folders;
+    returns how many files went. Uploads would otherwise pile up forever."""
+    import time
+
+    if not root.is_dir():
+        return 0
+    removed, now = 0, time.time()
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        files = sorted((p for p in folder.glob("*.csv") if p.is_file()),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for i, p in enumerate(files):
+            if i >= keep or now - p.stat().st_mtime > max_age:
+                p.unlink(missing_ok=True)
+                removed += 1
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def _apply_csv(key: str) -> None:
@@ -125,7 +161,7 @@ def csv_upload_sidebar(key: str = CSV_KEY, container=None) -> None:
             f"At most {MAX_CSV_MB} MiB; 20 % of the rows become the test set.",
         )
         if st.session_state.get(f"{key}_error"):
-            st.error(st.session_state[f"{key}_error"])
+            st.error(plain(st.session_state[f"{key}_error"]))
         elif st.session_state.get(f"{key}_ok"):
             st.success(st.session_state[f"{key}_ok"])
 
@@ -149,7 +185,7 @@ def run_zip_uploader(root: Path | None = None, key: str = ZIP_KEY) -> Path | Non
     if file_id in done:
         result = done[file_id]
         if result.startswith("error:"):
-            st.error(result[len("error:") :])
+            st.error(plain(result[len("error:") :]))
         else:
             st.success(f"Imported as **{Path(result).name}**.")
         return None
@@ -160,7 +196,7 @@ def run_zip_uploader(root: Path | None = None, key: str = ZIP_KEY) -> Path | Non
         )
     except runs_store.UploadError as exc:
         done[file_id] = f"error:{file.name}: {exc}"
-        st.error(f"{file.name}: {exc}")
+        st.error(plain(f"{file.name}: {exc}"))
         return None
     done[file_id] = str(folder)
     if runs_store.kind_of(folder) == "run":

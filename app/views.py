@@ -3,6 +3,8 @@ calls ``st.*`` for charts)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -48,16 +50,35 @@ def picked_sample(event) -> int | None:
     return None
 
 
+_ACTIVE = re.compile(r"([\\\[\]()<>`$*])")
+
+
+def plain(text: object, limit: int = 2000) -> str:
+    """``text`` as Markdown that shows it literally: the marks that make Markdown active
+    (brackets and parentheses, angle brackets, backticks, $, *, backslash) are
+    backslash-escaped, so text from a run or a file (an error message, a name) cannot
+    become a link, an image the browser fetches, a colour directive, HTML or LaTeX. Cut
+    to ``limit`` characters; newlines become spaces."""
+    s = " ".join(str(text).split())
+    if len(s) > limit:
+        s = s[:limit] + "…"
+    return _ACTIVE.sub(r"\\\1", s)
+
+
 def status_line(status: str, run) -> str:
-    """One-line status with the step where a run diverged / failed / stopped."""
+    """One-line status with the step where a run diverged / failed / stopped (what comes
+    from the run's metadata shown as plain text)."""
     meta = getattr(run, "meta", {}) or {}
     if status == "diverged":
-        why = meta.get("diverged_reason", "")
-        return f":red[**diverged**] at step {meta.get('diverged_at')} ({why})"
+        why = plain(meta.get("diverged_reason", ""))
+        return f":red[**diverged**] at step {plain(meta.get('diverged_at'))} ({why})"
     if status == "failed":
-        return f":red[**failed**]: {meta.get('error', 'unknown error')}"
+        return f":red[**failed**]: {plain(meta.get('error', 'unknown error'))}"
+    if meta.get("interrupted") and status in ("running", "paused"):
+        return f":orange[**interrupted**] while {status}: {plain(meta['interrupted'])}"
     if status == "stopped":
-        return f":orange[**stopped**] at step {meta.get('stopped_at', getattr(run, 'step', '?'))}"
+        stopped = meta.get("stopped_at", getattr(run, "step", "?"))
+        return f":orange[**stopped**] at step {plain(stopped)}"
     if status == "finished":
         return ":green[**finished**]"
     if status == "paused":

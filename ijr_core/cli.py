@@ -219,8 +219,13 @@ def _progress(quiet: bool, total: int, label: str, poll):
 
 
 def _default_out(name: str) -> Path:
+    """runs/<name>-<time>, the name reduced to one short, safe path component (a run named
+    "../../x" stays inside runs/)."""
+    import re
+
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{name}-{stamp}"
+    safe = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", name).strip("-.")[:100] or "run"
+    return Path("runs") / f"{safe}-{stamp}"
 
 
 def _out_dir(args, name: str, kind: str) -> Path:
@@ -525,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (TypeError, KeyError, IndexError, AttributeError, RecursionError,
+            MemoryError) as exc:  # a damaged input no check foresaw: one line, no traceback
+        return _usage(f"cannot process this input ({type(exc).__name__}: {str(exc)[:200]})")
 
 
 def _usage(message: str) -> int:

@@ -38,6 +38,7 @@ __all__ = [
     "DEVICE_NAMES",
     "FILE_DATASETS",
     "GROUPS",
+    "LIMITS",
     "IMAGE_DATASETS",
     "LOSS_NAMES",
     "MODEL_NAMES",
@@ -48,6 +49,7 @@ __all__ = [
     "RunConfig",
     "field_help",
     "fields_by_group",
+    "param_count",
     "resolve_device",
     "usable_cores",
 ]
@@ -85,8 +87,90 @@ class ConfigError(ValueError):
         return type(self), (self.field, self.value, self.allowed)
 
 
+# -- limits: the most work one configuration may ask for -------------------------------
+# The app is served to a room and opens links and uploads from anyone, so one click must
+# not take the server's memory or CPU for hours. RunConfig enforces every limit (those that
+# need the data's shape also when the dataset is loaded and the model built), each with a
+# ConfigError saying which setting to lower.
+MAX_SAMPLES = 100_000  # n_train + n_test
+MAX_FEATURES = 4096  # input dimension (columns of a CSV)
+MAX_CLASSES = 100  # classes of a dataset (labels of a CSV)
+MAX_DATA_VALUES = 50_000_000  # (n_train + n_test) × features: 200 MB as float32
+MAX_PARAMS = 2_000_000  # trainable parameters of the model
+MAX_CHECKPOINTS = 1000  # checkpoint_limit
+MAX_STORED_VALUES = 100_000_000  # checkpoint_limit × (parameters + 6 × probe_size): 400 MB
+MAX_PROBE_WORK = 2e12  # probes × probe_size × parameters (~ an hour of probing)
+LIMITS = {
+    "samples": MAX_SAMPLES, "features": MAX_FEATURES, "classes": MAX_CLASSES,
+    "data_values": MAX_DATA_VALUES, "params": MAX_PARAMS,
+    "checkpoints": MAX_CHECKPOINTS, "stored_values": MAX_STORED_VALUES,
+    "probe_work": MAX_PROBE_WORK,
+}
+# Input dimension, classes and image shape of the datasets whose shape is fixed (csv:
+# known once the file is read, then checked by `check_work` again).
+_SHAPES = {
+    "digits": (64, 10, (1, 8, 8)), "mnist": (784, 10, (1, 28, 28)),
+    "fashion-mnist": (784, 10, (1, 28, 28)), "cifar10": (3072, 10, (3, 32, 32)),
+    **{name: (2, 2, None) for name in TOY_DATASETS},
+}
+
+
+def param_count(
+    model: str, width: int, depth: int, in_dim: int, n_classes: int,
+    image_shape: tuple[int, int, int] | None = None,
+) -> int:
+    """Trainable parameters of `models.build_model` (weights + biases), without building it.
+
+    mlp: D·w + w + (depth−1)(w² + w) + w·K + K; linear: D·K + K; cnn: 3×3 convs
+    C·w·9 + w, then (depth−1)(9w² + w), then a linear layer from w·h·w' to K, where each
+    conv halves the side (rounding up)."""
+    if model == "linear":
+        return in_dim * n_classes + n_classes
+    if model == "cnn" and image_shape is not None:
+        c, h, w = image_shape
+        for _ in range(depth):
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        convs = c * width * 9 + width + (depth - 1) * (9 * width * width + width)
+        return convs + width * h * w * n_classes + n_classes
+    hidden = in_dim * width + width + (depth - 1) * (width * width + width)
+    return hidden + width * n_classes + n_classes
+
+
+def check_work(config: RunConfig, in_dim: int, n_classes: int, image_shape=None) -> None:
+    """Raise ConfigError when `config` on data of this shape asks for more than LIMITS."""
+    n = config.n_train + config.n_test
+    if in_dim > MAX_FEATURES:
+        raise ConfigError("data_path", config.data_path,
+                          f"the data has {in_dim} features; at most {MAX_FEATURES}")
+    if n_classes > MAX_CLASSES:
+        raise ConfigError("data_path" if config.dataset == "csv" else "n_classes", n_classes,
+                          f"{n_classes} classes; at most {MAX_CLASSES}")
+    if n * in_dim > MAX_DATA_VALUES:
+        raise ConfigError("n_train", config.n_train,
+                          f"(n_train + n_test) × {in_dim} features = {n * in_dim:,} values; "
+                          f"at most {MAX_DATA_VALUES:,}: use fewer samples")
+    p = param_count(config.model, config.width, config.depth, in_dim, n_classes, image_shape)
+    if p > MAX_PARAMS:
+        raise ConfigError("width", config.width,
+                          f"the {config.model} has {p:,} parameters at width {config.width}, "
+                          f"depth {config.depth}; at most {MAX_PARAMS:,}: lower width or depth")
+    stored = config.checkpoint_limit * (p + 6 * min(config.probe_size, config.n_train))
+    if stored > MAX_STORED_VALUES:
+        raise ConfigError("checkpoint_limit", config.checkpoint_limit,
+                          f"keeping {config.checkpoint_limit} checkpoints of {p:,} parameters "
+                          f"and the per-sample values is {stored:,} values; at most "
+                          f"{MAX_STORED_VALUES:,}: lower checkpoint_limit or the model size")
+    probes = config.steps // config.probe_every + 2
+    work = probes * min(config.probe_size, config.n_train) * p
+    if work > MAX_PROBE_WORK:
+        raise ConfigError("probe_every", config.probe_every,
+                          f"{probes:,} probes × probe_size × {p:,} parameters = {work:.3g}; at "
+                          f"most {MAX_PROBE_WORK:.3g}: probe less often or on fewer samples")
+
+
 _DEEP = {"model": ("mlp", "cnn")}
 _SEED_MAX = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+_F32_MAX = 3.4028234663852886e38
 
 
 def _f(default, help: str, group: str, **extra):  # noqa: A002 - mirrors metadata key
@@ -109,8 +193,8 @@ class RunConfig:
 
     # data
     dataset: str = _f("digits", "Dataset name.", "data", choices=DATASET_NAMES)
-    n_train: int = _f(1000, "Number of training samples.", "data", min=1)
-    n_test: int = _f(500, "Number of test samples.", "data", min=1)
+    n_train: int = _f(1000, "Number of training samples.", "data", min=1, max=MAX_SAMPLES)
+    n_test: int = _f(500, "Number of test samples.", "data", min=1, max=MAX_SAMPLES)
     label_noise: float = _f(
         0.3, "Fraction of training labels replaced by a uniformly random class.", "data",
         min=0.0, max=1.0, max_open=True,
@@ -120,8 +204,8 @@ class RunConfig:
         0.1, "Noise level of the 2-D toy datasets (moons, circles, blobs, spirals).", "data",
         min=0.0, when={"dataset": TOY_DATASETS},
     )
-    n_classes: int = _f(3, "Number of classes of blobs / arms of spirals.", "data", min=2, max=100,
-                        when={"dataset": ("blobs", "spirals")})
+    n_classes: int = _f(3, "Number of classes of blobs / arms of spirals.", "data", min=2,
+                        max=MAX_CLASSES, when={"dataset": ("blobs", "spirals")})
     data_path: str | None = _f(
         None, "Folder with MNIST IDX / CIFAR-10 binary files, or the CSV file.", "data",
         when={"dataset": FILE_DATASETS},
@@ -142,13 +226,16 @@ class RunConfig:
                          when=_DEEP)
     # optimizer
     optimizer: str = _f("gd", "Training method.", "optimizer", choices=OPTIMIZER_NAMES)
-    lr: float = _f(0.5, "Learning rate η.", "optimizer", min=0.0, min_open=True)
+    # torch applies η and the decay as float32 scalars: larger values fail, not diverge
+    lr: float = _f(0.5, "Learning rate η.", "optimizer", min=0.0, min_open=True, max=_F32_MAX,
+                   max_open=True)
     batch_size: int | None = _f(
         None, "Mini-batch size (None = full batch; must be None for gd).", "optimizer", min=1,
         when={"optimizer": OPTIMIZER_NAMES[1:]},
     )
     momentum: float = _f(0.0, "Heavy-ball momentum.", "optimizer", min=0.0, max=1.0, max_open=True)
-    weight_decay: float = _f(0.0, "L2 weight decay.", "optimizer", min=0.0)
+    weight_decay: float = _f(0.0, "L2 weight decay.", "optimizer", min=0.0, max=_F32_MAX,
+                             max_open=True)
     rho: float = _f(0.05, "Perturbation radius ρ of SAM / ASAM / EJR.", "optimizer", min=0.0,
                     when={"optimizer": ("sam", "asam", "ejr")})
     beta: float = _f(1e-3, "Weight β of the Jacobian penalty (1e-2 stalls training on digits).",
@@ -157,7 +244,7 @@ class RunConfig:
     # probes
     probe_every: int = _f(25, "Steps between probes.", "probes", min=1)
     probe_size: int = _f(1000, "Training samples in the probe subset (at most n_train).", "probes",
-                         min=1)
+                         min=1, max=MAX_SAMPLES)
     n_eigs: int = _f(1, "Number of top Hessian eigenvalues computed.", "probes", min=1, max=100)
     eig_tol: float = _f(1e-3, "Relative tolerance of the Lanczos eigensolver.", "probes",
                         min=0.0, max=1.0, min_open=True, max_open=True)
@@ -166,7 +253,7 @@ class RunConfig:
         "dropout off) or the model in eval mode.", "probes", choices=PROBE_MODES,
     )
     checkpoint_limit: int = _f(200, "Most per-sample checkpoints kept (older ones thinned).",
-                               "probes", min=2)
+                               "probes", min=2, max=MAX_CHECKPOINTS)
     eos_fraction: float = _f(0.9, "Edge of stability once ‖H‖ ≥ eos_fraction · 2/η.", "probes",
                              min=0.0, max=1.0, min_open=True)
     arp_fraction: float = _f(
@@ -213,6 +300,14 @@ class RunConfig:
             raise ConfigError(
                 "data_path", self.data_path, f"dataset {self.dataset!r} needs a data_path",
             )
+        n = self.n_train + self.n_test
+        if n > MAX_SAMPLES:
+            raise ConfigError("n_train", self.n_train,
+                              f"n_train + n_test = {n:,}; at most {MAX_SAMPLES:,}")
+        if self.dataset in _SHAPES:
+            d, k, image = _SHAPES[self.dataset]
+            k = self.n_classes if self.dataset in ("blobs", "spirals") else k
+            check_work(self, d, k, image)
 
     def relevant_fields(self) -> list[str]:
         """Names of the fields that affect this run (a field's ``when`` metadata holds)."""

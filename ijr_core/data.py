@@ -17,14 +17,22 @@ scaled to [0, 1] before standardisation. Tensors live on the CPU; the trainer mo
 
 Files are never downloaded: mnist / fashion-mnist read IDX files (raw or .gz) and cifar10
 the binary batches from the folder ``config.data_path``; csv reads the file at
-``config.data_path``. Problems raise `DatasetError` naming the file and what is wrong.
+``config.data_path``. Problems raise `DatasetError` naming the file and what is wrong,
+never quoting what the file holds.
+
+Data files are bounded before they are read (``MAX_FILE_BYTES``, regular files only; a
+CSV by ``MAX_CSV_BYTES``, its rows, columns, field length and labels by config.LIMITS),
+and :func:`check_data_path` tells whether a config reads only inside allow-listed folders
+(the app checks it before every load: a path in a link or an uploaded run must not read
+the server's files).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,9 +40,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ijr_core.config import DATASET_NAMES, RunConfig, registrar
+from ijr_core.config import (
+    DATASET_NAMES,
+    FILE_DATASETS,
+    MAX_CLASSES,
+    MAX_FEATURES,
+    MAX_SAMPLES,
+    RunConfig,
+    registrar,
+)
 
-__all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "check_data_path",
+           "load_dataset"]
+
+MAX_FILE_BYTES = 256 * 2**20  # one IDX / CIFAR file, after gunzip (MNIST train: 47 MB)
+MAX_CSV_BYTES = 32 * 2**20
+MAX_CSV_FIELD = 1000  # characters of one CSV cell
 
 
 class DatasetError(ValueError):
@@ -264,6 +285,41 @@ def _spirals(config: RunConfig) -> RawData:
 
 # -- files ---------------------------------------------------------------------------
 
+def check_data_path(config: RunConfig, roots: Iterable[str | os.PathLike]) -> None:
+    """DatasetError unless ``config`` reads no file, or its data_path (links resolved) lies
+    inside one of ``roots``. Decided from the path alone, before anything is opened, so the
+    answer never tells whether an outside path exists. (The CLI does not call it: its user
+    may read any file they can.)"""
+    if config.dataset not in FILE_DATASETS or not config.data_path:
+        return
+    resolved = Path(config.data_path).expanduser().resolve()
+    for root in roots:
+        r = Path(root).expanduser().resolve()
+        if resolved == r or r in resolved.parents:
+            return
+    raise DatasetError(
+        f"{config.dataset}: data_path {config.data_path[:200]!r} is not allowed: it must be a "
+        "file you uploaded or lie in an allow-listed data folder (the app reads no other file "
+        "on the server)"
+    )
+
+
+def _regular_file(path: Path, limit: int) -> None:
+    """DatasetError unless ``path`` is a regular file of at most ``limit`` bytes."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({type(e).__name__})") from None
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(f"{path}: not a regular file")
+    if st.st_size > limit:
+        raise DatasetError(f"{path}: {st.st_size / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB")
+
+
 def _folder(config: RunConfig) -> Path:
     path = Path(config.data_path).expanduser()
     if not path.is_dir():
@@ -287,13 +343,16 @@ def _find(folder: Path, names: list[str], what: str) -> Path:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (gunzipped for .gz), at most MAX_FILE_BYTES of them."""
+    _regular_file(path, MAX_FILE_BYTES)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except (OSError, EOFError) as e:
-        raise DatasetError(f"{path}: cannot read ({e})") from None
+        raise DatasetError(f"{path}: cannot read ({type(e).__name__})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DatasetError(f"{path}: unpacks to more than {MAX_FILE_BYTES // 2**20} MiB")
+    return data
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -304,7 +363,7 @@ def read_idx(path: Path) -> np.ndarray:
     """
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DatasetError(f"{path}: bad magic number {data[:4].hex() or 'empty'} (not IDX)")
+        raise DatasetError(f"{path}: not an IDX file (its first bytes are not an IDX header)")
     if data[2] != 0x08:
         raise DatasetError(f"{path}: IDX type code 0x{data[2]:02x}, only 0x08 (ubyte) supported")
     ndim = data[3]
@@ -450,10 +509,14 @@ def _csv(config: RunConfig) -> RawData:
             raise DatasetError(f"{path}: line {i + 1 + (header is not None)} has {len(r)} "
                                f"columns, expected {len(rows[0])}")
     labels = [r[col].strip() for r in body]
+    distinct = set(labels)
+    if len(distinct) > MAX_CLASSES:
+        raise DatasetError(f"{path}: the label column has {len(distinct)} different labels; "
+                           f"at most {MAX_CLASSES} classes")
+    if len(distinct) < 2:
+        raise DatasetError(f"{path}: the label column has fewer than 2 classes")
     features = _numeric_features(path, header, body, col)
-    names = sorted(set(labels), key=int if all(map(_is_int, set(labels))) else None)
-    if len(names) < 2:
-        raise DatasetError(f"{path}: the label column has fewer than 2 classes ({names})")
+    names = sorted(distinct, key=int if all(map(_is_int, distinct)) else None)
     index = {name: i for i, name in enumerate(names)}
     y = np.array([index[s] for s in labels], dtype=np.int64)
     order = data_rng(config, "shuffle").permutation(len(y))
@@ -462,13 +525,32 @@ def _csv(config: RunConfig) -> RawData:
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
+    """Non-empty rows; bounded: a regular file of at most MAX_CSV_BYTES, at most
+    MAX_SAMPLES + 1 rows and MAX_FEATURES + 1 columns, cells of at most MAX_CSV_FIELD
+    characters (checked while reading, so a hostile file stops early)."""
+    _regular_file(path, MAX_CSV_BYTES)
+    rows = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"{path}: cannot read as CSV ({e})") from None
+            for r in csv.reader(f):
+                if not (r and any(c.strip() for c in r)):
+                    continue
+                if len(r) > MAX_FEATURES + 1:
+                    raise DatasetError(f"{path}: a row has {len(r)} columns; at most "
+                                       f"{MAX_FEATURES} features and a label")
+                if max(map(len, r)) > MAX_CSV_FIELD:
+                    raise DatasetError(f"{path}: a cell is longer than {MAX_CSV_FIELD} characters")
+                rows.append(r)
+                if len(rows) > MAX_SAMPLES + 1:
+                    raise DatasetError(f"{path}: more than {MAX_SAMPLES} rows")
+    except csv.Error as e:
+        too_long = "field larger than field limit" in str(e)
+        reason = f"a cell is longer than {MAX_CSV_FIELD} characters" if too_long else "not CSV"
+        raise DatasetError(f"{path}: cannot read as CSV ({reason})") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({type(e).__name__})") from None
     if not rows:
         raise DatasetError(f"{path}: empty file")
     if len(rows[0]) < 2:
@@ -496,7 +578,7 @@ def _label_column(path: Path, header: list[str] | None, n_cols: int, spec: str |
         return [h.strip() for h in header].index(spec)
     if _is_int(spec) and -n_cols <= int(spec) < n_cols:
         return int(spec) % n_cols
-    known = f"columns: {', '.join(h.strip() for h in header)}" if header else "no header row"
+    known = f"not among the {n_cols} header names" if header else "no header row"
     raise DatasetError(f"{path}: label column {spec!r} not found ({known}; "
                        f"or an index in -{n_cols}..{n_cols - 1})")
 
@@ -509,11 +591,10 @@ def _numeric_features(path: Path, header, body, col: int) -> np.ndarray:
         for jj, j in enumerate(feature_cols):
             try:
                 out[i, jj] = float(r[j])
-            except ValueError:
-                name = repr(header[j].strip()) if header else str(j)
+            except ValueError:  # the cell is not quoted: errors never show file contents
                 line = i + 1 + (header is not None)
                 raise DatasetError(
-                    f"{path}: column {name}, line {line}: {r[j]!r} is not a number"
+                    f"{path}: column {j + 1}, line {line}: the cell is not a number"
                 ) from None
     if not np.isfinite(out).all():
         raise DatasetError(f"{path}: features contain NaN or infinity")

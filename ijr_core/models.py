@@ -24,7 +24,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ijr_core.config import ACTIVATION_NAMES, MODEL_NAMES, ConfigError, RunConfig, registrar
+from ijr_core.config import (
+    ACTIVATION_NAMES,
+    MODEL_NAMES,
+    ConfigError,
+    RunConfig,
+    check_work,
+    registrar,
+)
 
 __all__ = ["ACTIVATIONS", "MODELS", "build_model", "conv_output_size"]
 
@@ -49,7 +56,10 @@ _GLOBAL_RNG = threading.Lock()
 
 
 def build_model(config: RunConfig, dataset) -> nn.Module:
-    """The model ``config.model`` for `dataset`, initialised from ``config.seed``."""
+    """The model ``config.model`` for `dataset`, initialised from ``config.seed``; a
+    ConfigError, before anything is allocated, when it would exceed config.LIMITS."""
+    check_work(config, _in_features(dataset), int(dataset.n_classes),
+               getattr(dataset, "image_shape", None))
     with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return MODELS[config.model](config, dataset)

@@ -14,9 +14,15 @@ On disk a run is one folder (see DESIGN.md)::
     params.npz    step (C,), one (C, *shape) array per parameter name
 
 Every file is written atomically (temporary file in the same folder, flush, fsync,
-``os.replace``), so an interrupted save leaves the previous version intact. Files are
-read with ``allow_pickle=False``; a damaged folder raises :class:`RunFormatError`
-naming the file and what is wrong with it.
+``os.replace``), so an interrupted save leaves the previous version intact.
+
+A run folder may come from an upload, so reading is bounded before anything is read:
+each ``.npz`` is a zip whose members' npy headers (dtype, shape) are checked against the
+member's size and against ``MAX_NPZ_BYTES`` / the format's shapes, compression ratios
+above ``MAX_RATIO`` are refused, and arrays are read with our own bounded reads (never
+``np.load``, never unpickled); ``run.json`` is at most ``MAX_JSON_BYTES``. A damaged or
+oversized folder raises :class:`RunFormatError` naming the file and what is wrong with
+it, whatever the damage (deep JSON, huge shapes, wrong types).
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 SCHEMA_VERSION = 1
+# Reading limits (an uploaded folder must not exhaust the server; see config.LIMITS).
+MAX_NPZ_BYTES = 512 * 2**20  # declared uncompressed size of a run's three .npz files
+MAX_NPZ_MEMBERS = 512
+MAX_RATIO = 100  # uncompressed / compressed size of a member larger than 1 MiB
+MAX_JSON_BYTES = 8 * 2**20
+MAX_SCALAR_VALUES = 10_000_000  # probes × metrics of scalars.npz (kept as Python floats)
 STATUSES = ("running", "paused", "finished", "stopped", "diverged", "failed")
 SAMPLE_KEYS = ("m_norm", "lambda_star", "jac_spectral_sq", "jac_frobenius_sq", "p_max", "correct")
 RUN_FILES = ("run.json", "scalars.npz", "samples.npz", "params.npz")
@@ -437,6 +449,7 @@ class Run:
         )
         atomic_write_npz(out / "scalars.npz", scalars)
         atomic_write_text(out / "run.json", json.dumps(doc, indent=2, default=_json_default) + "\n")
+        _remove_orphan_tmp(out)
         return out
 
     def _json_doc(self) -> dict[str, Any]:
@@ -461,12 +474,61 @@ class Run:
             "updated": meta["updated"],
             "config": cfg_dict,
             "checkpoint_limit": self.checkpoint_limit,
+            "writer": {"pid": os.getpid(), "host": _host()},
             "meta": meta,
         }
 
     def __repr__(self) -> str:
         c = len(self._sample_steps)
         return f"Run(status={self.status!r}, step={self.step}, probes={len(self)}, checkpoints={c})"
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's), or cannot tell: assume alive
+    return True
+
+
+def writer_alive(doc: Mapping[str, Any]) -> bool | None:
+    """Whether the process that last saved this run.json document still runs: True or
+    False when it saved on this machine, None when that cannot be told (another machine,
+    or a run saved before runs recorded their writer). A "running" run whose writer is
+    gone was interrupted (killed) and will never finish."""
+    writer = doc.get("writer")
+    if not isinstance(writer, dict) or writer.get("host") != _host():
+        return None
+    return _pid_alive(writer.get("pid"))
+
+
+def shown_status(doc: Mapping[str, Any]) -> str:
+    """The status of a run.json document for listings: "running" or "paused" become
+    "interrupted" when the process that wrote it is gone (see :func:`writer_alive`)."""
+    status = str(doc.get("status"))
+    if status in ("running", "paused") and writer_alive(doc) is False:
+        return "interrupted"
+    return status
+
+
+def _remove_orphan_tmp(folder: Path) -> None:
+    """Remove temporary files of atomic writes whose writing process is gone (a save
+    killed half-way leaves one; the name holds the pid, see :func:`atomic_write`)."""
+    for tmp in folder.glob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # .<name>.<pid>.<id>.tmp
+        if len(parts) == 4 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _read_only(arrays: dict[str, np.ndarray]) -> None:
@@ -533,8 +595,34 @@ def phases_from_scalars(
 
 def load_run(run_dir: str | os.PathLike) -> Run:
     """Load a run folder written by :meth:`Run.save`. Raises :class:`RunFormatError` saying
-    which file is missing or damaged and how."""
-    folder = Path(run_dir)
+    which file is missing or damaged and how (also for damage no check foresaw: any
+    ValueError, TypeError, KeyError, IndexError, RecursionError, MemoryError, OSError)."""
+    try:
+        return _load_run(Path(run_dir))
+    except RunFormatError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, MemoryError,
+            OverflowError, OSError) as exc:
+        raise RunFormatError(f"{run_dir}: damaged run ({type(exc).__name__})") from None
+
+
+def check_run_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The run.json document at ``path`` after every check :func:`load_run` makes on it
+    (schema, status, config, the metadata the views trust); RunFormatError otherwise.
+    Cheap (no arrays are read): for listings that must say which runs are damaged."""
+    path = Path(path)
+    try:
+        doc = _read_json(path)
+        _parse_config(doc, path)
+        _check_meta(doc.get("meta") or {}, path)
+    except RunFormatError:
+        raise
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        raise RunFormatError(f"{path}: damaged run ({type(exc).__name__})") from None
+    return doc
+
+
+def _load_run(folder: Path) -> Run:
     if not folder.exists():
         raise RunFormatError(f"run folder {folder} does not exist")
     if not folder.is_dir():
@@ -543,18 +631,17 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         )
     doc = _read_json(folder / "run.json")
     config = _parse_config(doc, folder / "run.json")
-    scalars = _read_npz(folder / "scalars.npz")
-    samples = _read_npz(folder / "samples.npz")
-    params = _read_npz(folder / "params.npz")
+    budget = MAX_NPZ_BYTES  # for the three files together
+    arrays = {}
+    for name in ("scalars", "samples", "params"):
+        arrays[name] = _read_npz(folder / f"{name}.npz", budget)
+        budget -= sum(a.nbytes for a in arrays[name].values())
+    scalars, samples, params = arrays["scalars"], arrays["samples"], arrays["params"]
     _check_scalars(scalars, folder / "scalars.npz")
     _check_samples(samples, folder / "samples.npz")
     param_list = _check_params(params, folder / "params.npz")
 
-    meta = doc.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise RunFormatError(
-            f"{folder / 'run.json'}: 'meta' must be an object, got {type(meta).__name__}"
-        )
+    meta = _check_meta(doc.get("meta") or {}, folder / "run.json")
     run = Run(
         config,
         status=doc["status"],
@@ -584,22 +671,73 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     run._sample_rows = {k: [row for row in samples[k]] for k in SAMPLE_KEYS}
     run._params = param_list
     run.step = int(doc.get("step", int(steps[-1]) if len(steps) else 0))
+    if shown_status(doc) == "interrupted":
+        run.meta["interrupted"] = "its writer is gone: it was killed and will not continue"
     return run
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """The JSON object in ``path``, bounded: a regular file of at most ``max_bytes``, any
+    nesting depth (too deep is an error, not a RecursionError). RunFormatError otherwise."""
+    path = Path(path)
     if not path.exists():
         raise RunFormatError(f"{path} is missing (not a run folder, or the run was never saved)")
+    if not path.is_file():
+        raise RunFormatError(f"{path} is not a regular file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise RunFormatError(f"{path} cannot be read ({type(exc).__name__})") from None
+    if len(raw) > max_bytes:
+        raise RunFormatError(f"{path} is larger than {max_bytes // 2**20} MiB")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise RunFormatError(f"{path} is not UTF-8 text: {exc}") from None
+        raise RunFormatError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise RunFormatError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    except RecursionError:
+        raise RunFormatError(f"{path} nests its JSON too deep") from None
+    except (ValueError, MemoryError) as exc:  # e.g. an integer of 100 000 digits
+        raise RunFormatError(f"{path} is not a usable JSON file ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise RunFormatError(f"{path} must hold a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """The run's metadata, with the entries the views trust checked (n_classes, shapes)."""
+    from ijr_core.config import MAX_CLASSES, MAX_FEATURES
+
+    if not isinstance(meta, dict):
+        raise RunFormatError(f"{path}: 'meta' must be an object, got {type(meta).__name__}")
+    k = meta.get("n_classes")
+    if k is not None and (not _is_int(k) or not 2 <= k <= MAX_CLASSES):
+        raise RunFormatError(f"{path}: meta 'n_classes' must be an integer in 2..{MAX_CLASSES}")
+    for key in ("input_shape", "image_shape"):
+        shape = meta.get(key)
+        if shape is None:
+            continue
+        if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+                or not all(_is_int(n) and 1 <= n <= MAX_FEATURES for n in shape)
+                or math.prod(shape) > MAX_FEATURES):
+            raise RunFormatError(f"{path}: meta {key!r} must be a list of 1-3 positive sizes")
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_CLASSES):
+        raise RunFormatError(f"{path}: meta 'class_names' must be a list of at most "
+                             f"{MAX_CLASSES} names")
+    return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    doc = read_json_object(path)
     version = doc.get("schema_version")
     if version is None:
         raise RunFormatError(f"{path} has no 'schema_version'")
@@ -632,24 +770,113 @@ def _parse_config(doc: dict[str, Any], path: Path) -> Any:
         raise RunFormatError(f"{path}: invalid config: {exc}") from None
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npz(path: Path, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """Arrays of the ``.npz`` at ``path``, bounded: every member's npy header is read and
+    checked (numeric dtype, shape × itemsize = the member's size, the sum at most
+    ``max_bytes``, compression ratio at most MAX_RATIO) before any array data is read."""
     if not path.exists():
         raise RunFormatError(f"{path} is missing")
+    if not path.is_file():
+        raise RunFormatError(f"{path} is not a regular file")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        if "pickle" in str(exc):  # numpy's guess for unknown bytes; its hint must not be taken
-            reason = "its bytes are neither a zip archive nor a .npy array"
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+        if head == _NPY_MAGIC:
+            raise RunFormatError(f"{path} is a single .npy array, not an .npz archive")
+        with zipfile.ZipFile(path) as zf:
+            members = _npz_members(zf, path, max_bytes)
+            return {key: _read_member(zf, info, header, path) for key, info, header in members}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            KeyError, NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, RunFormatError):
+            raise
+        reason = (
+            "its bytes are neither a zip archive nor a .npy array"
+            if isinstance(exc, zipfile.BadZipFile)
+            else type(exc).__name__
+        )
         raise RunFormatError(f"{path} is not a readable .npz archive ({reason})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise RunFormatError(f"{path} is a single .npy array, not an .npz archive")
+
+
+def _npz_members(zf: zipfile.ZipFile, path: Path, max_bytes: int) -> list:
+    """(key, ZipInfo, (shape, fortran_order, dtype, header length)) of every member,
+    after checking all of them (nothing is read beyond the npy headers)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_NPZ_MEMBERS:
+        raise RunFormatError(f"{path} holds {len(infos)} arrays; at most {MAX_NPZ_MEMBERS}")
+    total, out = 0, []
+    for info in infos:
+        name = info.filename
+        if not name.endswith(".npy") or info.is_dir():
+            raise RunFormatError(f"{path}: member {name[:80]!r} is not a .npy array")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise RunFormatError(f"{path}: member {name[:80]!r} uses an unsupported compression")
+        total += info.file_size
+        if total > max_bytes:
+            raise RunFormatError(
+                f"{path} unpacks to more than {max_bytes // 2**20} MiB; not read"
+            )
+        if info.file_size > 2**20 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise RunFormatError(
+                f"{path}: member {name[:80]!r} is compressed more than {MAX_RATIO}:1 "
+                "(a compression bomb?); not read"
+            )
+        with zf.open(info) as f:
+            header = _npy_header(f, path, name)
+        shape, _, dtype, offset = header
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise RunFormatError(
+                f"{path}: array {name[:-4][:80]!r} declares shape {shape} of {dtype} "
+                f"({nbytes} bytes) but holds {info.file_size - offset} bytes"
+            )
+        out.append((name[:-4], info, header))
+    return out
+
+
+def _npy_header(f, path: Path, name: str) -> tuple:
+    """(shape, fortran_order, dtype, header length) from the start of a .npy member."""
+    fmt = np.lib.format
     try:
-        with data:
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise RunFormatError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=10000)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=10000)
+        else:
+            raise ValueError(version)
+    except (ValueError, EOFError, TypeError, SyntaxError) as exc:
+        raise RunFormatError(
+            f"{path}: member {name[:80]!r} has no valid .npy header ({type(exc).__name__})"
+        ) from None
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise RunFormatError(
+            f"{path}: array {name[:-4][:80]!r} has dtype {dtype}; runs hold only numbers"
+        )
+    if len(shape) > 8 or any(n < 0 for n in shape):
+        raise RunFormatError(f"{path}: array {name[:-4][:80]!r} has a bad shape")
+    return shape, fortran, dtype, f.tell()
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: tuple, path: Path):
+    """The array of one checked member: exactly the bytes its header declared."""
+    shape, fortran, dtype, offset = header
+    nbytes = info.file_size - offset
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    with zf.open(info) as f:
+        f.read(offset)
+        got = 0
+        while got < nbytes:
+            n = f.readinto(view[got:])
+            if not n:
+                raise RunFormatError(f"{path}: array {info.filename[:-4][:80]!r} is truncated")
+            got += n
+    arr = np.frombuffer(buf, dtype=dtype)
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def _need(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
@@ -663,6 +890,9 @@ def _check_scalars(scalars: dict[str, np.ndarray], path: Path) -> None:
     step = _need(scalars, "step", path)
     if step.ndim != 1:
         raise RunFormatError(f"{path}: 'step' must be 1-D, has shape {step.shape}")
+    if len(step) * len(scalars) > MAX_SCALAR_VALUES:
+        raise RunFormatError(f"{path}: {len(step)} rows × {len(scalars)} metrics; at most "
+                             f"{MAX_SCALAR_VALUES:,} values")
     for key, arr in scalars.items():
         if arr.shape != step.shape:
             raise RunFormatError(
@@ -681,6 +911,11 @@ def _check_samples(samples: dict[str, np.ndarray], path: Path) -> None:
             f"{path}: 'step' and 'sample_ids' must be 1-D, have shapes {step.shape}, {ids.shape}"
         )
     c, n = len(step), len(ids)
+    from ijr_core.config import MAX_CHECKPOINTS, MAX_SAMPLES
+
+    if c > MAX_CHECKPOINTS + 1 or n > MAX_SAMPLES:
+        raise RunFormatError(f"{path}: {c} checkpoints × {n} samples; at most "
+                             f"{MAX_CHECKPOINTS + 1} × {MAX_SAMPLES}")
     for key in ("labels", "noisy"):
         arr = _need(samples, key, path)
         if arr.shape != (n,):
@@ -709,8 +944,10 @@ def _check_params(params: dict[str, np.ndarray], path: Path) -> list[dict[str, n
             )
         if arr.ndim == 0 or arr.shape[0] != c:
             raise RunFormatError(
-                f"{path}: array {key!r} has shape {arr.shape}, expected {c} checkpoints first"
+                f"{path}: array {key[:80]!r} has shape {arr.shape}, expected {c} checkpoints first"
             )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise RunFormatError(f"{path}: array {key[:80]!r} has dtype {arr.dtype}, not float")
         for i in range(c):
             out[i][key[len("param:") :]] = arr[i]
     if c and not out[0]:

@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from ijr_core.run import Run, RunFormatError, atomic_write_text, load_run, now_iso
+from ijr_core.run import (
+    Run,
+    RunFormatError,
+    atomic_write_text,
+    load_run,
+    now_iso,
+    read_json_object,
+)
 
 SWEEP_SCHEMA_VERSION = 1
 
@@ -358,6 +365,15 @@ class _JobQueue:
             self._closed = True
 
 
+def _plain_name(name: str) -> bool:
+    """A single path component naming a sub-folder: no separators, not "." or "..",
+    not hidden, at most 255 characters."""
+    return (
+        0 < len(name) <= 255 and "/" not in name and "\\" not in name and "\0" not in name
+        and not name.startswith(".")
+    )
+
+
 def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
     """Load a sweep folder; a damaged one raises :class:`RunFormatError` saying what is wrong.
 
@@ -368,12 +384,7 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
     path = folder / "sweep.json"
     if not path.exists():
         raise RunFormatError(f"{path} is missing (not a sweep folder)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFormatError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise RunFormatError(f"{path} must hold a JSON object")
+    doc = read_json_object(path)
     if doc.get("schema_version") != SWEEP_SCHEMA_VERSION:
         version = doc.get("schema_version")
         raise RunFormatError(f"{path} has unknown schema_version {version!r}")
@@ -385,6 +396,9 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
         raise RunFormatError(f"{path}: 'lrs' must be a list of numbers")
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
         raise RunFormatError(f"{path}: 'runs' must be a list of folder names")
+    for name in names:  # checked before any is looked up: says nothing about outside paths
+        if not _plain_name(name):
+            raise RunFormatError(f"{path}: run {name[:80]!r} is not a folder name inside the sweep")
     if not isinstance(meta, dict):
         raise RunFormatError(f"{path}: 'meta' must be an object")
     if len(lrs) != len(names):

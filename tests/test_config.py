@@ -51,8 +51,9 @@ def test_defaults_match_the_contract():
 
 BAD = [
     # (changes, field named, fragment of the message)
-    (dict(lr=0.0), "lr", "(0.0, inf)"),
-    (dict(lr=-0.1), "lr", "(0.0, inf)"),
+    (dict(lr=0.0), "lr", "(0.0, 3.40282"),
+    (dict(lr=-0.1), "lr", "(0.0, 3.40282"),
+    (dict(lr=1e39), "lr", "(0.0, 3.40282"),  # float32 overflow: a failure, not divergence
     (dict(dataset="imagenet"), "dataset", "digits, moons"),
     (dict(model="resnet"), "model", "mlp, cnn, linear"),
     (dict(optimizer="adam"), "optimizer", "gd, sgd, sam, asam, ejr, jacobian-penalty"),
@@ -65,7 +66,7 @@ BAD = [
     (dict(rho=-0.01), "rho", "[0.0, inf)"),
     (dict(beta=-1.0), "beta", "[0.0, inf)"),
     (dict(probe_every=0), "probe_every", "[1, inf)"),
-    (dict(probe_size=0), "probe_size", "[1, inf)"),
+    (dict(probe_size=0), "probe_size", "[1, 100000]"),
     (dict(n_eigs=0), "n_eigs", "[1, 100]"),
     (dict(eig_tol=0.0), "eig_tol", "(0.0, 1.0)"),
     (dict(eig_tol=1.0), "eig_tol", "(0.0, 1.0)"),
@@ -77,9 +78,9 @@ BAD = [
     (dict(label_noise=1.0), "label_noise", "[0.0, 1.0)"),
     (dict(label_noise=-0.1), "label_noise", "[0.0, 1.0)"),
     (dict(momentum=1.0), "momentum", "[0.0, 1.0)"),
-    (dict(weight_decay=-1e-4), "weight_decay", "[0.0, inf)"),
-    (dict(n_train=0), "n_train", "[1, inf)"),
-    (dict(n_test=0), "n_test", "[1, inf)"),
+    (dict(weight_decay=-1e-4), "weight_decay", "[0.0, 3.40282"),
+    (dict(n_train=0), "n_train", "[1, 100000]"),
+    (dict(n_test=0), "n_test", "[1, 100000]"),
     (dict(width=0), "width", "[1, "),
     (dict(depth=0), "depth", "[1, "),
     (dict(width=100_000), "width", "[1, 4096]"),
@@ -89,7 +90,7 @@ BAD = [
     (dict(seed=-1), "seed", "[0, 9223372036854775807]"),
     (dict(seed=2**64), "seed", "[0, 9223372036854775807]"),  # torch.manual_seed overflows
     (dict(data_seed=-3), "data_seed", "[0, 9223372036854775807]"),
-    (dict(checkpoint_limit=1), "checkpoint_limit", "[2, inf)"),
+    (dict(checkpoint_limit=1), "checkpoint_limit", "[2, 1000]"),
     (dict(divergence_factor=1.0), "divergence_factor", "(1.0, inf)"),
     (dict(divergence_window=0), "divergence_window", "[1, inf)"),
     (dict(n_train="1000"), "n_train", "expected int, got str"),
@@ -215,6 +216,9 @@ def _random_config(rng: random.Random) -> RunConfig:
     values["optimizer"] = rng.choice(OPTIMIZER_NAMES[1:])
     values["batch_size"] = rng.choice([None, rng.randint(1, values["n_train"])])
     values["device"] = rng.choice(["auto", "cpu", "cuda:0"])
+    # within LIMITS: the parameter count times checkpoints kept is bounded
+    values["width"], values["depth"] = rng.randint(1, 256), rng.randint(1, 4)
+    values["checkpoint_limit"] = rng.randint(2, 100)
     return RunConfig(**values)
 
 

@@ -230,7 +230,7 @@ def test_idx_missing_folder(tmp_path):
 def test_idx_bad_magic_number(tmp_path):
     _write_idx_set(tmp_path)
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte: bad magic number 89504e47"):
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte: not an IDX file"):
         _mnist(tmp_path)
 
 
@@ -406,11 +406,11 @@ def test_csv_seed_controls_the_split(tmp_path):
 
 @pytest.mark.parametrize("text, kw, pattern", [
     ("a,b,label\n1,x,0\n2,3,1\n3,4,0\n4,5,1\n5,6,0\n6,7,1\n", {},
-     r"data.csv: column 'b', line 2: 'x' is not a number"),
+     r"data.csv: column 2, line 2: the cell is not a number"),
     ("a,label\n1,0\n2,0\n3,0\n4,0\n5,0\n6,0\n", {}, "fewer than 2 classes"),
     ("a,b,label\n1,2,0\n2,3\n3,4,0\n4,5,1\n5,6,0\n6,7,1\n", {}, "line 3 has 2 columns, expected 3"),
     ("a,b,label\n1,2,0\n2,3,1\n", {}, "n_train \\+ n_test = 6 exceeds the 2 samples"),
-    (CSV_HEADER, {"csv_label_column": "kind"}, "label column 'kind' not found.*x, species, y"),
+    (CSV_HEADER, {"csv_label_column": "kind"}, "'kind' not found \\(not among the 3 header"),
     ("", {}, "empty file"),
     ("1\n2\n", {}, "at least one feature column"),
     ("a,b,label\n1,nan,0\n2,3,1\n3,4,0\n4,5,1\n5,6,0\n6,7,1\n", {}, "NaN or infinity"),

@@ -183,17 +183,61 @@ def test_nonfinite_loss_is_divergence_with_records_kept(tmp_path):
     assert loaded.status == "diverged" and loaded.meta["diverged_at"] == at
 
 
-def test_catapult_is_not_divergence_but_a_sustained_blowup_is():
-    # tanh at η = 10: the loss jumps to ~40× its initial value, stays above 10× for a dozen
-    # or so steps, then comes back down (SCIENCE.md, "catapults").
-    cfg = TINY.replace(lr=10.0, width=128, steps=300, probe_every=100, probe_size=64,
-                       divergence_factor=10.0, divergence_window=50)
-    run = train(cfg)
-    assert run.status == "finished"
-    assert run.scalars["train_loss"][-1] < run.scalars["train_loss"][0]
-    strict = train(cfg.replace(divergence_window=3))
-    assert strict.status == "diverged" and "stayed above" in strict.meta["diverged_reason"]
-    assert np.isfinite(strict.scalars["train_loss"][-1])
+def _recording_divergence(monkeypatch) -> list[list[float]]:
+    """Every loss the divergence rule of each following train() sees, one list per run."""
+    import ijr_core.trainer as trainer_mod
+
+    runs: list[list[float]] = []
+
+    class Recording(_Divergence):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.seen: list[float] = []
+            runs.append(self.seen)
+
+        def check(self, loss):
+            self.seen.append(float(loss))
+            return super().check(loss)
+
+    monkeypatch.setattr(trainer_mod, "_Divergence", Recording)
+    return runs
+
+
+def _longest_above(losses: list[float], level: float) -> int:
+    longest = count = 0
+    for x in losses:
+        count = count + 1 if x > level else 0
+        longest = max(longest, count)
+    return longest
+
+
+def test_catapult_is_not_divergence_but_a_sustained_blowup_is(monkeypatch):
+    """tanh at η = 10 is chaotic, so the trajectory depends on the machine's floating-point
+    kernels; what must hold on any machine: a run is diverged exactly when its loss stayed
+    above factor × initial for `window` consecutive steps (or became non-finite), so a
+    spike above the factor that comes back within the window (a catapult, SCIENCE.md) is
+    not divergence, and the same spike with a window of 3 is. Over four seeds at least one
+    run has such a catapult."""
+    seen = _recording_divergence(monkeypatch)
+    catapults = 0
+    for seed in range(4):
+        cfg = TINY.replace(lr=10.0, width=128, steps=150, probe_every=150, probe_size=64,
+                           divergence_factor=10.0, divergence_window=50, seed=seed)
+        for window in (50, 3):
+            run = train(cfg.replace(divergence_window=window))
+            losses = seen[-1]
+            level = 10.0 * losses[0]
+            sustained = _longest_above(losses, level) >= window
+            blown = sustained or not np.isfinite(losses[-1])
+            assert (run.status == "diverged") == blown, (seed, window, run.meta)
+            if sustained:
+                assert "stayed above" in run.meta["diverged_reason"]
+                assert np.isfinite(run.scalars["train_loss"][-1])
+            else:
+                assert run.status == "finished" and len(losses) == cfg.steps
+            if window == 50 and run.status == "finished" and max(losses) > level:
+                catapults += 1
+    assert catapults >= 1
 
 
 def test_divergence_rule_on_sequences():

@@ -111,7 +111,7 @@ def load_runs(labels: list[str], choices: dict[str, str]) -> dict:
         try:
             out[label.split(" · ", 1)[-1]] = store.load_cached(Path(choices[label]))
         except (RunFormatError, KeyError) as exc:
-            st.error(f"Cannot open {label}: {exc}")
+            st.error(f"Cannot open {views.plain(label)}: {views.plain(exc)}")
     return out
 
 
@@ -326,7 +326,7 @@ def _job_controls(
             job.stop()
         _job_progress(job_key, progress_label)
     if st.session_state.get(f"{job_key}_error"):
-        st.error(f"The {what} failed: {st.session_state[f'{job_key}_error']}")
+        st.error(f"The {what} failed: {views.plain(st.session_state[f'{job_key}_error'])}")
     return job
 
 
@@ -424,7 +424,7 @@ def show_sweep(folder: Path) -> None:
     try:
         sweep = runs_store.open_sweep(folder, load=store.load_cached)
     except (RunFormatError, ValueError) as exc:
-        st.error(f"Cannot open this sweep: {exc}")
+        st.error(f"Cannot open this sweep: {views.plain(exc)}")
         return
     if sweep.meta.get("status") not in (None, "finished"):
         st.warning(f"This sweep is {sweep.meta.get('status')}: showing the runs saved so far.")
@@ -557,7 +557,7 @@ def show_group(folder: Path) -> None:
     try:
         group = runs_store.load_group(folder)
     except (RunFormatError, ValueError) as exc:
-        st.error(f"Cannot open this comparison: {exc}")
+        st.error(f"Cannot open this comparison: {views.plain(exc)}")
         return
     runs = group["runs"]
     if not runs:
@@ -621,7 +621,7 @@ def manage_section() -> None:
             run = store.load_cached(entry.path)
         except RunFormatError as exc:
             readable = False
-            st.error(f"Cannot open this run: {exc}")
+            st.error(f"Cannot open this run: {views.plain(exc)}")
     if entry.path.exists():  # a damaged run: its zip only (no report to build)
         share.download_panel("manage_dl", run=run, folder=entry.path, report=readable)
 
@@ -698,4 +698,4 @@ try:
     main()
 except Exception as exc:  # noqa: BLE001 - a page shows a message, never a traceback
     logging.getLogger("app.compare").exception("Compare page failed")  # the server log keeps it
-    st.error(f"Something went wrong on this page: {type(exc).__name__}: {exc}")
+    st.error(f"Something went wrong on this page: {type(exc).__name__}: {views.plain(exc)}")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import charts, maps, share, uploads
 from app.run_picker import CURRENT, KEY, pick_run, remember_step, restore_widgets, save_widgets
-from app.views import blowup_step, picked_sample, show_chart, status_line
+from app.views import blowup_step, picked_sample, plain, show_chart, status_line
 
 
 def step_slider(run) -> int:
@@ -123,7 +123,9 @@ def plane_or_images(run, c: int) -> None:
         elif meta.get("is_image"):
             thumbnails(run, c)
     except Exception as exc:  # noqa: BLE001 - a view that cannot be rebuilt must not break the page
-        st.warning(f"This view could not be recomputed from the parameter snapshot: {exc}")
+        st.warning(
+            f"This view could not be recomputed from the parameter snapshot: {plain(exc)}"
+        )
 
 
 def thumbnails(run, c: int, n: int = 8) -> None:

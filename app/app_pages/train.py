@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from app import charts, config_ui, session, store, uploads
-from app.views import show_chart, status_line
+from app.views import plain, show_chart, status_line
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
@@ -139,7 +139,7 @@ def progress(job: session.TrainingJob, run) -> None:
     )
     line = status_line(status, run)
     if job.error:
-        st.error(f"Training could not start: {job.error}")
+        st.error(f"Training could not start: {plain(job.error)}")
     elif status in session.FINAL:
         line += f" · saved to `{job.out_dir}`"
     st.markdown(f"Status: {line}")

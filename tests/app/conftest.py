@@ -18,7 +18,8 @@ from app_constants import CHROMIUM, CHROMIUM_ARGS, ROOT, TINY
 from app import session
 from ijr_core.config import RunConfig
 
-torch.set_num_threads(1)
+# IJR_TEST_THREADS: the suite must pass with any thread count (run it with 1 and 2)
+torch.set_num_threads(int(os.environ.get("IJR_TEST_THREADS", "1")))
 
 
 @pytest.fixture

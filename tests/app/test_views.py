@@ -56,7 +56,7 @@ def test_store_lists_labels_and_rejects_a_damaged_folder(tmp_path):
     bad.mkdir()
     (bad / "run.json").write_text("{not json")
     assert store.list_runs(tmp_path) == [good, bad]  # newest (by name) first
-    assert "(unreadable)" in store.run_label(bad)
+    assert "damaged: run.json is not valid JSON" in store.run_label(bad)
     with pytest.raises(RunFormatError):
         store.load_cached(bad)
     assert store.load_cached(good).status == "finished"
