@@ -94,10 +94,12 @@ def _page(title: str, parts: Sequence[str]) -> str:
 
 
 _NOTE = (
-    '<p class="note">Phases follow the project\'s operational definition (SCIENCE.md): I until '
-    "‖H‖ first reaches eos_fraction · 2/η; II (the ARP) from then on while ⟨‖M‖⟩ ≥ "
-    "arp_fraction · its running peak since the edge of stability was reached; III after "
-    "that.</p>"
+    '<p class="note">Phases follow the project\'s operational definition (docs/science.md): '
+    "I until ‖H‖ has stayed at or above eos_fraction · 2/η for phase_sustain probes (an "
+    "initial catapult does not count); II (the ARP) from then on while the running median of "
+    "⟨‖M‖⟩ stays at or above arp_fraction · its peak since then; III while it is below; "
+    "unstable while ‖H‖ stays at or above unstable_factor · 2/η. Every boundary needs "
+    "phase_sustain probes in a row.</p>"
 )
 
 
