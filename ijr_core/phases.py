@@ -201,11 +201,11 @@ def phase_events(analysis: PhaseAnalysis, steps: np.ndarray) -> list[tuple[str, 
         )
     if analysis.eos_index is None:
         return events
-    e = analysis.eos_index
-    events.append(("edge of stability", int(steps[e]), f"‖H‖ = {analysis.ratio[e]:.2g} · 2/η"))
+    e, labels = analysis.eos_index, analysis.labels
     names = {"II": "ARP (II)", "III": "phase III", "U": "unstable"}
-    labels = analysis.labels
-    for i in range(e, len(labels)):
-        if i == e or labels[i] != labels[i - 1]:
-            events.append((names[str(labels[i])], int(steps[i]), "from this step"))
+    events.append(("edge of stability", int(steps[e]),
+                   f"‖H‖ = {analysis.ratio[e]:.2g} · 2/η; {names[str(labels[e])]} begins"))
+    for i in range(e + 1, len(labels)):
+        if labels[i] != labels[i - 1]:
+            events.append((names[str(labels[i])], int(steps[i]), "begins"))
     return events

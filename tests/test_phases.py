@@ -56,8 +56,8 @@ def test_an_initial_catapult_is_an_event_not_the_edge_of_stability():
     assert a.eos_index == 6
     assert _labels(a) == " ".join(["I"] * 6 + ["II"] * 5)
     events = phase_events(a, np.arange(11) * 25)
-    assert [e[:2] for e in events] == [("catapult", 0), ("edge of stability", 150),
-                                       ("ARP (II)", 150)]
+    assert [e[:2] for e in events] == [("catapult", 0), ("edge of stability", 150)]
+    assert events[1][2] == "‖H‖ = 0.95 · 2/η; ARP (II) begins"
     assert "7.6 · 2/η" in events[0][2] and "by step 25" in events[0][2]
 
 
@@ -102,6 +102,9 @@ def test_the_arp_decision_uses_a_smoothed_impurity_and_ii_can_be_re_entered():
     assert _analyse(ratio, m, phase_sustain=1, arp_smoothing=1).labels[4] == "III"
     spans = phase_spans(a.labels, np.arange(18) * 10)
     assert spans == [("II", 0, 90), ("III", 90, 140), ("II", 140, 170)]
+    events = phase_events(a, np.arange(18) * 10)
+    assert [e[:2] for e in events] == [("edge of stability", 0), ("phase III", 90),
+                                       ("ARP (II)", 140)]
 
 
 def test_the_impurity_peak_counts_from_the_edge_of_stability():
