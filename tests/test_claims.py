@@ -66,26 +66,28 @@ def test_bound_check_counts_violations_over_samples_and_checkpoints():
 def test_edge_of_stability_claim_reports_median_and_max_at_the_edge():
     c = cl.eos_claim(make_run(EDGE))
     assert c.verdict == cl.HELD
-    assert c.value == "reached at step 20; ‖H‖/(2/η) median 1.1, max 1.3"
+    assert c.value == "reached at step 20; ‖H‖/(2/η) median 1.1, max 1.3 (8 probes)"
+    assert c.detail.startswith("held if reached and the median") and "[0.8, 1.5]" in c.detail
     high = make_run([0.5, 1.6, 1.7, 1.6, 1.8])  # at the edge but hovering well above it
     assert cl.eos_claim(high).verdict == cl.NOT_HELD
     c = cl.eos_claim(make_run([0.3, 0.5, 0.7, 0.8, 0.7]))
     assert c.verdict == cl.NOT_HELD and "never reached; max ‖H‖/(2/η) = 0.8" in c.value
     sgd = make_run([0.3, 0.5], cfg=RunConfig(optimizer="sgd", batch_size=32))
-    assert "mini-batch noise" in cl.eos_claim(sgd).detail
+    c = cl.eos_claim(sgd)  # the claim is about full-batch GD
+    assert c.verdict == cl.NOT_MEASURABLE and "mini-batch noise" in c.detail
 
 
 def test_edge_of_stability_claim_is_not_held_on_an_unstable_run_and_names_a_catapult():
     c = cl.eos_claim(make_run([3.0, 4.0, 3.5, 3.0, 1.0, 1.1, 1.0]))
-    assert c.verdict == cl.NOT_HELD and "4 probes unstable" in c.detail
+    assert c.verdict == cl.NOT_HELD and "median 3, max 4 (7 probes, 4 unstable)" in c.value
     c = cl.eos_claim(make_run([7.6, 0.1, 0.2, 0.5, 1.0, 1.1, 1.0, 1.0]))
     assert c.verdict == cl.HELD and c.value.startswith("reached at step 40")
-    assert "initial catapult 7.6 · 2/η (steps 0–10) not counted" in c.detail
+    assert c.value.endswith("; initial catapult 7.6 · 2/η (steps 0–10) not counted")
 
 
 def test_gauss_newton_claim_uses_the_median_gap_at_the_edge():
     c = cl.gn_claim(make_run(EDGE, g_gap=0.03))
-    assert c.verdict == cl.HELD and c.value == "median relative gap 3 % (at the edge)"
+    assert c.verdict == cl.HELD and c.value == "median relative gap 3 % (at the edge, 8 probes)"
     assert cl.gn_claim(make_run(EDGE, g_gap=0.2)).verdict == cl.NOT_HELD
     c = cl.gn_claim(make_run([0.3, 0.4, 0.5], g_gap=0.05))
     assert "edge never reached" in c.value and c.verdict == cl.HELD
@@ -97,9 +99,9 @@ def test_inverted_u_claim_rises_falls_plateaus_and_knows_its_limits():
     assert c.verdict == cl.HELD and c.value == "0.1 → peak 0.3 (step 20) → 0.02"
     plateau = [0.1, 0.25, 0.3, 0.29, 0.28, 0.28, 0.27, 0.28, 0.27, 0.27]
     c = cl.inverted_u_claim(make_run(EDGE, plateau))
-    assert c.verdict == cl.NOT_HELD and "plateaus (final = 0.9 · peak)" in c.detail
+    assert c.verdict == cl.NOT_HELD and c.value.endswith("; plateaus (final = 0.9 · peak)")
     no_edge = cl.inverted_u_claim(make_run([0.3] * 10, m_u))
-    assert no_edge.verdict == cl.HELD and "never reached the edge" in no_edge.detail
+    assert no_edge.verdict == cl.HELD and "without the edge of stability" in no_edge.value
     two = cl.inverted_u_claim(make_run(EDGE, m_u, labels=(0, 1, 1)))
     assert two.verdict == cl.NOT_MEASURABLE and "K = 2" in two.detail
     mse = cl.inverted_u_claim(make_run(EDGE, m_u, cfg=RunConfig(loss="mse")))
@@ -176,7 +178,7 @@ def test_sweep_and_group_scorecards_combine_runs():
     good, bad = make_run(EDGE), make_run([0.5, 1.6, 1.7, 1.6, 1.8])
     rows = cl.sweep_claims([0.5, 1.0], [good, bad])
     eos = _by_name(rows, "edge of stability")
-    assert eos.verdict == cl.NOT_HELD and eos.detail.startswith("not on η=1")
+    assert eos.verdict == cl.NOT_HELD and eos.detail.startswith("not on η=1; held if")
     assert eos.value.startswith("η=0.5: reached at step 20")
     assert _by_name(rows, "‖G‖ = ").verdict == cl.PASSED
     assert rows[-1].name.startswith("IJR")
