@@ -216,6 +216,9 @@ def arp_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
     length = int(sum(b - s for p, s, b in run.phase_spans() if p == "II"))
     value = f"ARP {length} steps ({100 * length / span:.0f} % of the run)"
     iii = _fin(a.ratio[labels == "III"])
+    if getattr(getattr(run, "config", None), "loss", "ce") == "mse":
+        return Claim(CLAIM, name, value, NOT_MEASURABLE,
+                     "squared loss: M = I, no impurity weight (‖M‖ = 1 throughout)")
     if not len(iii):
         return Claim(CLAIM, name, value, NOT_MEASURABLE,
                      f"no phase III by step {steps[-1]}: impurity stays high (a plateau, or "
@@ -277,11 +280,14 @@ def ijr_claim(lrs: Sequence[float], runs: Sequence[Any], t: Thresholds = THRESHO
     losses = [_fin(r.scalar("train_loss")) for _, r in keep]
     if any(not len(x) for x in losses):
         return Claim(CLAIM, name, "—", NOT_MEASURABLE, "a run has no training loss")
-    common = max(float(x.min()) for x in losses)
+    lowest = [float(x.min()) for x in losses]
+    common = max(lowest)
     target = t.ijr_loss if common <= t.ijr_loss else common
     start = max(float(x[0]) for x in losses)
     if target > t.ijr_max_loss * start:
-        return Claim(CLAIM, name, f"lowest common loss {common:.3g}", NOT_MEASURABLE,
+        worst = keep[int(np.argmax(lowest))][0]
+        return Claim(CLAIM, name, f"lowest common loss {common:.3g} (η={worst:g} gets no lower; "
+                     f"initial {start:.3g})", NOT_MEASURABLE,
                      f"the runs never share a loss below {t.ijr_max_loss:g} · initial")
     lr_a, jac, matched = [], [], []
     for lr, r in keep:

@@ -120,6 +120,8 @@ def test_arp_claim_gives_the_arp_length_and_the_sharpness_after_it():
     assert cl.arp_claim(make_run([0.3] * 5)).verdict == cl.NOT_MEASURABLE
     up = cl.arp_claim(make_run([1.0] * 10, m))  # impurity gone, ‖H‖ still at the edge
     assert up.verdict == cl.NOT_HELD
+    mse = cl.arp_claim(make_run(ratio, [1.0] * 10, cfg=RunConfig(loss="mse")))
+    assert mse.verdict == cl.NOT_MEASURABLE and "squared loss" in mse.detail
 
 
 def _loss_run(ratio_jac_loss):
@@ -145,7 +147,9 @@ def test_ijr_claim_compares_jacobians_at_matched_training_loss():
     c = cl.ijr_claim([0.5, 1.0], high)
     assert "training loss ≤ 0.4" in c.detail and "(loss 0.3)" in c.value
     stuck = [_loss_run(list(zip([10, 20], [2.0, ls], strict=True))) for ls in (1.5, 1.9)]
-    assert cl.ijr_claim([0.5, 1.0], stuck).verdict == cl.NOT_MEASURABLE
+    c = cl.ijr_claim([0.5, 1.0], stuck)
+    assert c.verdict == cl.NOT_MEASURABLE
+    assert c.value == "lowest common loss 1.9 (η=1 gets no lower; initial 2)"
     assert cl.ijr_claim([0.5], runs[:1]).verdict == cl.NOT_MEASURABLE
 
 
