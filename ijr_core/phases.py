@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 PHASES = ("I", "II", "III", "U")
 
@@ -128,9 +129,13 @@ def running_median(x: np.ndarray, window: int) -> np.ndarray:
     out = np.full(len(x), np.nan)
     ok = np.flatnonzero(np.isfinite(x))
     vals = x[ok]
-    half = max(window, 1) // 2
-    for j, i in enumerate(ok):
-        out[i] = np.median(vals[max(j - half, 0) : j + half + 1])
+    n, half = len(vals), max(window, 1) // 2
+    med = np.empty(n)
+    if n > 2 * half:
+        med[half : n - half] = np.median(sliding_window_view(vals, 2 * half + 1), axis=1)
+    for j in (*range(min(half, n)), *range(max(n - half, min(half, n)), n)):  # clipped ends
+        med[j] = np.median(vals[max(j - half, 0) : j + half + 1])
+    out[ok] = med
     return out
 
 
@@ -139,24 +144,23 @@ def _hysteresis(cond: np.ndarray, valid: np.ndarray, k: int, start: bool) -> np.
     of ``k`` consecutive valid probes where ``cond`` has that value; invalid probes keep the
     state of the probe before and neither confirm nor break a run."""
     idx = np.flatnonzero(valid)
-    c = np.asarray(cond, dtype=bool)[idx]
-    # run[j]: how many consecutive valid probes from j on have the value of c[j]
-    run = np.ones(len(c), dtype=np.int64)
-    for j in range(len(c) - 2, -1, -1):
-        if c[j] == c[j + 1]:
-            run[j] = run[j + 1] + 1
-    state = np.empty(len(c), dtype=bool)
-    s = start
-    for j in range(len(c)):
-        if c[j] != s and run[j] >= k:
-            s = bool(c[j])
-        state[j] = s
     out = np.full(len(valid), start, dtype=bool)
-    if len(idx):
-        # forward fill over invalid probes
-        pos = np.searchsorted(idx, np.arange(len(valid)), side="right") - 1
-        out = np.where(pos >= 0, state[np.maximum(pos, 0)], start)
-    return out
+    if not len(idx):
+        return out
+    c = np.asarray(cond, dtype=bool)[idx]
+    # runs of equal values: a run switches the state if it differs and is k long
+    heads = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    lengths = np.diff(np.r_[heads, len(c)])
+    seg = np.empty(len(heads), dtype=bool)
+    s = start
+    for q, (head, length) in enumerate(zip(heads, lengths, strict=True)):
+        if c[head] != s and length >= k:
+            s = bool(c[head])
+        seg[q] = s
+    state = np.repeat(seg, lengths)
+    # forward fill over invalid probes
+    pos = np.searchsorted(idx, np.arange(len(valid)), side="right") - 1
+    return np.where(pos >= 0, state[np.maximum(pos, 0)], start)
 
 
 def _catapult(

@@ -133,6 +133,47 @@ def test_running_median_is_centred_clipped_and_skips_nan():
     assert np.array_equal(running_median(x, 1)[[0, 1]], [1.0, 5.0])
 
 
+def _median_reference(x, window):
+    ok = np.flatnonzero(np.isfinite(x))
+    vals, half = x[ok], window // 2
+    out = np.full(len(x), np.nan)
+    for j, i in enumerate(ok):
+        out[i] = np.median(vals[max(j - half, 0) : j + half + 1])
+    return out
+
+
+def _hysteresis_reference(cond, valid, k, start):
+    """Probe by probe: switch at i when the next k valid probes (i included) all differ."""
+    idx = list(np.flatnonzero(valid))
+    state, s = {}, start
+    for j, i in enumerate(idx):
+        ahead = [bool(cond[q]) for q in idx[j : j + k]]
+        if len(ahead) == k and all(a != s for a in ahead):
+            s = not s
+        state[i] = s
+    out, s = [], start
+    for i in range(len(valid)):
+        s = state.get(i, s)
+        out.append(s)
+    return np.array(out, dtype=bool)
+
+
+def test_running_median_and_hysteresis_match_brute_force_references():
+    from ijr_core.phases import _hysteresis
+
+    rng = np.random.default_rng(0)
+    for n in range(0, 15):
+        for window in (1, 2, 3, 4, 5, 7):
+            x = rng.normal(size=n)
+            x[rng.random(n) < 0.2] = np.nan
+            np.testing.assert_allclose(running_median(x, window), _median_reference(x, window))
+        for k in (1, 2, 3):
+            cond, valid = rng.random(n) < 0.5, rng.random(n) < 0.8
+            for start in (False, True):
+                assert np.array_equal(_hysteresis(cond, valid, k, start),
+                                      _hysteresis_reference(cond, valid, k, start))
+
+
 def test_run_uses_its_config_rules():
     run = Run(RunConfig(phase_sustain=1))
     for step, r in enumerate([0.2, 1.0, 0.5, 0.5, 0.5]):
