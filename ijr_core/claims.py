@@ -133,7 +133,7 @@ def eos_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
     a, edge = _at_edge(run)
     r = a.ratio
     if not np.isfinite(r).any():
-        return Claim(CLAIM, name, "—", NOT_MEASURABLE, "no sharpness recorded")
+        return Claim(CLAIM, name, "—", NOT_MEASURABLE, "no probe recorded ‖H‖ and 2/η")
     steps = run.scalars["step"]
     cat = ""
     if a.catapult is not None:

@@ -72,6 +72,10 @@ def test_edge_of_stability_claim_reports_median_and_max_at_the_edge():
     assert cl.eos_claim(high).verdict == cl.NOT_HELD
     c = cl.eos_claim(make_run([0.3, 0.5, 0.7, 0.8, 0.7]))
     assert c.verdict == cl.NOT_HELD and "never reached; max ‖H‖/(2/η) = 0.8" in c.value
+    no_lr = Run(RunConfig())  # e.g. a RunWriter run given no learning rate
+    no_lr.append_scalars(0, sharpness=1.0, gn_sharpness=1.0, lambda_star_jac=1.0)
+    assert cl.eos_claim(no_lr).detail == "no probe recorded ‖H‖ and 2/η"
+    assert cl.identity_check(no_lr).verdict == cl.PASSED
     sgd = make_run([0.3, 0.5], cfg=RunConfig(optimizer="sgd", batch_size=32))
     c = cl.eos_claim(sgd)  # the claim is about full-batch GD
     assert c.verdict == cl.NOT_MEASURABLE and "mini-batch noise" in c.detail
