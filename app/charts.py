@@ -41,8 +41,8 @@ READABLE_CONFIG = {
     "title": {"fontSize": 18},
 }
 
-PHASE_COLORS = {"I": "#c6dbef", "II": "#fdd0a2", "III": "#c7e9c0"}
-PHASE_NAMES = {"I": "I beginning", "II": "II ARP", "III": "III later"}
+PHASE_COLORS = {"I": "#c6dbef", "II": "#fdd0a2", "III": "#c7e9c0", "U": "#fcbba1"}
+PHASE_NAMES = {"I": "I beginning", "II": "II ARP", "III": "III later", "U": "unstable ≫ 2/η"}
 
 # key -> (scalar name, legend label, colour); top-k eigenvalues beyond the first are added.
 SHARPNESS_SERIES = (

@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from app import charts, compare_charts, exports
+from app import charts, compare_charts, exports, scorecard
+from ijr_core import claims
 
 WIDTH = 760
 _CSS = """
@@ -85,6 +86,15 @@ def phase_table(run: Any) -> pd.DataFrame:
     )
 
 
+def _claims_part(card: Sequence[claims.Claim]) -> list[str]:
+    """The scorecard section: heading, table, caption."""
+    return [
+        "<h2>Claims: what held</h2>",
+        _table(scorecard.claims_frame(card), index=False),
+        f'<p class="note">{html.escape(scorecard.CAPTION)}</p>',
+    ]
+
+
 def _page(title: str, parts: Sequence[str]) -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -94,10 +104,12 @@ def _page(title: str, parts: Sequence[str]) -> str:
 
 
 _NOTE = (
-    '<p class="note">Phases follow the project\'s operational definition (SCIENCE.md): I until '
-    "‖H‖ first reaches eos_fraction · 2/η; II (the ARP) from then on while ⟨‖M‖⟩ ≥ "
-    "arp_fraction · its running peak since the edge of stability was reached; III after "
-    "that.</p>"
+    '<p class="note">Phases follow the project\'s operational definition (docs/science.md): '
+    "I until ‖H‖ has stayed at or above eos_fraction · 2/η for phase_sustain probes (an "
+    "initial catapult does not count); II (the ARP) from then on while the running median of "
+    "⟨‖M‖⟩ stays at or above arp_fraction · its peak since then; III while it is below; "
+    "unstable while ‖H‖ stays at or above unstable_factor · 2/η. Every boundary needs "
+    "phase_sustain probes in a row.</p>"
 )
 
 
@@ -126,6 +138,7 @@ def run_report_html(run: Any, title: str | None = None) -> str:
         "<h2>Phases</h2>",
         _table(phase_table(run), index=False),
         _NOTE,
+        *_claims_part(claims.run_claims(run)),
         _section("Sharpness panel", lambda: charts.sharpness_chart(run)),
         _section("Mean impurity ⟨‖M‖⟩", lambda: charts.m_norm_chart(run)),
         _section("Jacobian norms", lambda: charts.jacobian_chart(run, log=True)),
@@ -146,7 +159,9 @@ def runs_report_html(
 ) -> str:
     """The report of several runs (a sweep when ``sweep`` is given): the sweep charts,
     overlays of the key metrics, config differences, final metrics and phase tables."""
-    parts = []
+    card = (claims.sweep_claims(sweep.lrs, sweep.runs) if sweep is not None
+            else claims.group_claims(runs))
+    parts = _claims_part(card)
     if sweep is not None:
         parts += [
             _section(

@@ -109,3 +109,11 @@ def readable_table(frame):
     "3861.7966"), missing values as "—"."""
     floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
     return frame.style.format("{:.4g}", subset=floats, na_rep="—")
+
+
+def show_claims(claims) -> None:
+    """The claims scorecard (app.scorecard's table) with its caption; long texts wrap."""
+    from app import scorecard
+
+    st.table(scorecard.claims_frame(claims).set_index("claim"))
+    st.caption(scorecard.CAPTION)

@@ -328,13 +328,19 @@ def _saved_step(run_dir: Path) -> int:
 
 
 def cmd_show(args) -> int:
+    from ijr_core import claims
     from ijr_core.run import load_run
     from ijr_core.sweep import is_sweep_folder, load_sweep
 
     if is_sweep_folder(args.dir):
-        print(format_sweep(load_sweep(args.dir)))
+        sweep = load_sweep(args.dir)
+        print(format_sweep(sweep))
+        card = claims.sweep_claims(sweep.lrs, sweep.runs)
     else:
-        print(format_run(load_run(args.dir)))
+        run = load_run(args.dir)
+        print(format_run(run))
+        card = claims.run_claims(run)
+    print("\n" + claims.format_claims(card))
     return EXIT_OK
 
 
@@ -387,7 +393,10 @@ def _fmt(x: float) -> str:
 
 
 def format_run(run) -> str:
-    """Summary table of one run: status, config, phases, first / peak / final metrics."""
+    """Summary table of one run: status, config, phases and their events, first / peak /
+    final metrics."""
+    from ijr_core.phases import phase_events
+
     cfg = run.config
     status = f"status     {run.status} at step {run.step}"
     if run.status == "diverged" and run.meta.get("diverged_reason"):
@@ -416,6 +425,10 @@ def format_run(run) -> str:
     spans = run.phase_spans()
     if spans:
         lines.append("phases     " + ", ".join(f"{p} {a}–{b}" for p, a, b in spans))
+    events = phase_events(run.phase_analysis(), run.scalars["step"])
+    if events:
+        lines.append("events     " + "; ".join(f"{name} at step {step}" + (
+            f" ({detail})" if name == "catapult" else "") for name, step, detail in events))
     lines.append("")
     lines.append(f"{'metric':24s} {'first':>10s} {'max':>10s} {'final':>10s}")
     for name in (*SUMMARY_METRICS, *logged):

@@ -260,6 +260,19 @@ class RunConfig:
         0.5, "ARP while ⟨‖M‖⟩ ≥ arp_fraction · its running peak since the edge of stability.",
         "probes", min=0.0, max=1.0, min_open=True,
     )
+    # docs/science.md: measured values behind these three defaults
+    phase_sustain: int = _f(
+        3, "A phase boundary needs this many consecutive probes past its threshold.", "probes",
+        min=1, max=1000,
+    )
+    unstable_factor: float = _f(
+        2.0, "Unstable (not the edge) while ‖H‖ ≥ unstable_factor · 2/η, sustained.", "probes",
+        min=1.0,
+    )
+    arp_smoothing: int = _f(
+        5, "Probes in the running median of ⟨‖M‖⟩ that decides ARP (II) vs III.", "probes",
+        min=1, max=1001,
+    )
     # advanced
     loss: str = _f("ce", "Loss: cross-entropy or squared error.", "advanced", choices=LOSS_NAMES)
     seed: int = _f(0, "Seed of initialisation and batch order.", "advanced", min=0,

@@ -41,6 +41,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ijr_core.phases import PHASES as PHASES  # re-exported: the phase labels
+from ijr_core.phases import PhaseAnalysis, PhaseRules, analyse_phases
+from ijr_core.phases import phase_spans as _phase_spans
+
 SCHEMA_VERSION = 1
 # Reading limits (an uploaded folder must not exhaust the server; see config.LIMITS).
 MAX_NPZ_BYTES = 512 * 2**20  # declared uncompressed size of a run's three .npz files
@@ -51,7 +55,6 @@ MAX_SCALAR_VALUES = 10_000_000  # probes × metrics of scalars.npz (kept as Pyth
 STATUSES = ("running", "paused", "finished", "stopped", "diverged", "failed")
 SAMPLE_KEYS = ("m_norm", "lambda_star", "jac_spectral_sq", "jac_frobenius_sq", "p_max", "correct")
 RUN_FILES = ("run.json", "scalars.npz", "samples.npz", "params.npz")
-PHASES = ("I", "II", "III")
 
 
 class RunFormatError(ValueError):
@@ -371,47 +374,31 @@ class Run:
 
     # ---- phases
 
+    def phase_analysis(self, **overrides: Any) -> PhaseAnalysis:
+        """Phase labels and events under the run's config rules (see :mod:`ijr_core.phases`);
+        ``overrides`` (eos_fraction, arp_fraction, phase_sustain, unstable_factor,
+        arp_smoothing) that are not None replace the config's values."""
+        return analyse_phases(
+            self.scalar("sharpness"),
+            self.scalar("two_over_eta"),
+            self.scalar("m_norm_mean"),
+            PhaseRules.from_config(self.config, **overrides),
+        )
+
     def phases(
         self, eos_fraction: float | None = None, arp_fraction: float | None = None
     ) -> np.ndarray:
-        """Phase ("I", "II" or "III") at each recorded step: the project's operational
-        definition of SCIENCE.md's phases (see :func:`phases_from_scalars`).
-
-        Thresholds default to the run's config (0.9 and 0.5 when it has none)."""
-        eos = (
-            eos_fraction if eos_fraction is not None else getattr(self.config, "eos_fraction", 0.9)
-        )
-        arp = (
-            arp_fraction if arp_fraction is not None else getattr(self.config, "arp_fraction", 0.5)
-        )
-        s = self.scalars
-        return (
-            phases_from_scalars(
-                self.scalar("sharpness"),
-                self.scalar("two_over_eta"),
-                self.scalar("m_norm_mean"),
-                eos,
-                arp,
-            )
-            if len(s["step"])
-            else np.zeros(0, dtype="<U3")
-        )
+        """Phase ("I", "II", "III" or "U") at each recorded step: the project's operational
+        definition of SCIENCE.md's phases (see :mod:`ijr_core.phases`). Thresholds default
+        to the run's config (RunConfig's defaults when it has none)."""
+        return self.phase_analysis(eos_fraction=eos_fraction, arp_fraction=arp_fraction).labels
 
     def phase_spans(
         self, eos_fraction: float | None = None, arp_fraction: float | None = None
     ) -> list:
         """Consecutive phases as (phase, start_step, end_step); a span ends where the next
         begins, the last one at the last recorded step."""
-        phases = self.phases(eos_fraction, arp_fraction)
-        steps = self.scalars["step"]
-        spans: list[tuple[str, int, int]] = []
-        for i, ph in enumerate(phases):
-            if spans and spans[-1][0] == ph:
-                continue
-            if spans:
-                spans[-1] = (spans[-1][0], spans[-1][1], int(steps[i]))
-            spans.append((str(ph), int(steps[i]), int(steps[-1])))
-        return spans
+        return _phase_spans(self.phases(eos_fraction, arp_fraction), self.scalars["step"])
 
     # ---- disk
 
@@ -553,41 +540,16 @@ def phases_from_scalars(
     m_norm_mean: np.ndarray,
     eos_fraction: float,
     arp_fraction: float,
+    **rules: Any,
 ) -> np.ndarray:
-    """Phases I/II/III of SCIENCE.md from the three scalar series (one entry per probe).
-
-    The project's operational definition:
-
-    I   beginning: until ‖H‖ first reaches ``eos_fraction`` · 2/η (with the 2/η of that
-        probe, so a learning rate changed mid-run moves the line);
-    II  ARP: from that probe on, while ⟨‖M‖⟩ ≥ ``arp_fraction`` · its running peak, the
-        peak being counted from the probe where the run reached the edge of stability;
-    III later: from the first probe after that where ⟨‖M‖⟩ falls below; phases never go
-        back, so they always come in the order I → II → III.
-
-    Why the peak counts from the edge of stability and not from step 0: with K = 2 classes
-    ⟨‖M‖⟩ starts at its largest possible value 1/2 (near-uniform predictions at
-    initialisation) and has usually halved before ‖H‖ reaches 2/η, so a peak counted from
-    step 0 would skip the ARP (I → III) even while the run sits at the edge of stability
-    with impure predictions. Counted from the edge of stability, the ARP is the period there
-    during which impurity stays within ``arp_fraction`` of its level since then; for K ≥ 3
-    (⟨‖M‖⟩ ≈ 1/K at initialisation, then the inverted U) both readings agree closely.
-    How impure predictions are in absolute terms is read off the ⟨‖M‖⟩ curve itself.
-
-    A probe where a series is missing (NaN) keeps the phase of the probe before.
-    """
-    out = np.empty(len(sharpness), dtype="<U3")
-    phase = "I"
-    peak = -math.inf
-    for i, (h, two, m) in enumerate(zip(sharpness, two_over_eta, m_norm_mean, strict=True)):
-        if phase == "I" and math.isfinite(h) and math.isfinite(two) and h >= eos_fraction * two:
-            phase = "II"
-        if phase != "I" and math.isfinite(m):
-            peak = max(peak, m)
-            if phase == "II" and m < arp_fraction * peak:
-                phase = "III"
-        out[i] = phase
-    return out
+    """Phases I/II/III/U of SCIENCE.md from the three scalar series (one entry per probe):
+    the labels of :func:`ijr_core.phases.analyse_phases`; ``rules`` are the other
+    :class:`~ijr_core.phases.PhaseRules` fields (phase_sustain, unstable_factor,
+    arp_smoothing; RunConfig's defaults when left out)."""
+    return analyse_phases(
+        sharpness, two_over_eta, m_norm_mean,
+        PhaseRules(eos_fraction=eos_fraction, arp_fraction=arp_fraction, **rules),
+    ).labels
 
 
 # --------------------------------------------------------------------------- loading

@@ -154,7 +154,9 @@ def test_sweep_show_and_export(tmp_path, capsys):
     sweep = load_sweep(tmp_path / "sw")
     assert sweep.lrs.tolist() == [0.5, 1.5] and sweep.statuses == ["finished"] * 2
     code, out, _ = run_cli(capsys, "show", tmp_path / "sw")
-    assert code == 0 and len(out.strip().splitlines()) == 3 and "max ‖H‖" in out
+    table, card = out.strip().split("\n\n")
+    assert code == 0 and len(table.splitlines()) == 3 and "max ‖H‖" in table
+    assert "IJR: larger η, smaller ⟨‖J‖²⟩ at matched loss" in card
     code, out, _ = run_cli(capsys, "export", tmp_path / "sw", "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 8 and {r["lr_sweep"] for r in rows} == {"0.5", "1.5"}
@@ -256,3 +258,12 @@ def test_progress_on_a_terminal_redraws_in_place_and_is_wiped_on_an_error():
     with pytest.raises(KeyError), _progress(True, 10, "x ", lambda: 0) as quiet:
         assert quiet is None
         raise KeyError("setup failed")
+
+
+def test_show_prints_phase_events_and_the_scorecard(trained, capsys):
+    code, out, _ = run_cli(capsys, "show", trained)
+    assert code == 0
+    assert "numerical checks (hold by construction; verify the solver)" in out
+    assert "  [passed] ‖G‖ = ⟨λ*‖J‖²⟩ (identity)" in out
+    assert "  [passed] λ* ≤ ‖M‖ (bound)" in out
+    assert "claims (can fail on a run)" in out and "edge of stability" in out

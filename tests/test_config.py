@@ -35,7 +35,8 @@ CONTRACT_DEFAULTS = dict(
     data_path=None, model="mlp", width=128, depth=2, activation="tanh", optimizer="gd", lr=0.5,
     batch_size=None, momentum=0.0, weight_decay=0.0, rho=0.05, beta=1e-3, steps=800,
     probe_every=25, probe_size=1000, n_eigs=1, eig_tol=1e-3, checkpoint_limit=200, loss="ce",
-    seed=0, data_seed=0, device="auto", eos_fraction=0.9, arp_fraction=0.5,
+    seed=0, data_seed=0, device="auto", eos_fraction=0.9, arp_fraction=0.5, phase_sustain=3,
+    unstable_factor=2.0, arp_smoothing=5,
     divergence_factor=1e3, divergence_window=50, name=None,
 )
 

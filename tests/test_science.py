@@ -174,3 +174,14 @@ def test_probe_eigenvalues_are_within_the_tolerance_at_every_probe(eos_run):
             ref = float(cv.top_eigenpairs(op, P, k=2, tol=1e-6, max_iter=150, seed=1)[0][0])
             err = (ref - eos_run.scalars[key][i]) / ref
             assert err <= cfg.eig_tol, (key, step, ref, eos_run.scalars[key][i])
+
+
+def test_scorecard_of_the_preset_holds_every_claim(eos_run):
+    # Measured (docs/science.md): edge reached at step 175, ‖H‖/(2/η) median 1.33 and max
+    # 1.61 at the edge; ‖H‖ ≈ ‖G‖ within 1.7 %; ⟨‖M‖⟩ 0.12 → 0.26 → 0.03; in III the
+    # median ‖H‖/(2/η) is ≈ 0.6, below the edge.
+    from ijr_core import claims
+
+    rows = claims.run_claims(eos_run)
+    assert [(r.kind, r.verdict) for r in rows] == [
+        (claims.CHECK, claims.PASSED)] * 2 + [(claims.CLAIM, claims.HELD)] * 4, rows

@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from app import compare_charts, jobs, runs_store, session, share, store, uploads, views
+from ijr_core import claims
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
@@ -487,6 +488,8 @@ def show_sweep(folder: Path) -> None:
     st.dataframe(table, width="stretch", hide_index=True, column_config=columns)
     if matched is not None and table["jac_at_loss"].isna().any():
         st.caption("Empty “at matched loss” cells: that run never reached the training loss.")
+    with st.expander("Claims: what held on this sweep", expanded=True):
+        views.show_claims(claims.sweep_claims(sweep.lrs, sweep.runs))
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("sweep_dl", folder=folder)
 
@@ -581,6 +584,8 @@ def show_group(folder: Path) -> None:
             chart = compare_charts.overlay_chart(runs, metric, group_seeds=grouped)
             show(chart, f"opt_chart_{metric}")
             st.caption(CAPTIONS[metric])
+    with st.expander("Claims: what held in this comparison", expanded=True):
+        views.show_claims(claims.group_claims(runs))
     share.download_panel("opt_dl", folder=folder)
 
 

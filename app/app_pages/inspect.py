@@ -9,7 +9,8 @@ import streamlit as st
 
 from app import charts, maps, share, uploads
 from app.run_picker import CURRENT, KEY, pick_run, remember_step, restore_widgets, save_widgets
-from app.views import blowup_step, picked_sample, plain, show_chart, status_line
+from app.views import blowup_step, picked_sample, plain, show_chart, show_claims, status_line
+from ijr_core.claims import run_claims
 
 
 def step_slider(run) -> int:
@@ -226,6 +227,8 @@ def page() -> None:
     if run.status in ("running", "paused"):
         st.caption("This run is still training: the views show it as of this page load.")
         _refresh_button()
+    with st.expander("Claims: what held on this run"):
+        show_claims(run_claims(run))
     if not len(run.sample_steps):
         st.info("This run has no checkpoint yet.")
         return

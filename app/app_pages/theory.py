@@ -170,22 +170,28 @@ def impurity(run, c: int | None) -> None:
 
 def phases(run) -> None:
     st.header("7 · Phases and the active regularization period (ARP)")
-    eos = getattr(getattr(run, "config", None), "eos_fraction", 0.9)
-    arp = getattr(getattr(run, "config", None), "arp_fraction", 0.5)
+    from ijr_core.phases import PhaseRules
+
+    r = PhaseRules.from_config(getattr(run, "config", None))
+    k, w = r.phase_sustain, r.arp_smoothing
     st.markdown(
         f"""
 | phase | condition (this project's operational definition) |
 |---|---|
-| **I** beginning | ‖H‖ has not yet reached {eos} · 2/η |
-| **II** ARP | from then on while ⟨‖M‖⟩ ≥ {arp} · its running peak since the edge of stability |
-| **III** later | after II, once ⟨‖M‖⟩ falls below that fraction (phases never go back) |
+| **I** beginning | ‖H‖ has not yet stayed ≥ {r.eos_fraction} · 2/η for {k} probes in a row |
+| **II** ARP | then, while ⟨‖M‖⟩ (median of {w}) ≥ {r.arp_fraction} · its peak since then |
+| **III** later | that median below the fraction; II returns if it climbs back |
+| **unstable** | ‖H‖ ≥ {r.unstable_factor} · 2/η for {k} probes in a row: far above the edge |
 
-The talk names the three phases; the thresholds `eos_fraction` = {eos} and `arp_fraction` =
-{arp} are **this project's own choice** (config values), not the paper's. The peak counts from
-the edge of stability, not from step 0: with K = 2 classes ⟨‖M‖⟩ starts at its largest value
-1/2 and has usually halved before ‖H‖ reaches 2/η, so a peak from step 0 would skip the ARP
-while the run sits at the edge of stability with impure predictions. For SGD the same 2/η
-line is drawn, but mini-batch noise keeps the full-batch sharpness below it.
+The talk names the three phases; the thresholds (`eos_fraction`, `arp_fraction`,
+`phase_sustain`, `unstable_factor`, `arp_smoothing`) are **this project's own choice**
+(config values), not the paper's; docs/science.md gives the measurements behind them. Every
+boundary needs {k} probes in a row past it, so one spike does not change the
+phase. A run that starts above 2/η and falls below it within a few probes (a **catapult**) is
+reported as that event and stays in phase I. The peak counts from the edge of stability, not
+from step 0: with K = 2 classes ⟨‖M‖⟩ starts at its largest value 1/2 and has usually halved
+before ‖H‖ reaches 2/η. For SGD the same 2/η line is drawn, but mini-batch noise keeps the
+full-batch sharpness below it.
 """
     )
     if run is not None:

@@ -7,7 +7,8 @@ import math
 import streamlit as st
 
 from app import charts, config_ui, session, store, uploads
-from app.views import plain, show_chart, status_line
+from app.views import plain, show_chart, show_claims, status_line
+from ijr_core.claims import run_claims
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
@@ -170,6 +171,8 @@ def live_charts(run, key_prefix: str) -> None:
         st.caption(CAPTIONS["j"])
         show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
         st.caption(CAPTIONS["acc"])
+    with st.expander("Claims: what held on this run", expanded=True):
+        show_claims(run_claims(run))
 
 
 def live_view() -> None:

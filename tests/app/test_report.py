@@ -3,6 +3,7 @@ embedded, config and phase tables present; the CLI writes it and fails cleanly."
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -38,6 +39,16 @@ def test_run_report_via_cli(run_dir, tmp_path):
         name = report.charts.PHASE_NAMES[phase]
         assert re.search(rf"<td>{name}</td>\s*<td>{start}</td>\s*<td>{end}</td>", text)
     assert "<td>eos_fraction</td>" in text and "<td>label_noise</td>" in text
+    _has_scorecard(text, report.claims.run_claims(run))
+
+
+def _has_scorecard(text: str, card) -> None:
+    """The report holds the claims table: one row per check / claim with its verdict."""
+    assert "<h2>Claims: what held</h2>" in text
+    for c in card:
+        verdict = report.scorecard.VERDICT_MARKS[c.verdict]
+        assert re.search(rf"<td>{re.escape(html.escape(c.name))}</td>\s*<td>.*?</td>\s*"
+                         rf"<td>{re.escape(verdict)}</td>", text), c
 
 
 def test_sweep_report(tmp_path):
@@ -50,6 +61,8 @@ def test_sweep_report(tmp_path):
     assert text.count("<svg") == 3 + 4  # heatmap, final ‖J‖², max ‖H‖ + 4 overlays
     assert "<h3>η=0.5</h3>" in text and "<h3>η=0.1</h3>" in text
     assert "<th>lr</th>" in text  # the config difference table
+    _has_scorecard(text, report.claims.sweep_claims(lrs, runs))
+    assert "IJR: larger η" in text
 
 
 def test_cli_reports_bad_folder(tmp_path, capsys):
@@ -73,3 +86,4 @@ def test_group_report_has_the_optimizer_table(tmp_path):
     _standalone(text)
     assert "<h2>Optimizers</h2>" in text and text.count("<svg") == 4
     assert re.search(r"<th>sam</th>\s*<td>sam</td>\s*<td>4</td>", text)
+    assert "EJR vs others" in text  # no EJR run: not measurable, said so
