@@ -180,6 +180,10 @@ class RunConfig:
         "advanced", min=1.0, min_open=True,
     )
     divergence_window: int = _f(50, "…for this many consecutive steps.", "advanced", min=1)
+    torch_threads: int | None = _f(
+        None, "Torch CPU threads of this run (empty = auto: 1 or all free cores, whichever "
+        "steps faster, re-checked now and then).", "advanced", min=1, max=1024,
+    )
     name: str | None = _f(None, "Optional label of the run.", "advanced")
 
     def __post_init__(self):

@@ -5,7 +5,9 @@ t = 0, at every multiple of ``probe_every`` and at the last step. ``gd`` (and an
 with ``batch_size=None``) sees the full training set every step; otherwise each epoch is a
 fresh permutation from a ``torch.Generator`` seeded with ``config.seed``, cut into batches
 of ``batch_size`` (the incomplete remainder is dropped, so every step has the same noise
-scale). Same seed and thread count → identical scalars on the CPU.
+scale). Same seed and thread count → identical scalars on the CPU. Threads follow
+:class:`~ijr_core.threads.ThreadPolicy` (``torch_threads``: fixed, or auto = measured);
+``meta["thread_policy"]`` records the counts used.
 
 Divergence (SCIENCE.md): the run ends with status "diverged" when the loss or a parameter
 is non-finite, or when the batch loss stays above ``divergence_factor`` × its initial value
@@ -34,6 +36,7 @@ import torch
 from ijr_core.curvature import loss_fn
 from ijr_core.probe import ProbeState, Snapshot, probe
 from ijr_core.run import Run, library_versions, now_iso
+from ijr_core.threads import ThreadPolicy
 
 Callback = Callable[[Snapshot], None]
 
@@ -225,7 +228,10 @@ def train(
     control.run, control.steps_total, control.step = run, config.steps, 0
     loop = _Loop(config, model, method, loss, X, y, (probe_X, probe_y, test_X, test_y),
                  run, control, callbacks, out_dir)
-    loop.run_loop()
+    try:
+        loop.run_loop()
+    finally:
+        loop.threads.close()
     return run
 
 
@@ -269,6 +275,8 @@ class _Loop:
         self._t0 = time.perf_counter()
         self.last_probe = -1
         self.diverged_loss = math.nan
+        self.threads = ThreadPolicy(config.torch_threads)
+        self.threads.before_step(0)  # the step-0 probe already runs on the budget's share
 
     # ---- bookkeeping
 
@@ -280,6 +288,9 @@ class _Loop:
             self.run.save(self.out_dir)
 
     def finish(self, status: str, **meta) -> None:
+        with self.run.lock:
+            self.run.meta["threads"] = self.threads.threads()
+            self.run.meta["thread_policy"] = self.threads.summary()
         self.run.set_status(status, wall_time=self.elapsed(), train_time=self.train_time, **meta)
         try:
             self.save()
@@ -339,9 +350,12 @@ class _Loop:
         """One optimizer update; returns a divergence reason or None."""
         idx = next(self.batches)
         Xb, yb = (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
+        self.threads.before_step(self.step)
         t = time.perf_counter()
         value = self.method.step(self.model, Xb, yb, self.loss)
-        self.train_time += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self.threads.after_step(dt)
+        self.train_time += dt
         self.grad_evals += self.method.grad_evals_per_step
         reason = self.divergence.check(value)
         if reason is not None:

@@ -6,7 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from ijr_core.threads import set_budget
+
 torch.set_num_threads(1)
+# Every run of the tests on one thread: no thread trials, so same seed → identical scalars.
+set_budget(1)
 
 
 class SmallCNN(nn.Module):
