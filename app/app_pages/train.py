@@ -6,29 +6,14 @@ import math
 
 import streamlit as st
 
-from app import charts, config_ui, session, store, uploads
+from app import captions, charts, config_ui, session, store, uploads
 from app.views import show_chart, status_line
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
+# Captions that state numbers or shapes are computed from the run shown (app/captions.py).
 CAPTIONS = {
-    "sharp": "‖H‖ climbs until it meets the dashed 2/η line (edge of stability). It can "
-    "overshoot the line for a while (up to about 1.6× on the default run, where the loss "
-    "stops falling smoothly), then comes back down as predictions turn pure (‖M‖ → 0): the "
-    "regularization lets go and ‖H‖ drifts below the line. ‖G‖ tracks ‖H‖; ⟨λ\\*‖J‖²⟩ "
-    "equals ‖G‖ exactly.",
-    "m": "⟨‖M‖⟩ starts near 1/K. With more than two classes it first rises while predictions "
-    "commit to a few classes (fast: within the first few dozen steps at the default η), then "
-    "falls as they turn pure: the inverted U. With two classes the uniform start is already "
-    "the most impure (‖M‖ ≤ 1/2), so it only falls. Shading: phases I (before EoS), II (ARP), "
-    "III (later).",
-    "j": "‖J‖² grows as the network fits, but where λ\\* is large it must stay small enough "
-    "to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η. Compared at the same training loss, a larger η has the smaller "
-    "‖J‖² (Compare → Learning-rate sweep); the final values also depend on how far each run "
-    "trained.",
     "loss": "A loss spike that comes back down is a catapult, not divergence (log scale).",
-    "acc": "With label noise, train accuracy reaching 1 means the noisy labels are "
-    "memorised; watch test accuracy fall back from its early peak.",
 }
 
 
@@ -155,11 +140,11 @@ def live_charts(run, key_prefix: str) -> None:
     if all(math.isfinite(v) for v in (h, g, lj)) and g:
         two = run.last("two_over_eta")
         note = f" Now ‖H‖/‖G‖ = {h / g:.3f}, ⟨λ\\*‖J‖²⟩/‖G‖ = {lj / g:.4f}, 2/η = {two:.3g}."
-    st.caption(CAPTIONS["sharp"] + note)
+    st.caption(captions.sharpness(run) + note)
     left, right = st.columns(2)
     with left:
         show_chart(charts.m_norm_chart(run, as_spec=True), key=f"{key_prefix}_m")
-        st.caption(CAPTIONS["m"])
+        st.caption(captions.m_norm(run))
         show_chart(charts.loss_chart(run, as_spec=True), key=f"{key_prefix}_loss")
         st.caption(CAPTIONS["loss"])
     with right:
@@ -167,9 +152,9 @@ def live_charts(run, key_prefix: str) -> None:
         show_chart(charts.jacobian_chart(run, log=log, as_spec=True), key=f"{key_prefix}_j")
         # its own line: in a narrow column beside the caption the label was cut to "l…"
         st.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
-        st.caption(CAPTIONS["j"])
+        st.caption(captions.jacobian(run))
         show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
-        st.caption(CAPTIONS["acc"])
+        st.caption(captions.accuracy(run))
 
 
 def live_view() -> None:
