@@ -163,29 +163,44 @@ def live_view() -> None:
         return
     run = job.snapshot()
     progress(job, run)
-    live_charts(run, "live")
+    if run is None or not len(run.scalars.get("step", [])):
+        # until the first probe (step 0, taken before any step) keep a picture on screen
+        st.info("Starting: loading the data and building the model; the first probe (step 0) "
+                "comes next. Meanwhile, the precomputed demo closest to this config:")
+        demo_view(job.config, intro=False)
+    else:
+        live_charts(run, "live")
     if job.done and st.session_state.get("_was_running"):
         st.session_state["_was_running"] = False
         st.rerun(scope="app")  # stop the timer and refresh the buttons
 
 
-def demo_view() -> None:
-    demos = store.demo_runs()
-    if not demos:
-        st.info("Press **Start** to train the sidebar config live.")
+def demo_view(config, intro: bool = True) -> None:
+    """The shipped demo run closest to ``config`` (same dataset), saying how it differs."""
+    match = store.matching_demo(config) if config is not None else None
+    if match is None:
+        if intro:
+            st.info("Press **Start** to train the sidebar config live (no precomputed demo "
+                    "for this dataset).")
         return
+    folder, diff = match
     try:
-        run = store.load_cached(demos[0])
+        run = store.load_cached(folder)
     except RunFormatError as exc:
         st.warning(
             f"The demo run could not be loaded ({exc}); rebuild it with "
             "`python assets/make_demo_runs.py`. Press **Start** to train live."
         )
         return
-    st.info(
-        f"Showing the precomputed demo run **{demos[0].name}**. Press **Start** to train "
-        "the sidebar config live; the charts below then update every second."
-    )
+    shown = run.config.to_dict() if run.config is not None else {}
+    want = config.to_dict()
+    differs = ", ".join(f"{k} = {shown.get(k)!r} (sidebar: {want[k]!r})" for k in diff)
+    text = (f"Precomputed demo run **{folder.name}**: "
+            + ("the same setting as the sidebar." if not diff else f"differs in {differs}."))
+    if intro:
+        text += " Press **Start** to train the sidebar config live; the charts then update "
+        text += "every second."
+    st.info(text)
     live_charts(run, "demo")
 
 
@@ -212,7 +227,7 @@ def page() -> None:
     controls(config, error)
     job = _job()
     if job is None:
-        demo_view()
+        demo_view(config)
         return
     running = job.alive
     st.session_state["_was_running"] = running

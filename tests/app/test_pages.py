@@ -55,9 +55,26 @@ def test_train_page_renders_with_demo_charts(runs_dir):
     # one caption per chart, saying what to look for (accuracy once shared loss's caption)
     captions = [c.value for c in at.caption]
     assert any(c.startswith("A loss spike") for c in captions)
-    assert any(c.startswith("With label noise, train accuracy") for c in captions)
+    assert any(c.startswith("At step ") and "train " in c for c in captions)
     assert not _errors(at)
     assert not at.warning
+
+
+def test_demo_chart_follows_the_preset_and_says_how_it_differs(runs_dir):
+    from app import store
+
+    at = _app(runs_dir)
+    demo = store.matching_demo(RunConfig.from_dict({}, base=PRESETS["edge-of-stability"]))
+    assert demo is not None and demo[0].name in at.info[0].value
+    at.selectbox(key="preset").set_value("two-moons").run()
+    info = at.info[0].value
+    assert "3-two-moons" in info and "same setting" in info
+    # the sharpness caption is computed from the two-moons demo (2/η = 6.667), not digits
+    run = store.load_cached(store.DEMO_DIR / "3-two-moons")
+    peak = max(run.scalars["sharpness"] / run.scalars["two_over_eta"])
+    assert any(f"peak of {peak:.2f}×" in c.value for c in at.caption)
+    at.text_input(key="cfg_lr").set_value("0.1").run()
+    assert "differs in lr = 0.3 (sidebar: 0.1)" in at.info[0].value
 
 
 @pytest.mark.parametrize(
