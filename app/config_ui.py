@@ -60,6 +60,9 @@ def init_state() -> None:
         config, errors = RunConfig.from_query_partial(params)
         preset = params.get("preset", [CUSTOM])[-1]
         preset = preset if preset in PRESETS else CUSTOM
+        if params.get("dataset", [""])[-1] == "csv" and not params.get("data_path"):
+            errors = [e for e in errors if e.field not in ("dataset", "data_path")]
+            st.session_state["_csv_link"] = True
         if errors:
             st.session_state["_query_error"] = errors
     st.session_state[PRESET_KEY] = preset
@@ -163,6 +166,8 @@ def mirror_to_url(config: RunConfig) -> None:
             config.to_query(preset=preset if preset in PRESETS else None), keep_blank_values=True
         )
     )
+    if config.dataset == "csv":  # an uploaded file's server-local path is no part of a link
+        query.pop("data_path", None)
     current = {k: st.query_params.get(k) for k in st.query_params}
     if current != query:
         st.query_params.from_dict(query)

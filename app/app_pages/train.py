@@ -224,6 +224,10 @@ def page() -> None:
             f"{'were' if len(errors) > 1 else 'was'} not valid and left out; the rest of the "
             "link was applied:\n" + "\n".join(f"- {e}" for e in errors)
         )
+    if st.session_state.pop("_csv_link", False):
+        st.warning("This link was made for an uploaded CSV file; files are not part of links. "
+                   "Upload it again under **Your own data (CSV)** in the sidebar: the link's "
+                   "other settings are applied.")
     controls(config, error)
     job = _job()
     if job is None:

@@ -308,3 +308,9 @@ def test_inspect_options_survive_a_page_switch(runs_dir):
     assert at.selectbox(key="inspect_metric").value == "p_max"
     assert at.toggle(key="inspect_noisy").value is False
     assert not at.warning  # no "default value also set via Session State" warnings
+
+
+def test_a_link_made_for_an_uploaded_csv_asks_for_the_file_and_keeps_the_rest(runs_dir):
+    at = _app(runs_dir, dataset="csv", lr="0.2", label_noise="0.0")
+    assert any("uploaded CSV" in w.value for w in at.warning)
+    assert at.text_input(key="cfg_lr").value == "0.2"
