@@ -43,8 +43,8 @@ def test_train_page_renders_with_demo_charts(runs_dir):
     assert at.title[0].value.startswith("IJR explorer")
     assert {b.key for b in at.button} >= {"btn_start", "btn_pause", "btn_stop"}
     assert at.selectbox(key="preset").value == "edge-of-stability"
-    assert at.text_input(key="cfg_lr").value == "0.5"
-    assert any("2/η = **4**" in c.value for c in at.sidebar.caption)
+    assert at.text_input(key="cfg_lr").value == "0.3"
+    assert any("2/η = **6.667**" in c.value for c in at.sidebar.caption)
     assert len(_charts(at)) >= 5  # demo run: sharpness, ⟨‖M‖⟩, ‖J‖², loss, accuracy
     specs = _chart_specs(at)
     titles = [s.get("title") for s in specs]
