@@ -119,11 +119,18 @@ class TrainingControl:
             self._lr = self._rho = None
             return changes
 
-    def wait_while_paused(self, timeout: float = 0.1) -> bool:
-        """Block while paused (until resumed or stopped); True if a wait happened."""
+    def _pending(self) -> bool:
+        with self._lock:
+            return self._lr is not None or self._rho is not None
+
+    def wait_while_paused(self, timeout: float = 0.1, wake_on_change: bool = False) -> bool:
+        """Block while paused (until resumed or stopped, or with ``wake_on_change`` until
+        an lr / ρ change is pending); True if a wait happened."""
         waited = False
         try:
             while not self._running.is_set() and not self._stop.is_set():
+                if wake_on_change and self._pending():
+                    break
                 waited = True
                 self._idle.set()
                 self._running.wait(timeout)
@@ -329,13 +336,25 @@ class _Loop:
                         traceback=traceback.format_exc(), failed_at=self.step)
 
     def handle_control(self) -> bool:
-        """Apply pause / lr / ρ changes; True when the run should stop."""
+        """Apply pause / lr / ρ changes; True when the run should stop. A paused run takes
+        changes too: each is applied (and probed) while it stays paused."""
         if self.control.pause_requested:
             paused_at = time.perf_counter()
             self.run.set_status("paused")
-            self.control.wait_while_paused()
+            while True:
+                self.control.wait_while_paused(wake_on_change=True)
+                if not self.control.pause_requested or self.control.stopped:
+                    break
+                if not self.apply_changes():
+                    return True  # diverged at the probe
             self._t0 += time.perf_counter() - paused_at
             self.run.set_status("running")
+        return not self.apply_changes() or self.control.stopped
+
+    def apply_changes(self) -> bool:
+        """Apply pending lr / ρ changes, recorded at this step. A new η is probed at once
+        (before the next step), so 2/η and every metric at this step show it; False if the
+        run diverged at that probe."""
         lr, rho = self.control.take_changes()
         with self.run.lock:
             if lr is not None:
@@ -344,7 +363,7 @@ class _Loop:
             if rho is not None:
                 self.method.set_rho(rho)
                 self.run.meta.setdefault("rho_changes", []).append([self.step, rho])
-        return self.control.stopped
+        return lr is None or self.take_probe()
 
     def one_step(self) -> str | None:
         """One optimizer update; returns a divergence reason or None."""

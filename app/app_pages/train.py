@@ -36,6 +36,7 @@ def _fill_live(lr: float, rho: float) -> None:
     st.session_state["live_lr"] = f"{lr:g}"
     st.session_state["live_rho"] = f"{rho:g}"
     st.session_state.pop("live_error", None)
+    st.session_state.pop("live_note", None)
 
 
 def _set_live(name: str) -> None:
@@ -52,6 +53,12 @@ def _set_live(name: str) -> None:
         return
     st.session_state.pop("live_error", None)
     (job.set_lr if name == "lr" else job.set_rho)(value)
+    where = "paused at" if job.pause_requested else "running at"
+    st.session_state["live_note"] = (
+        f"η = {value:g} sent ({where} step {job.control.step}): applied before the next step "
+        f"and probed at once, so the 2/η line moves to {2 / value:.4g} from that step."
+        if name == "lr" else f"ρ = {value:g} sent: applied from the next step."
+    )
 
 
 def controls(config, error) -> None:
@@ -106,6 +113,8 @@ def controls(config, error) -> None:
     )
     if st.session_state.get("live_error"):
         st.error(st.session_state["live_error"])
+    elif running and st.session_state.get("live_note"):
+        st.success(st.session_state["live_note"], icon=":material/check:")
     if running:
         st.caption(
             "Try it: double η mid-run — the dashed 2/η line halves and the sharpness "
@@ -123,6 +132,9 @@ def progress(job: session.TrainingJob, run) -> None:
         f"{p['elapsed']:.1f} s elapsed · {probes} probe{'' if probes == 1 else 's'}",
     )
     line = status_line(status, run)
+    changes = (run.meta.get("lr_changes") or []) if run is not None else []
+    if changes:
+        line += " · η " + ", ".join(f"→ {lr:g} at step {int(step)}" for step, lr in changes[-3:])
     if job.error:
         st.error(f"Training could not start: {job.error}")
     elif status in session.FINAL:

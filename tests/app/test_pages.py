@@ -8,6 +8,7 @@ import json
 import pytest
 from app_constants import APP, TINY
 from streamlit.testing.v1 import AppTest
+from waiting import wait_until
 
 from ijr_core.config import PRESETS, RunConfig
 
@@ -264,9 +265,16 @@ def test_pause_resume_stop_and_live_lr_through_the_page(runs_dir):
         assert any("Not applied" in e.value and "lr" in e.value for e in at.error)
         at.text_input(key="live_lr").set_value("0.35").run()  # the first change recorded
         assert not any("Not applied" in e.value for e in at.error)
+        assert any("η = 0.35 sent" in e.value and "5.714" in e.value for e in at.success)
+        wait_until(lambda: job.snapshot() is not None
+                   and job.snapshot().meta.get("lr_changes"), timeout=60)
         at.button(key="btn_pause").click().run()
         assert not at.exception
         assert "btn_resume" in {b.key for b in at.button}
+        at.text_input(key="live_lr").set_value("0.4").run()  # a paused run takes it too
+        assert any("η = 0.4 sent (paused at" in e.value for e in at.success)
+        wait_until(lambda: job.snapshot() is not None and [
+            c[1] for c in job.snapshot().meta.get("lr_changes", [])] == [0.35, 0.4], timeout=60)
         at.button(key="btn_resume").click().run()
         at.switch_page("app_pages/inspect.py").run()
         assert not at.exception
@@ -279,6 +287,9 @@ def test_pause_resume_stop_and_live_lr_through_the_page(runs_dir):
         job.join(60)
     assert job.status == "stopped"
     assert job.snapshot().meta["lr_changes"][0][1] == 0.35
+    run = job.snapshot()
+    step, _ = run.meta["lr_changes"][1]
+    assert run.scalars["two_over_eta"][run.scalars["step"] == step][-1] == 5.0  # drawn there
 
 
 def test_sidebar_config_survives_a_page_switch(runs_dir):
