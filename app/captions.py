@@ -54,8 +54,8 @@ def sharpness(run) -> str:
             body += " It has fallen back below the line: with pure predictions (‖M‖ → 0) the "
             body += "regularization lets go."
     return (head + body + " ‖G‖ = ⟨λ\\*‖J‖²⟩ exactly (by construction: λ\\* is defined from "
-            "G's top eigenvector), so those two curves coincide; ‖G‖/‖H‖ is the Gauss–Newton "
-            "ratio.")
+            "G's top eigenvector): it is drawn dashed over the ‖G‖ line; ‖G‖/‖H‖ is the "
+            "Gauss–Newton ratio.")
 
 
 def m_norm(run) -> str:
