@@ -88,3 +88,16 @@ def readable_table(frame):
     "3861.7966"), missing values as "—"."""
     floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
     return frame.style.format("{:.4g}", subset=floats, na_rep="—")
+
+
+# Streamlit fades every element of a fragment while it re-runs; a live run re-runs each
+# second, so its charts would flash grey once a second. The values are at most a second old.
+_NO_STALE_FADE = (
+    "<style>[data-testid='stElementContainer'][data-stale='true']"
+    "{opacity:1 !important;transition:none !important}</style>"
+)
+
+
+def keep_live_charts_opaque() -> None:
+    """Keep elements at full opacity while a fragment re-runs (call once per page run)."""
+    st.html(_NO_STALE_FADE)

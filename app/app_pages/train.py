@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import captions, charts, config_ui, session, store, uploads
+from app import captions, charts, config_ui, session, store, uploads, views
 from app.views import show_chart, status_line
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.run import RunFormatError
@@ -247,6 +247,7 @@ def page() -> None:
         return
     running = job.alive
     st.session_state["_was_running"] = running
+    views.keep_live_charts_opaque()
     st.fragment(live_view, run_every=1.0 if running else None)()
 
 

@@ -84,7 +84,7 @@ def test_demo_chart_follows_the_preset_and_says_how_it_differs(runs_dir):
         ("lr", "-1", "lr"),
         ("lr", "fast", "lr"),
         ("steps", "0", "steps"),
-        ("batch_size", "32", "batch_size"),
+        ("n_train", "0", "n_train"),
     ],
 )
 def test_invalid_sidebar_value_shows_an_error_naming_the_field(runs_dir, field, value, named):
@@ -325,3 +325,20 @@ def test_a_link_made_for_an_uploaded_csv_asks_for_the_file_and_keeps_the_rest(ru
     at = _app(runs_dir, dataset="csv", lr="0.2", label_noise="0.0")
     assert any("uploaded CSV" in w.value for w in at.warning)
     assert at.text_input(key="cfg_lr").value == "0.2"
+
+
+def test_sidebar_labels_in_words_and_hides_fields_the_setting_ignores(runs_dir):
+    at = _app(runs_dir)
+    keys = {w.key for w in at.sidebar.text_input}
+    assert "cfg_lr" in keys and not {"cfg_batch_size", "cfg_rho", "cfg_beta"} & keys  # gd
+    assert at.text_input(key="cfg_lr").label == "learning rate η (lr)"
+    assert any("Not used by this setting (hidden): batch_size" in c.value
+               for c in at.sidebar.caption)
+    at.selectbox(key="cfg_optimizer").set_value("sam").run()
+    keys = {w.key for w in at.sidebar.text_input}
+    assert {"cfg_batch_size", "cfg_rho"} <= keys and "cfg_beta" not in keys
+    at.text_input(key="cfg_batch_size").set_value("5000").run()  # > n_train: named
+    assert any("batch_size" in e for e in _errors(at))
+    at.text_input(key="cfg_batch_size").set_value("32").run()
+    at.selectbox(key="cfg_optimizer").set_value("gd").run()  # hidden again, value kept
+    assert at.session_state["cfg_rho"] == "0.05" and not _errors(at)
