@@ -11,9 +11,15 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-## Launch the explorer in the browser (http://localhost:8501).
+## Launch the explorer in the browser: make run [PORT=8501] [RUNS=dir] [ARGS="streamlit flags"].
+PORT ?= 8501
+RUNS ?=
+ARGS ?=
 run: $(STAMP)
-	$(PY) -m streamlit run app/main.py
+	@if $(PY) -c "import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $(PORT))) != 0)"; then \
+	  echo "port $(PORT) is already in use (another explorer?): open http://localhost:$(PORT) or choose another port, e.g. make run PORT=$$(( $(PORT) + 1 ))"; exit 1; fi
+	@echo "IJR explorer on http://localhost:$(PORT)"
+	$(PY) -m streamlit run app/main.py --server.port $(PORT) $(ARGS) $(if $(RUNS),-- --runs-dir $(RUNS))
 
 ## Run the whole test suite (unit, science, app and real-browser tests).
 test: $(STAMP) chromium

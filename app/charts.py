@@ -350,7 +350,10 @@ def _sharpness_template(series: tuple, domain: tuple, height: int,
     pad = (  # headroom above 2/η: an invisible point at 1.12 · max 2/η
         base.transform_filter(alt.datum.kind == "pad").mark_point(opacity=0).encode(x="step:Q", y=y)
     )
-    layers = [_phase_layer(base), *_line_layers(base, labels, colors, y), eta_line, pad]
+    # ⟨λ*‖J‖²⟩ = ‖G‖ by construction: dashed on top, so the ‖G‖ line shows through the gaps
+    lj = [lab for k, lab, _ in series if k == "LJ"]
+    layers = [_phase_layer(base), *_line_layers(base, labels, colors, y, dashed=lj), eta_line,
+              pad]
     keys = [(k, lab) for k, lab, _ in series]
     layers += _hover_layers(base, keys, "hover_sharpness")
     return (
@@ -441,6 +444,16 @@ def accuracy_chart(run: Any, height: int = 220, as_spec: bool = False):
     return _pair_chart(run, "accuracy", height, as_spec, y_domain=(0, 1))
 
 
+# A log axis labelled at 1, 2 and 5 × 10^k, from 1000 on in SI form (20k, not "20,000"
+# beside "10,000"), overlapping labels dropped: Vega's default labels every tick it draws.
+LOG_AXIS = alt.Axis(
+    labelOverlap="greedy",
+    labelExpr="indexof([1, 2, 5], round(datum.value / pow(10, floor(log(datum.value) / LN10 "
+              "+ 1e-9)))) < 0 ? '' : datum.value >= 1000 ? format(datum.value, '~s') "
+              ": format(datum.value, '~g')",
+)
+
+
 def _pair_chart(run: Any, kind: str, height: int, as_spec: bool, log=False, y_domain=None):
     """The PAIR_CHARTS ``kind`` of ``run`` over steps (see :func:`_pair_template`); on a log
     y scale the values ≤ 0 are dropped."""
@@ -464,13 +477,15 @@ def _pair_chart(run: Any, kind: str, height: int, as_spec: bool, log=False, y_do
 @functools.lru_cache(maxsize=64)
 def _pair_template(series, colors, y_title, log, y_domain, title, hover, domain, height):
     """Line chart of a few named series (train/test, spectral/Frobenius) with hover."""
+    axis = alt.Axis()
     if log:
         scale = alt.Scale(type="log")
+        axis = LOG_AXIS
     elif y_domain is not None:
         scale = alt.Scale(domain=list(y_domain))
     else:
         scale = alt.Scale(zero=True)
-    y = alt.Y("value:Q", title=y_title, scale=scale)
+    y = alt.Y("value:Q", title=y_title, scale=scale, axis=axis)
     base = alt.Chart()
     labels = [lab for *_, lab in series]
     dashed = ["test"] if "test" in labels else []

@@ -586,8 +586,19 @@ def sweep_heatmap_chart(
             ],
         )
     )
+    # the clicked cell keeps a white outline (in the browser; double-click clears it), so
+    # the value read from its tooltip stays marked
+    pick = alt.selection_point(name="heat_pick", fields=["eta", "step"], on="click",
+                               clear="dblclick", empty=False)
+    cells = cells.add_params(pick)
+    picked = (
+        base.transform_filter(alt.datum.kind == "cell")
+        .transform_filter(pick)
+        .mark_rect(fill=None, stroke="white", strokeWidth=3)
+        .encode(x=x, x2="step_end:Q", y=y)
+    )
     rows = max(len(order), 1)
-    return alt.layer(cells, arp).properties(
+    return alt.layer(cells, arp, picked).properties(
         height=height or min(40 * rows + 40, 420),
         title=f"{label} over learning rate and training (outlined: ARP, phase II)",
     )
@@ -679,7 +690,10 @@ def final_jac_chart(
                 scale=alt.Scale(type="log", nice=False, padding=14),
                 axis=alt.Axis(values=sorted({float(v) for v in f["lr"]}))),  # the swept η
         y=alt.Y("value:Q", title="Jacobian norm²",
-                scale=alt.Scale(type="log", nice=False, padding=14)),
+                scale=alt.Scale(type="log", nice=False, padding=14),
+                # explicit ticks: Vega labels only whole decades of a short log domain, which
+                # left every value above 10,000 unlabelled
+                axis=alt.Axis(values=log_ticks(data["value"]), format="~s")),
         color=alt.Color(
             "series:N",
             scale=alt.Scale(domain=[lab for lab, _ in present], range=[c for _, c in present]),
@@ -699,6 +713,22 @@ def final_jac_chart(
     return alt.layer(line, pts).properties(height=height, title="⟨‖J‖²⟩ against η")
 
 
+def log_ticks(values) -> list[float]:
+    """Tick values for a log axis over ``values``: 1-2-5 × 10^k within their range (with
+    1-9 × 10^k when that gives fewer than three), so a range inside one decade is labelled."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return []
+    lo, hi = v.min() / 1.1, v.max() * 1.1
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for mantissas in ((1, 2, 5), range(1, 10)):
+        ticks = [m * 10.0**k for k in decades for m in mantissas if lo <= m * 10.0**k <= hi]
+        if len(ticks) >= 3:
+            return ticks
+    return sorted({float(x) for x in v})
+
+
 def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
     """Largest ‖H‖ of each run against its 2/η, with the diagonal ‖H‖ = 2/η: runs at the
     edge of stability sit on (or just above) the diagonal."""
@@ -709,8 +739,10 @@ def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
     diag = pd.DataFrame(
         {"two_over_eta": [min(lo, 0.0), hi * 1.05], "max_sharpness": [min(lo, 0.0), hi * 1.05]}
     )
-    x = alt.X("two_over_eta:Q", title="2/η")
-    y = alt.Y("max_sharpness:Q", title="max ‖H‖ over training")
+    # few ticks, overlapping labels dropped: at a report's fixed width 27 labels collided
+    x = alt.X("two_over_eta:Q", title="2/η", axis=alt.Axis(tickCount=8, labelOverlap=True))
+    y = alt.Y("max_sharpness:Q", title="max ‖H‖ over training",
+              axis=alt.Axis(tickCount=6, labelOverlap=True))
     rule = alt.Chart(diag).mark_line(strokeDash=[5, 4], color="#888").encode(x=x, y=y)
     pts = (
         alt.Chart(f)

@@ -24,6 +24,39 @@ GROUP_TITLES = {
 }
 
 
+# Sidebar labels in words; the field's own name (as in links, JSON and the CLI) follows in
+# brackets.
+LABELS = {
+    "dataset": "dataset", "n_train": "training samples", "n_test": "test samples",
+    "label_noise": "label noise (fraction redrawn)", "standardize": "standardise features",
+    "noise": "noise of the 2-D data", "n_classes": "classes / arms",
+    "data_path": "data folder or file", "csv_label_column": "CSV label column",
+    "model": "model", "width": "width (units or channels)", "depth": "hidden layers",
+    "activation": "activation", "optimizer": "optimizer", "lr": "learning rate η",
+    "batch_size": "batch size (empty = full batch)", "momentum": "momentum",
+    "weight_decay": "weight decay", "rho": "radius ρ", "beta": "penalty weight β",
+    "steps": "steps", "probe_every": "probe every … steps", "probe_size": "probe subset size",
+    "n_eigs": "Hessian eigenvalues", "eig_tol": "eigensolver tolerance",
+    "checkpoint_limit": "checkpoints kept", "eos_fraction": "EoS threshold (× 2/η)",
+    "arp_fraction": "ARP threshold (× peak ⟨‖M‖⟩)", "loss": "loss", "seed": "seed",
+    "data_seed": "data seed", "device": "device", "divergence_factor": "divergence factor",
+    "divergence_window": "divergence window (steps)", "name": "run name",
+    "torch_threads": "CPU threads (empty = auto)",
+}
+
+
+def label(name: str) -> str:
+    """The sidebar label of field ``name``: words, then the field name."""
+    words = LABELS.get(name, name)
+    return words if words == name else f"{words} ({name})"
+
+
+def applies(meta: dict) -> bool:
+    """Whether a field affects the config in the form now (its ``when`` metadata holds for
+    the current widget values); the others are not drawn (their values are kept)."""
+    return all(st.session_state.get(key(k)) in v for k, v in meta.get("when", {}).items())
+
+
 def key(name: str) -> str:
     return f"cfg_{name}"
 
@@ -60,6 +93,9 @@ def init_state() -> None:
         config, errors = RunConfig.from_query_partial(params)
         preset = params.get("preset", [CUSTOM])[-1]
         preset = preset if preset in PRESETS else CUSTOM
+        if params.get("dataset", [""])[-1] == "csv" and not params.get("data_path"):
+            errors = [e for e in errors if e.field not in ("dataset", "data_path")]
+            st.session_state["_csv_link"] = True
         if errors:
             st.session_state["_query_error"] = errors
     st.session_state[PRESET_KEY] = preset
@@ -74,13 +110,13 @@ def _widget(name: str, meta: dict, container) -> None:
         current = st.session_state.get(k)
         if current is not None and current not in choices:
             choices.append(current)  # e.g. device "cuda:1": keep it selectable
-        container.selectbox(name, choices, key=k, help=help_text)
+        container.selectbox(label(name), choices, key=k, help=help_text)
     elif meta.get("type") == "bool":
-        container.checkbox(name, key=k, help=help_text)
+        container.checkbox(label(name), key=k, help=help_text)
     else:
         optional = meta.get("type", "").endswith("or None")
         hint = " Empty = None." if optional else ""
-        container.text_input(name, key=k, help=f"{help_text}{hint}")
+        container.text_input(label(name), key=k, help=f"{help_text}{hint}")
 
 
 def _two_over_eta_caption(container) -> None:
@@ -123,11 +159,19 @@ def sidebar_config() -> tuple[RunConfig | None, str | None]:
     meta = field_help()
     for group, names in fields_by_group().items():
         with sb.expander(GROUP_TITLES.get(group, group), expanded=group in ("optimizer",)):
+            unused = [n for n in names if not applies(meta[n])]
             for name in names:
+                if name in unused:
+                    continue
                 _widget(name, meta[name], st)
                 if name == "lr":
                     _two_over_eta_caption(st)
-    values = {n: st.session_state.get(key(n)) for n in meta}
+            if unused:
+                st.caption(f"Not used by this setting (hidden): {', '.join(unused)}.")
+    # a hidden field keeps its widget value for later but the config takes its default
+    # (batch_size 32 typed for sgd must not make a gd config invalid)
+    values = {n: st.session_state.get(key(n)) if applies(meta[n]) else meta[n]["default"]
+              for n in meta}
     _save_widgets(meta)
     try:
         return RunConfig.from_dict(values), None
@@ -163,6 +207,8 @@ def mirror_to_url(config: RunConfig) -> None:
             config.to_query(preset=preset if preset in PRESETS else None), keep_blank_values=True
         )
     )
+    if config.dataset == "csv":  # an uploaded file's server-local path is no part of a link
+        query.pop("data_path", None)
     current = {k: st.query_params.get(k) for k in st.query_params}
     if current != query:
         st.query_params.from_dict(query)

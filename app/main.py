@@ -33,13 +33,17 @@ PAGE_SPECS = (
 
 @st.cache_resource
 def setup_process() -> dict:
-    """Once per process: torch's thread count, the runs folder flag, the device badge."""
+    """Once per process: the thread budget of all runs, the runs folder flag, the device
+    badge."""
     import torch
 
     from ijr_core.config import resolve_device
+    from ijr_core.threads import BUDGET, set_budget
 
-    threads = int(os.environ.get("IJR_TORCH_THREADS") or min(4, os.cpu_count() or 1))
-    torch.set_num_threads(max(1, threads))
+    # Runs pick their own thread count (ijr_core.threads); the budget is the cores all
+    # sessions' runs share, so three lecturers' runs do not oversubscribe the CPU.
+    if os.environ.get("IJR_TORCH_THREADS", "").strip().isdigit():
+        set_budget(max(1, int(os.environ["IJR_TORCH_THREADS"])))
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs-dir", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
@@ -50,8 +54,8 @@ def setup_process() -> dict:
     elif device.type == "mps":
         badge = "GPU · Apple MPS"
     else:
-        n = torch.get_num_threads()
-        badge = f"CPU · {n} thread{'s' if n > 1 else ''}"
+        n = BUDGET.total
+        badge = f"CPU · {n} core{'s' if n > 1 else ''}"
     return {"device": str(device), "badge": badge}
 
 

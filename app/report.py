@@ -38,8 +38,12 @@ th{background:#f4f4f4}.chart{margin:1em 0}.note{color:#666;font-size:.85em}
 
 
 def _table(frame: pd.DataFrame, index: bool = True) -> str:
+    # the index as a plain first column: to_html gives a named index a second, empty
+    # header row
+    if index:
+        frame = frame.reset_index()
     return frame.to_html(
-        index=index, border=0, float_format=lambda v: f"{v:.4g}", na_rep="–", escape=True
+        index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="–", escape=True
     )
 
 

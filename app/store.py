@@ -58,6 +58,49 @@ def demo_sweeps() -> list[Path]:
                   key=lambda p: p.name)
 
 
+# Fields that change what a run shows; the rest (name, steps, probing, device) do not.
+_MATCH_FIELDS = (
+    "dataset", "n_train", "label_noise", "noise", "n_classes", "model", "width", "depth",
+    "activation", "optimizer", "lr", "batch_size", "momentum", "weight_decay", "rho", "beta",
+    "loss", "seed", "data_seed",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _demo_configs(mtimes: tuple) -> list[tuple[Path, dict]]:
+    out = []
+    for folder, _ in mtimes:
+        try:
+            cfg = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(cfg, dict):
+            out.append((Path(folder), cfg))
+    return out
+
+
+def matching_demo(config) -> tuple[Path, list[str]] | None:
+    """The demo run closest to ``config``: same dataset, fewest differing fields among those
+    that change what a run shows; (its folder, the fields that differ). None when no demo
+    has this dataset."""
+    folders = demo_runs()
+    stamps = []
+    for f in folders:
+        try:
+            stamps.append((str(f), (f / "run.json").stat().st_mtime))
+        except OSError:
+            continue
+    want = config.to_dict()
+    best = None
+    for folder, cfg in _demo_configs(tuple(stamps)):
+        if cfg.get("dataset") != want["dataset"]:
+            continue
+        diff = [k for k in _MATCH_FIELDS if k in cfg and cfg[k] != want[k]]
+        if best is None or len(diff) < len(best[1]):
+            best = (folder, diff)
+    return best
+
+
 @functools.lru_cache(maxsize=16)
 def _load(folder: str, mtime: float) -> Run:
     return load_run(folder)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from pathlib import Path
 
@@ -131,8 +132,16 @@ def _apply_csv(key: str) -> None:
         st.session_state.pop(f"{key}_ok", None)
         return
     st.session_state.pop(f"{key}_error", None)
+    # Applied explicitly, not inherited from the preset: clean labels, the file's name.
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(file.name).stem).strip("-.")[:40] or "csv"
+    before = st.session_state.get(config_ui.key("label_noise"))
+    changes = {**changes, "label_noise": 0.0, "name": stem}
+    was = f" (the preset had {before})" if before not in (None, "", "0.0", "0") else ""
     st.session_state[f"{key}_ok"] = (
-        f"{file.name}: {changes['n_train']} training / {changes['n_test']} test samples"
+        f"{file.name}: {changes['n_train']} training / {changes['n_test']} test samples. "
+        f"Applied: dataset = csv, name = {stem}, label_noise = 0{was}: your labels as they "
+        "are; set Data → label_noise to flip a fraction. Features are standardised "
+        "(Data → standardize)."
     )
     for name, value in changes.items():
         st.session_state[config_ui.key(name)] = config_ui.widget_value(name, value)

@@ -117,3 +117,16 @@ def show_claims(claims) -> None:
 
     st.table(scorecard.claims_frame(claims).set_index("claim"))
     st.caption(scorecard.CAPTION)
+
+
+# Streamlit fades every element of a fragment while it re-runs; a live run re-runs each
+# second, so its charts would flash grey once a second. The values are at most a second old.
+_NO_STALE_FADE = (
+    "<style>[data-testid='stElementContainer'][data-stale='true']"
+    "{opacity:1 !important;transition:none !important}</style>"
+)
+
+
+def keep_live_charts_opaque() -> None:
+    """Keep elements at full opacity while a fragment re-runs (call once per page run)."""
+    st.html(_NO_STALE_FADE)

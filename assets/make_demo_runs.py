@@ -27,14 +27,16 @@ import torch  # noqa: E402
 
 from ijr_core.config import PRESETS  # noqa: E402
 from ijr_core.sweep import sweep_lr  # noqa: E402
+from ijr_core.threads import set_budget  # noqa: E402
 from ijr_core.trainer import train  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "demo_runs"
 
 DEMOS = {
-    # SCIENCE.md's setting: sharpening to 2/η = 4, edge of stability, inverted U of ⟨‖M‖⟩.
-    "1-digits-eos-lr0.5": PRESETS["edge-of-stability"].replace(
-        name="demo-digits-lr0.5", probe_every=40, device="cpu"
+    # The default preset: sharpening to 2/η = 6.67, a plateau there, the inverted U of
+    # ⟨‖M‖⟩ and phases I → II → III.
+    "1-digits-eos-lr0.3": PRESETS["edge-of-stability"].replace(
+        name="demo-digits-lr0.3", probe_every=40, device="cpu"
     ),
     # Same with η = 0.1: 2/η = 20 is not reached, ⟨‖M‖⟩ stays high (no ARP decay yet).
     "2-digits-lr0.1": PRESETS["edge-of-stability"].replace(
@@ -46,11 +48,12 @@ DEMOS = {
 
 # Learning-rate sweeps: (base config, learning rates). Compare page, "Learning-rate sweep".
 SWEEPS = {
-    # Every η reaches the edge of stability; larger η → earlier ARP, and at matched training
-    # loss a smaller ⟨‖J‖²⟩ (implicit Jacobian regularization).
+    # Every η reaches the edge of stability and settles near its 2/η (η ≤ 0.5; above, the
+    # overshoot grows); larger η → earlier ARP, and at matched training loss a smaller
+    # ⟨‖J‖²⟩ (implicit Jacobian regularization).
     "4-lr-sweep": (
         PRESETS["lr-sweep"].replace(name="demo-lr-sweep", device="cpu", checkpoint_limit=3),
-        [0.3, 0.5, 1.0, 1.5],
+        [0.2, 0.3, 0.4, 0.5],
     ),
 }
 
@@ -61,6 +64,7 @@ def _size_mb(folder: Path) -> float:
 
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
+    set_budget(1)  # one thread for every run (no measured thread choice): reproducible
     unknown = [n for n in names if n not in DEMOS and n not in SWEEPS]
     if unknown:
         raise SystemExit(f"unknown demo(s) {unknown}; known: {[*DEMOS, *SWEEPS]}")

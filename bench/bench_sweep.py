@@ -34,7 +34,8 @@ LRS = "0.05,0.1,0.2,0.3,0.5,0.7,1.0,1.5"
 def timed_sweep(cfg, lrs, workers, threads):
     torch.set_num_threads(threads)
     t = time.perf_counter()
-    sweep = sweep_lr(cfg, lrs, workers=workers)
+    # a fixed count (not the measuring thread policy), so the results can be compared
+    sweep = sweep_lr(cfg.replace(torch_threads=threads), lrs, workers=workers)
     return time.perf_counter() - t, sweep
 
 

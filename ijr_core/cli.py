@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m ijr_core", description=__doc__.split("\n")[0],
                      allow_abbrev=False)
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: all cores)")
+                        help="torch CPU threads shared by the runs (default: all cores; each "
+                             "run measures 1 vs its share and keeps the faster)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def add(name, **kw):
@@ -557,9 +558,12 @@ def _set_threads(threads: int | None) -> None:
     import torch
 
     from ijr_core.config import usable_cores
+    from ijr_core.threads import set_budget
 
     cores = usable_cores()
     most = max(64, 4 * cores)  # far more threads than cores only slows torch down (or crashes it)
     if threads is not None and not 1 <= threads <= most:
         raise UsageError(f"--threads must be in 1..{most} ({cores} usable cores), got {threads}")
     torch.set_num_threads(int(threads if threads is not None else cores))
+    if threads is not None:  # else all usable cores; runs pick 1 or their share of the budget
+        set_budget(threads)

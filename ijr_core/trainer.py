@@ -5,7 +5,9 @@ t = 0, at every multiple of ``probe_every`` and at the last step. ``gd`` (and an
 with ``batch_size=None``) sees the full training set every step; otherwise each epoch is a
 fresh permutation from a ``torch.Generator`` seeded with ``config.seed``, cut into batches
 of ``batch_size`` (the incomplete remainder is dropped, so every step has the same noise
-scale). Same seed and thread count → identical scalars on the CPU.
+scale). Same seed and thread count → identical scalars on the CPU. Threads follow
+:class:`~ijr_core.threads.ThreadPolicy` (``torch_threads``: fixed, or auto = measured);
+``meta["thread_policy"]`` records the counts used.
 
 Divergence (SCIENCE.md): the run ends with status "diverged" when the loss or a parameter
 is non-finite, or when the batch loss stays above ``divergence_factor`` × its initial value
@@ -34,6 +36,7 @@ import torch
 from ijr_core.curvature import NonFiniteError, loss_fn
 from ijr_core.probe import ProbeState, Snapshot, probe
 from ijr_core.run import Run, library_versions, now_iso
+from ijr_core.threads import ThreadPolicy
 
 Callback = Callable[[Snapshot], None]
 
@@ -116,11 +119,18 @@ class TrainingControl:
             self._lr = self._rho = None
             return changes
 
-    def wait_while_paused(self, timeout: float = 0.1) -> bool:
-        """Block while paused (until resumed or stopped); True if a wait happened."""
+    def _pending(self) -> bool:
+        with self._lock:
+            return self._lr is not None or self._rho is not None
+
+    def wait_while_paused(self, timeout: float = 0.1, wake_on_change: bool = False) -> bool:
+        """Block while paused (until resumed or stopped, or with ``wake_on_change`` until
+        an lr / ρ change is pending); True if a wait happened."""
         waited = False
         try:
             while not self._running.is_set() and not self._stop.is_set():
+                if wake_on_change and self._pending():
+                    break
                 waited = True
                 self._idle.set()
                 self._running.wait(timeout)
@@ -225,7 +235,10 @@ def train(
     control.run, control.steps_total, control.step = run, config.steps, 0
     loop = _Loop(config, model, method, loss, X, y, (probe_X, probe_y, test_X, test_y),
                  run, control, callbacks, out_dir)
-    loop.run_loop()
+    try:
+        loop.run_loop()
+    finally:
+        loop.threads.close()
     return run
 
 
@@ -269,6 +282,8 @@ class _Loop:
         self._t0 = time.perf_counter()
         self.last_probe = -1
         self.diverged_loss = math.nan
+        self.threads = ThreadPolicy(config.torch_threads)
+        self.threads.before_step(0)  # the step-0 probe already runs on the budget's share
 
     # ---- bookkeeping
 
@@ -280,6 +295,9 @@ class _Loop:
             self.run.save(self.out_dir)
 
     def finish(self, status: str, **meta) -> None:
+        with self.run.lock:
+            self.run.meta["threads"] = self.threads.threads()
+            self.run.meta["thread_policy"] = self.threads.summary()
         self.run.set_status(status, wall_time=self.elapsed(), train_time=self.train_time, **meta)
         try:
             self.save()
@@ -318,13 +336,25 @@ class _Loop:
                         traceback=traceback.format_exc(), failed_at=self.step)
 
     def handle_control(self) -> bool:
-        """Apply pause / lr / ρ changes; True when the run should stop."""
+        """Apply pause / lr / ρ changes; True when the run should stop. A paused run takes
+        changes too: each is applied (and probed) while it stays paused."""
         if self.control.pause_requested:
             paused_at = time.perf_counter()
             self.run.set_status("paused")
-            self.control.wait_while_paused()
+            while True:
+                self.control.wait_while_paused(wake_on_change=True)
+                if not self.control.pause_requested or self.control.stopped:
+                    break
+                if not self.apply_changes():
+                    return True  # diverged at the probe
             self._t0 += time.perf_counter() - paused_at
             self.run.set_status("running")
+        return not self.apply_changes() or self.control.stopped
+
+    def apply_changes(self) -> bool:
+        """Apply pending lr / ρ changes, recorded at this step. A new η is probed at once
+        (before the next step), so 2/η and every metric at this step show it; False if the
+        run diverged at that probe."""
         lr, rho = self.control.take_changes()
         with self.run.lock:
             if lr is not None:
@@ -333,15 +363,18 @@ class _Loop:
             if rho is not None:
                 self.method.set_rho(rho)
                 self.run.meta.setdefault("rho_changes", []).append([self.step, rho])
-        return self.control.stopped
+        return lr is None or self.take_probe()
 
     def one_step(self) -> str | None:
         """One optimizer update; returns a divergence reason or None."""
         idx = next(self.batches)
         Xb, yb = (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
+        self.threads.before_step(self.step)
         t = time.perf_counter()
         value = self.method.step(self.model, Xb, yb, self.loss)
-        self.train_time += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self.threads.after_step(dt)
+        self.train_time += dt
         self.grad_evals += self.method.grad_evals_per_step
         reason = self.divergence.check(value)
         if reason is not None:

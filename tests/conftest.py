@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-# IJR_TEST_THREADS: the suite must pass with any thread count (run it with 1 and 2)
-torch.set_num_threads(int(os.environ.get("IJR_TEST_THREADS", "1")))
+from ijr_core.threads import set_budget
+
+# IJR_TEST_THREADS: the suite must pass with any thread count (run it with 1 and 2); no
+# thread trials, so the same seed gives identical scalars.
+_THREADS = int(os.environ.get("IJR_TEST_THREADS", "1"))
+torch.set_num_threads(_THREADS)
+set_budget(_THREADS)
 
 
 class SmallCNN(nn.Module):

@@ -1,6 +1,7 @@
-"""Science tests: SCIENCE.md's claims, reproduced on the edge-of-stability preset.
+"""Science tests: SCIENCE.md's claims, reproduced on its digits setting (RunConfig's defaults;
+the app's default preset is tested in test_default_picture.py).
 
-The preset (digits, 1000 samples, 30 % label noise, MLP 64-128-128-10 tanh, full-batch GD,
+The setting (digits, 1000 samples, 30 % label noise, MLP 64-128-128-10 tanh, full-batch GD,
 η = 0.5) is shortened to 600 steps: the whole story — progressive sharpening to 2/η, the
 identity ‖G‖ = ⟨λ*‖J‖²⟩, the bound λ* ≤ ‖M‖, the inverted U of ⟨‖M‖⟩ and the phases
 I → II → III — plays out by then (SCIENCE.md's table). One seeded run, shared by the tests.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ijr_core.config import PRESETS
+from ijr_core.config import PRESETS, RunConfig
 from ijr_core.trainer import train
 
 STEPS = 600
@@ -19,7 +20,7 @@ STEPS = 600
 
 @pytest.fixture(scope="module")
 def eos_run():
-    cfg = PRESETS["edge-of-stability"].replace(steps=STEPS, device="cpu")
+    cfg = RunConfig(name="science-md", steps=STEPS, device="cpu")
     run = train(cfg)
     assert run.status == "finished", run.meta.get("error")
     return run
@@ -101,7 +102,7 @@ def test_sharpness_resettles_at_the_new_two_over_eta_after_a_live_lr_change():
     # mid-run drives the sharpness down to the new 2/η = 2 within ~100 steps.
     from ijr_core.trainer import TrainingControl
 
-    cfg = PRESETS["edge-of-stability"].replace(steps=400, device="cpu")
+    cfg = RunConfig(steps=400, device="cpu")
     control = TrainingControl()
 
     def raise_lr(snap):
@@ -124,7 +125,7 @@ def test_larger_learning_rates_reach_the_same_loss_with_smaller_jacobians():
     # training loss (measured: ⟨‖J‖²⟩ ≈ 2655 / 2148 / 1731 at loss 0.1 for η = 0.25 / 0.5 / 1).
     from ijr_core.sweep import sweep_lr
 
-    cfg = PRESETS["lr-sweep"].replace(steps=800, probe_every=25, device="cpu")
+    cfg = RunConfig(steps=800, probe_every=25, device="cpu")
     sweep = sweep_lr(cfg, [0.25, 0.5, 1.0])
     assert sweep.statuses == ["finished"] * 3
     assert np.all(sweep.max_sharpness() >= 0.85 * 2 / sweep.lrs)  # all reach the EoS

@@ -291,3 +291,37 @@ def test_setup_errors_are_raised():
     cfg = RunConfig(dataset="csv", data_path="/nonexistent/file.csv", device="cpu")
     with pytest.raises(DatasetError):
         train(cfg)
+
+
+def test_a_paused_run_takes_a_new_lr_at_once_and_probes_it_at_that_step():
+    cfg = TINY.replace(steps=10_000, probe_every=1000)
+    control = TrainingControl()
+    log = {}
+
+    def driver():
+        wait_until(lambda: control.step >= 7)
+        control.pause()
+        wait_until(lambda: control.paused)
+        log["at"] = control.step
+        control.set_lr(0.25)
+        wait_until(lambda: control.latest().scalars["lr"][-1] == 0.25)
+        log["step_after"] = control.step
+        log["row"] = control.latest().scalars["step"][-1]
+        control.resume()
+        wait_until(lambda: control.step >= log["at"] + 5)
+        control.set_lr(0.5)  # while running: probed before the next step too
+        wait_until(lambda: control.latest().scalars["lr"][-1] == 0.5)
+        control.stop()
+
+    t = threading.Thread(target=driver)
+    t.start()
+    run = train(cfg, control=control)
+    t.join()
+    assert log["step_after"] == log["at"] == log["row"]  # no step taken, probed at that step
+    s = run.scalars
+    (at,) = np.flatnonzero(s["step"] == log["at"])
+    assert s["two_over_eta"][at] == 8.0  # 2/η of the new η from the step it changed
+    changes = run.meta["lr_changes"]
+    assert changes[0] == [log["at"], 0.25] and changes[1][1] == 0.5
+    (second,) = np.flatnonzero(s["step"] == changes[1][0])
+    assert s["two_over_eta"][second] == 4.0

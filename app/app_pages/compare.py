@@ -45,7 +45,7 @@ DEFAULTS = {
     "cmp_logj": False,
     "sweep_preset": "lr-sweep",
     "sweep_overrides": "",
-    "sweep_lrs": "0.3, 0.5, 1, 1.5",
+    "sweep_lrs": "0.2, 0.3, 0.4, 0.5",
     "sweep_workers": 0,
     "sweep_x": "step",
     "sweep_matched": 0.1,

@@ -6,30 +6,15 @@ import math
 
 import streamlit as st
 
-from app import charts, config_ui, session, store, uploads
+from app import captions, charts, config_ui, session, store, uploads, views
 from app.views import plain, show_chart, show_claims, status_line
 from ijr_core.claims import run_claims
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
+# Captions that state numbers or shapes are computed from the run shown (app/captions.py).
 CAPTIONS = {
-    "sharp": "‖H‖ climbs until it meets the dashed 2/η line (edge of stability). It can "
-    "overshoot the line for a while (up to about 1.6× on the default run, where the loss "
-    "stops falling smoothly), then comes back down as predictions turn pure (‖M‖ → 0): the "
-    "regularization lets go and ‖H‖ drifts below the line. ‖G‖ tracks ‖H‖; ⟨λ\\*‖J‖²⟩ "
-    "equals ‖G‖ exactly.",
-    "m": "⟨‖M‖⟩ starts near 1/K. With more than two classes it first rises while predictions "
-    "commit to a few classes (fast: within the first few dozen steps at the default η), then "
-    "falls as they turn pure: the inverted U. With two classes the uniform start is already "
-    "the most impure (‖M‖ ≤ 1/2), so it only falls. Shading: phases I (before EoS), II (ARP), "
-    "III (later).",
-    "j": "‖J‖² grows as the network fits, but where λ\\* is large it must stay small enough "
-    "to keep ⟨λ\\*‖J‖²⟩ ≈ 2/η. Compared at the same training loss, a larger η has the smaller "
-    "‖J‖² (Compare → Learning-rate sweep); the final values also depend on how far each run "
-    "trained.",
     "loss": "A loss spike that comes back down is a catapult, not divergence (log scale).",
-    "acc": "With label noise, train accuracy reaching 1 means the noisy labels are "
-    "memorised; watch test accuracy fall back from its early peak.",
 }
 
 
@@ -52,6 +37,7 @@ def _fill_live(lr: float, rho: float) -> None:
     st.session_state["live_lr"] = f"{lr:g}"
     st.session_state["live_rho"] = f"{rho:g}"
     st.session_state.pop("live_error", None)
+    st.session_state.pop("live_note", None)
 
 
 def _set_live(name: str) -> None:
@@ -68,6 +54,12 @@ def _set_live(name: str) -> None:
         return
     st.session_state.pop("live_error", None)
     (job.set_lr if name == "lr" else job.set_rho)(value)
+    where = "paused at" if job.pause_requested else "running at"
+    st.session_state["live_note"] = (
+        f"η = {value:g} sent ({where} step {job.control.step}): applied before the next step "
+        f"and probed at once, so the 2/η line moves to {2 / value:.4g} from that step."
+        if name == "lr" else f"ρ = {value:g} sent: applied from the next step."
+    )
 
 
 def controls(config, error) -> None:
@@ -122,6 +114,8 @@ def controls(config, error) -> None:
     )
     if st.session_state.get("live_error"):
         st.error(st.session_state["live_error"])
+    elif running and st.session_state.get("live_note"):
+        st.success(st.session_state["live_note"], icon=":material/check:")
     if running:
         st.caption(
             "Try it: double η mid-run — the dashed 2/η line halves and the sharpness "
@@ -139,6 +133,9 @@ def progress(job: session.TrainingJob, run) -> None:
         f"{p['elapsed']:.1f} s elapsed · {probes} probe{'' if probes == 1 else 's'}",
     )
     line = status_line(status, run)
+    changes = (run.meta.get("lr_changes") or []) if run is not None else []
+    if changes:
+        line += " · η " + ", ".join(f"→ {lr:g} at step {int(step)}" for step, lr in changes[-3:])
     if job.error:
         st.error(f"Training could not start: {plain(job.error)}")
     elif status in session.FINAL:
@@ -156,11 +153,11 @@ def live_charts(run, key_prefix: str) -> None:
     if all(math.isfinite(v) for v in (h, g, lj)) and g:
         two = run.last("two_over_eta")
         note = f" Now ‖H‖/‖G‖ = {h / g:.3f}, ⟨λ\\*‖J‖²⟩/‖G‖ = {lj / g:.4f}, 2/η = {two:.3g}."
-    st.caption(CAPTIONS["sharp"] + note)
+    st.caption(captions.sharpness(run) + note)
     left, right = st.columns(2)
     with left:
         show_chart(charts.m_norm_chart(run, as_spec=True), key=f"{key_prefix}_m")
-        st.caption(CAPTIONS["m"])
+        st.caption(captions.m_norm(run))
         show_chart(charts.loss_chart(run, as_spec=True), key=f"{key_prefix}_loss")
         st.caption(CAPTIONS["loss"])
     with right:
@@ -168,9 +165,9 @@ def live_charts(run, key_prefix: str) -> None:
         show_chart(charts.jacobian_chart(run, log=log, as_spec=True), key=f"{key_prefix}_j")
         # its own line: in a narrow column beside the caption the label was cut to "l…"
         st.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
-        st.caption(CAPTIONS["j"])
+        st.caption(captions.jacobian(run))
         show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
-        st.caption(CAPTIONS["acc"])
+        st.caption(captions.accuracy(run))
     with st.expander("Claims: what held on this run", expanded=True):
         show_claims(run_claims(run))
 
@@ -181,29 +178,44 @@ def live_view() -> None:
         return
     run = job.snapshot()
     progress(job, run)
-    live_charts(run, "live")
+    if run is None or not len(run.scalars.get("step", [])):
+        # until the first probe (step 0, taken before any step) keep a picture on screen
+        st.info("Starting: loading the data and building the model; the first probe (step 0) "
+                "comes next. Meanwhile, the precomputed demo closest to this config:")
+        demo_view(job.config, intro=False)
+    else:
+        live_charts(run, "live")
     if job.done and st.session_state.get("_was_running"):
         st.session_state["_was_running"] = False
         st.rerun(scope="app")  # stop the timer and refresh the buttons
 
 
-def demo_view() -> None:
-    demos = store.demo_runs()
-    if not demos:
-        st.info("Press **Start** to train the sidebar config live.")
+def demo_view(config, intro: bool = True) -> None:
+    """The shipped demo run closest to ``config`` (same dataset), saying how it differs."""
+    match = store.matching_demo(config) if config is not None else None
+    if match is None:
+        if intro:
+            st.info("Press **Start** to train the sidebar config live (no precomputed demo "
+                    "for this dataset).")
         return
+    folder, diff = match
     try:
-        run = store.load_cached(demos[0])
+        run = store.load_cached(folder)
     except RunFormatError as exc:
         st.warning(
             f"The demo run could not be loaded ({exc}); rebuild it with "
             "`python assets/make_demo_runs.py`. Press **Start** to train live."
         )
         return
-    st.info(
-        f"Showing the precomputed demo run **{demos[0].name}**. Press **Start** to train "
-        "the sidebar config live; the charts below then update every second."
-    )
+    shown = run.config.to_dict() if run.config is not None else {}
+    want = config.to_dict()
+    differs = ", ".join(f"{k} = {shown.get(k)!r} (sidebar: {want[k]!r})" for k in diff)
+    text = (f"Precomputed demo run **{folder.name}**: "
+            + ("the same setting as the sidebar." if not diff else f"differs in {differs}."))
+    if intro:
+        text += " Press **Start** to train the sidebar config live; the charts then update "
+        text += "every second."
+    st.info(text)
     live_charts(run, "demo")
 
 
@@ -227,13 +239,18 @@ def page() -> None:
             f"{'were' if len(errors) > 1 else 'was'} not valid and left out; the rest of the "
             "link was applied:\n" + "\n".join(f"- {e}" for e in errors)
         )
+    if st.session_state.pop("_csv_link", False):
+        st.warning("This link was made for an uploaded CSV file; files are not part of links. "
+                   "Upload it again under **Your own data (CSV)** in the sidebar: the link's "
+                   "other settings are applied.")
     controls(config, error)
     job = _job()
     if job is None:
-        demo_view()
+        demo_view(config)
         return
     running = job.alive
     st.session_state["_was_running"] = running
+    views.keep_live_charts_opaque()
     st.fragment(live_view, run_every=1.0 if running else None)()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -77,14 +78,17 @@ def test_demo_sweep_loads_with_four_runs_and_is_small():
     assert all((p / "run.json").is_file() for p in store.demo_runs())
     sweep = load_sweep(demos[0])
     assert sweep.status == "finished" and len(sweep.runs) == 4
-    assert sweep.lrs.tolist() == [0.3, 0.5, 1.0, 1.5]
+    assert sweep.lrs.tolist() == [0.2, 0.3, 0.4, 0.5]
+    for run in sweep.runs:  # every η settles near its own 2/η (issue 14: not 1.7× / 2.6×)
+        ratio = run.scalars["sharpness"] / run.scalars["two_over_eta"]
+        assert 0.85 <= np.median(ratio[np.argmax(ratio >= 0.9):]) <= 1.2
     assert sweep.m_norm_matrix().shape == (4, len(sweep.steps)) and len(sweep.steps) >= 30
     size = sum(f.stat().st_size for f in demos[0].rglob("*") if f.is_file())
     assert size <= 2e6
     # every η has an ARP to outline on the heatmap, earlier for larger η
     heatmap = compare_charts.sweep_heatmap_chart(sweep, "m_norm_mean").to_dict()
     rows = [r for data in heatmap["datasets"].values() for r in data if r["kind"] == "arp"]
-    assert [r["eta"] for r in rows] == ["0.3", "0.5", "1", "1.5"]
+    assert [r["eta"] for r in rows] == ["0.2", "0.3", "0.4", "0.5"]
     assert [r["step"] for r in rows] == sorted((r["step"] for r in rows), reverse=True)
 
 

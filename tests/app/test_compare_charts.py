@@ -266,3 +266,12 @@ def test_sweep_heatmap_keeps_its_colour_legend(metric):
     assert not _legend_hiders(spec)
     color = spec["layer"][0]["encoding"]["color"]
     assert color.get("legend", {}) is not None
+
+
+def test_log_ticks_label_a_range_inside_one_decade():
+    from app.compare_charts import log_ticks
+
+    assert log_ticks([2800, 12500]) == [3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]
+    assert log_ticks([90, 20000]) == [100, 200, 500, 1000, 2000, 5000, 10000, 20000]
+    assert all(t > 10_000 for t in log_ticks([11_000, 40_000])[2:])
+    assert log_ticks([float("nan"), -1]) == []

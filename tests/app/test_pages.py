@@ -8,6 +8,7 @@ import json
 import pytest
 from app_constants import APP, TINY
 from streamlit.testing.v1 import AppTest
+from waiting import wait_until
 
 from ijr_core.config import PRESETS, RunConfig
 
@@ -43,8 +44,8 @@ def test_train_page_renders_with_demo_charts(runs_dir):
     assert at.title[0].value.startswith("IJR explorer")
     assert {b.key for b in at.button} >= {"btn_start", "btn_pause", "btn_stop"}
     assert at.selectbox(key="preset").value == "edge-of-stability"
-    assert at.text_input(key="cfg_lr").value == "0.5"
-    assert any("2/η = **4**" in c.value for c in at.sidebar.caption)
+    assert at.text_input(key="cfg_lr").value == "0.3"
+    assert any("2/η = **6.667**" in c.value for c in at.sidebar.caption)
     assert len(_charts(at)) >= 5  # demo run: sharpness, ⟨‖M‖⟩, ‖J‖², loss, accuracy
     specs = _chart_specs(at)
     titles = [s.get("title") for s in specs]
@@ -55,9 +56,26 @@ def test_train_page_renders_with_demo_charts(runs_dir):
     # one caption per chart, saying what to look for (accuracy once shared loss's caption)
     captions = [c.value for c in at.caption]
     assert any(c.startswith("A loss spike") for c in captions)
-    assert any(c.startswith("With label noise, train accuracy") for c in captions)
+    assert any(c.startswith("At step ") and "train " in c for c in captions)
     assert not _errors(at)
     assert not at.warning
+
+
+def test_demo_chart_follows_the_preset_and_says_how_it_differs(runs_dir):
+    from app import store
+
+    at = _app(runs_dir)
+    demo = store.matching_demo(RunConfig.from_dict({}, base=PRESETS["edge-of-stability"]))
+    assert demo is not None and demo[0].name in at.info[0].value
+    at.selectbox(key="preset").set_value("two-moons").run()
+    info = at.info[0].value
+    assert "3-two-moons" in info and "same setting" in info
+    # the sharpness caption is computed from the two-moons demo (2/η = 6.667), not digits
+    run = store.load_cached(store.DEMO_DIR / "3-two-moons")
+    peak = max(run.scalars["sharpness"] / run.scalars["two_over_eta"])
+    assert any(f"peak of {peak:.2f}×" in c.value for c in at.caption)
+    at.text_input(key="cfg_lr").set_value("0.1").run()
+    assert "differs in lr = 0.3 (sidebar: 0.1)" in at.info[0].value
 
 
 @pytest.mark.parametrize(
@@ -66,7 +84,7 @@ def test_train_page_renders_with_demo_charts(runs_dir):
         ("lr", "-1", "lr"),
         ("lr", "fast", "lr"),
         ("steps", "0", "steps"),
-        ("batch_size", "32", "batch_size"),
+        ("n_train", "0", "n_train"),
     ],
 )
 def test_invalid_sidebar_value_shows_an_error_naming_the_field(runs_dir, field, value, named):
@@ -247,9 +265,16 @@ def test_pause_resume_stop_and_live_lr_through_the_page(runs_dir):
         assert any("Not applied" in e.value and "lr" in e.value for e in at.error)
         at.text_input(key="live_lr").set_value("0.35").run()  # the first change recorded
         assert not any("Not applied" in e.value for e in at.error)
+        assert any("η = 0.35 sent" in e.value and "5.714" in e.value for e in at.success)
+        wait_until(lambda: job.snapshot() is not None
+                   and job.snapshot().meta.get("lr_changes"), timeout=60)
         at.button(key="btn_pause").click().run()
         assert not at.exception
         assert "btn_resume" in {b.key for b in at.button}
+        at.text_input(key="live_lr").set_value("0.4").run()  # a paused run takes it too
+        assert any("η = 0.4 sent (paused at" in e.value for e in at.success)
+        wait_until(lambda: job.snapshot() is not None and [
+            c[1] for c in job.snapshot().meta.get("lr_changes", [])] == [0.35, 0.4], timeout=60)
         at.button(key="btn_resume").click().run()
         at.switch_page("app_pages/inspect.py").run()
         assert not at.exception
@@ -262,6 +287,9 @@ def test_pause_resume_stop_and_live_lr_through_the_page(runs_dir):
         job.join(60)
     assert job.status == "stopped"
     assert job.snapshot().meta["lr_changes"][0][1] == 0.35
+    run = job.snapshot()
+    step, _ = run.meta["lr_changes"][1]
+    assert run.scalars["two_over_eta"][run.scalars["step"] == step][-1] == 5.0  # drawn there
 
 
 def test_sidebar_config_survives_a_page_switch(runs_dir):
@@ -291,3 +319,26 @@ def test_inspect_options_survive_a_page_switch(runs_dir):
     assert at.selectbox(key="inspect_metric").value == "p_max"
     assert at.toggle(key="inspect_noisy").value is False
     assert not at.warning  # no "default value also set via Session State" warnings
+
+
+def test_a_link_made_for_an_uploaded_csv_asks_for_the_file_and_keeps_the_rest(runs_dir):
+    at = _app(runs_dir, dataset="csv", lr="0.2", label_noise="0.0")
+    assert any("uploaded CSV" in w.value for w in at.warning)
+    assert at.text_input(key="cfg_lr").value == "0.2"
+
+
+def test_sidebar_labels_in_words_and_hides_fields_the_setting_ignores(runs_dir):
+    at = _app(runs_dir)
+    keys = {w.key for w in at.sidebar.text_input}
+    assert "cfg_lr" in keys and not {"cfg_batch_size", "cfg_rho", "cfg_beta"} & keys  # gd
+    assert at.text_input(key="cfg_lr").label == "learning rate η (lr)"
+    assert any("Not used by this setting (hidden): batch_size" in c.value
+               for c in at.sidebar.caption)
+    at.selectbox(key="cfg_optimizer").set_value("sam").run()
+    keys = {w.key for w in at.sidebar.text_input}
+    assert {"cfg_batch_size", "cfg_rho"} <= keys and "cfg_beta" not in keys
+    at.text_input(key="cfg_batch_size").set_value("5000").run()  # > n_train: named
+    assert any("batch_size" in e for e in _errors(at))
+    at.text_input(key="cfg_batch_size").set_value("32").run()
+    at.selectbox(key="cfg_optimizer").set_value("gd").run()  # hidden again, value kept
+    assert at.session_state["cfg_rho"] == "0.05" and not _errors(at)

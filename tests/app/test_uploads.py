@@ -88,3 +88,24 @@ def test_upload_note_stays_visible_and_names_no_temp_path(runs_dir):
     at.run()
     errors = [e.value for e in at.error]
     assert errors and not any("the file:" in e for e in errors), errors
+
+
+def test_upload_applies_clean_labels_and_the_files_name_and_says_so(runs_dir):
+    at = _app()
+    at.session_state["cfg_label_noise"] = "0.5"  # as the default preset has
+    at.file_uploader(key=uploads.CSV_KEY).set_value(("my iris.csv", GOOD.encode(), "text/csv"))
+    at.run()
+    state = at.session_state
+    assert state["cfg_label_noise"] == "0.0" and state["cfg_name"] == "my-iris"
+    note = next(s.value for s in at.success if "32 training" in s.value)
+    assert "label_noise = 0 (the preset had 0.5)" in note and "name = my-iris" in note
+
+
+def test_share_link_of_an_uploaded_csv_holds_no_server_path(runs_dir):
+    at = AppTest.from_string(SCRIPT + "\nconfig_ui.mirror_to_url(config)\n", default_timeout=60)
+    at.run()
+    at.file_uploader(key=uploads.CSV_KEY).set_value(("pts.csv", GOOD.encode(), "text/csv"))
+    at.run()
+    query = dict(at.query_params)
+    assert query.get("dataset") == "csv" and at.session_state["cfg_data_path"]
+    assert "data_path" not in query and not any(str(runs_dir) in str(v) for v in query.values())

@@ -1,0 +1,53 @@
+"""Captions state what the run shown measured, not what the default run did."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app import captions
+from ijr_core.config import RunConfig
+from ijr_core.run import Run
+
+
+def make_run(h, m, lr=0.5, train_acc=None, test_acc=None, k=10, noise=0.3, status="finished"):
+    run = Run(RunConfig(lr=lr, label_noise=noise), status=status, meta={"n_classes": k})
+    n = len(h)
+    train_acc = np.linspace(0.2, 1.0, n) if train_acc is None else train_acc
+    test_acc = np.linspace(0.2, 0.8, n) if test_acc is None else test_acc
+    for i in range(n):
+        run.append_scalars(25 * i, sharpness=h[i], two_over_eta=2 / lr, m_norm_mean=m[i],
+                           train_acc=train_acc[i], test_acc=test_acc[i],
+                           jac_spectral_sq_mean=10.0 * (i + 1))
+    return run
+
+
+def test_sharpness_caption_states_this_runs_peak_and_plateau():
+    # 2/η = 4: rises, sits at 1.0-1.1×, peak 1.25× at step 100
+    run = make_run([1, 2, 3.8, 4.4, 5.0, 4.2, 4.0, 4.1], [0.1] * 8)
+    text = captions.sharpness(run)
+    assert "peak of 1.25× at step 100" in text and "now 1.02×" in text
+    assert "Edge of stability from step 50" in text and "1.6" not in text
+    low = captions.sharpness(make_run([1, 1.5, 2.0, 2.2], [0.1] * 4, lr=0.1))  # 2/η = 20
+    assert "has not reached 0.9 · 2/η" in low and "peak of 0.11×" in low
+    fell = captions.sharpness(make_run([1, 3, 4, 4, 2, 1.5], [0.1] * 6))
+    assert "fallen back below" in fell
+
+
+def test_m_norm_caption_names_the_shape_it_sees():
+    u = captions.m_norm(make_run([1] * 6, [0.1, 0.25, 0.3, 0.2, 0.1, 0.05]))
+    assert "inverted U" in u and "peaked at 0.300 at step 50" in u and "1/K = 0.100" in u
+    falls = captions.m_norm(make_run([1] * 4, [0.5, 0.4, 0.2, 0.1], k=2))
+    assert "only falls" in falls and "two classes" in falls
+    rising = captions.m_norm(make_run([1] * 4, [0.1, 0.2, 0.25, 0.3], status="running"))
+    assert "rising so far" in rising and "inverted U" not in rising
+
+
+def test_accuracy_caption_tells_memorisation_from_a_clean_plateau():
+    mem = captions.accuracy(make_run([1] * 5, [0.1] * 5, train_acc=[0.2, 0.5, 0.7, 0.9, 1.0],
+                                     test_acc=[0.2, 0.7, 0.8, 0.75, 0.7]))
+    assert "train 1.00, test 0.70" in mem and "Test peaked at 0.80 (step 50)" in mem
+    assert "memorising" in mem and "0.73" in mem  # 1 − 0.3 · 9/10
+    # two-moons-like: K = 2, 20 % noise, train plateaus at 0.9 < test 0.97: no memorising
+    clean = captions.accuracy(make_run([1] * 3, [0.4] * 3, k=2, noise=0.2,
+                                       train_acc=[0.5, 0.85, 0.9], test_acc=[0.5, 0.95, 0.97]))
+    assert "memorising" not in clean and "reaching 1" not in clean and "0.90" in clean
