@@ -111,9 +111,6 @@ def expand(base: RunConfig, axes: Mapping[str, Sequence]) -> list[tuple[dict, Ru
     if total > MAX_RUNS:
         raise ConfigError(names[0], total, f"a grid has at most {MAX_RUNS} runs, this one "
                                            f"{' × '.join(str(len(axes[n])) for n in names)}")
-    for name in names:  # each value on its own first: the message names that axis
-        for value in axes[name]:
-            _replace(base, {name: value})
     return [(combo, _replace(base, combo))
             for combo in (dict(zip(names, vals, strict=True))
                           for vals in itertools.product(*(axes[n] for n in names)))]
@@ -123,7 +120,7 @@ def _replace(base: RunConfig, combo: dict) -> RunConfig:
     try:
         return base.replace(**combo)
     except ConfigError as exc:
-        if exc.field in combo or len(combo) == 1:
+        if len(combo) == 1:
             raise
         what = ", ".join(f"{k}={v}" for k, v in combo.items())
         raise ConfigError(exc.field, exc.value, f"{exc.allowed} (in the run {what})") from None
@@ -165,17 +162,27 @@ class GridProgress:
         self._running: set[int] = set()
         self._done: dict[int, str] = {}
         self._failed: set[int] = set()
-        self._retries = 0
+        self._attempts: dict[int, int] = {}
+        self.nodes: dict[int, str] = {}  # index -> node of its latest start (Ray)
         self._t0 = time.perf_counter()
 
-    def started(self, i: int, attempt: int = 1) -> None:
+    def started(self, i: int, attempt: int = 1, node: str | None = None) -> None:
+        """Run ``i`` started (its ``attempt``-th start: a Ray task retried after its worker
+        or node died starts again from step 0); idempotent."""
         with self._lock:
             if i in self._done or i in self._failed:
                 return
-            if attempt > 1 and i in self._running:
-                self._retries += 1
+            if attempt > self._attempts.get(i, 0):
+                self._attempts[i] = attempt
+                self._step[i] = 0
             self._running.add(i)
-            self._step[i] = 0 if attempt > 1 else self._step.get(i, 0)
+            if node is not None:
+                self.nodes[i] = node
+
+    def running(self) -> dict[int, str | None]:
+        """Index -> node (None in this process) of each run in progress."""
+        with self._lock:
+            return {i: self.nodes.get(i) for i in self._running}
 
     def step(self, i: int, step: int) -> None:
         with self._lock:
@@ -200,7 +207,8 @@ class GridProgress:
             todo = sum(self._steps_of.values())
             done_steps = sum(self._step.get(i, 0) for i in self._steps_of)
             finished = len(self._done) - len(self._failed & set(self._done))
-            running, failed, retries = len(self._running), len(self._failed), self._retries
+            running, failed = len(self._running), len(self._failed)
+            retries = sum(a - 1 for a in self._attempts.values())
             diverged = sum(1 for s in self._done.values() if s == "diverged")
         elapsed = time.perf_counter() - self._t0
         frac = done_steps / todo if todo else 1.0
@@ -232,8 +240,8 @@ class GridSink:
         self.progress, self.callback, self.fail_fast = progress, callback, fail_fast
         self._lock = threading.Lock()
 
-    def started(self, i: int, attempt: int = 1) -> None:
-        self.progress.started(i, attempt)
+    def started(self, i: int, attempt: int = 1, node: str | None = None) -> None:
+        self.progress.started(i, attempt, node)
 
     def step(self, i: int, step: int) -> None:
         self.progress.step(i, step)

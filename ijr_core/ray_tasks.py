@@ -121,16 +121,15 @@ def run_jobs(executor, jobs, sink, control) -> None:
     refs = {task.remote(i, cfg.to_dict(), threads, gpus > 0, board): (i, folder)
             for i, cfg, folder in jobs}
     pending = list(refs)
-    announced: set[int] = set()
     try:
         while pending and not control.stopped:
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
-            _report(board, sink, announced)
+            _report(board, sink)
             for ref in ready:
                 i, folder = refs[ref]
                 if _collect(ref, i, folder, sink):
                     control.stop()
-        _report(board, sink, announced)
+        _report(board, sink)
     finally:
         for ref in pending:  # stopped, failed or interrupted: cancel what has not come back
             with contextlib.suppress(Exception):
@@ -139,16 +138,14 @@ def run_jobs(executor, jobs, sink, control) -> None:
             ray.kill(board)
 
 
-def _report(board, sink, announced: set[int]) -> None:
+def _report(board, sink) -> None:
     """Pass the tasks' starts, retries and steps on to the sink."""
     try:
         snap = ray.get(board.snapshot.remote(), timeout=10)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError):
         return
     for i, starts in snap["starts"].items():
-        if i not in announced or starts > 1:
-            sink.started(i, attempt=starts)
-            announced.add(i)
+        sink.started(i, attempt=starts, node=snap["nodes"].get(i))
     for i, step in snap["steps"].items():
         sink.step(i, step)
 
