@@ -622,7 +622,8 @@ def sweep_final_frame(sweep: Any, matched_loss: float | None = None) -> pd.DataF
         }
     )
     if any("jac_spectral_sq_mean_std" in r.scalars for r in sweep.runs):  # seed means
-        frame["final_jac_std"] = [_last_std(r, "jac_spectral_sq_mean") for r in sweep.runs]
+        frame.insert(frame.columns.get_loc("final_jac") + 1, "final_jac_std",
+                     [_last_std(r, "jac_spectral_sq_mean") for r in sweep.runs])
     if matched_loss is not None:
         hits = [at_loss(r, matched_loss) for r in sweep.runs]
         frame["step_at_loss"] = [h[0] for h in hits]

@@ -278,4 +278,4 @@ class GridJob(_Job):
         s = tracker.snapshot()
         return {"fraction": 1.0 if finished else min(s["fraction"], 0.999),
                 "runs_done": s["done"], "runs": s["total"], "elapsed": self.elapsed(),
-                "line": tracker.line()}
+                "line": tracker.line(elapsed=False)}  # the page adds the elapsed time

@@ -218,14 +218,15 @@ class GridProgress:
                 "fraction": (self.skipped + finished) / self.total if self.total else 1.0,
                 "step_fraction": frac, "elapsed": elapsed, "eta": eta}
 
-    def line(self) -> str:
-        """One line: ``4/6 done · 2 running · 0 failed · eta 31 s``."""
+    def line(self, elapsed: bool = True) -> str:
+        """One line: ``4/6 done · 2 running · 0 failed · elapsed 40 s · eta 31 s``."""
         s = self.snapshot()
         eta = "?" if s["eta"] is None else f"{s['eta']:.0f} s"
         extra = f" · {s['skipped']} resumed" if s["skipped"] else ""
         extra += f" · {s['retries']} retried" if s["retries"] else ""
+        extra += f" · elapsed {s['elapsed']:.0f} s" if elapsed else ""
         return (f"{s['done']}/{s['total']} done · {s['running']} running · "
-                f"{s['failed']} failed{extra} · elapsed {s['elapsed']:.0f} s · eta {eta}")
+                f"{s['failed']} failed{extra} · eta {eta}")
 
 
 class GridSink:
