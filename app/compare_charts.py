@@ -634,11 +634,21 @@ def sweep_final_frame(sweep: Any, matched_loss: float | None = None) -> pd.DataF
             "status": _statuses(sweep),
         }
     )
+    if any("jac_spectral_sq_mean_std" in r.scalars for r in sweep.runs):  # seed means
+        frame.insert(frame.columns.get_loc("final_jac") + 1, "final_jac_std",
+                     [_last_std(r, "jac_spectral_sq_mean") for r in sweep.runs])
     if matched_loss is not None:
         hits = [at_loss(r, matched_loss) for r in sweep.runs]
         frame["step_at_loss"] = [h[0] for h in hits]
         frame["jac_at_loss"] = [h[1] for h in hits]
     return frame
+
+
+def _last_std(run: Any, name: str) -> float:
+    """``<name>_std`` at the last probe where ``name`` is finite (a seed-mean run)."""
+    v, sd = _scalar(run, name), _scalar(run, f"{name}_std")
+    ok = np.flatnonzero(np.isfinite(v))
+    return float(sd[ok[-1]]) if len(ok) else math.nan
 
 
 # Column -> (heading, printf format) of the sweep table, for the page's column config.
@@ -653,6 +663,9 @@ SWEEP_COLUMNS = {
     "step_at_loss": ("step at matched loss", "%d"),
     "jac_at_loss": ("⟨‖J‖²⟩ at matched loss", "%.4g"),
 }
+
+# ... and of a grid's seed means.
+SEED_COLUMNS = {"final_jac_std": ("± std over seeds", "%.3g")}
 
 JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖²⟩ (Frobenius)"))
 JAC_COLORS = ("#8c564b", "#e377c2", "#17becf")
@@ -701,6 +714,16 @@ def final_jac_chart(
         ),
     )
     line = base.mark_line()
+    layers = []
+    if "final_jac_std" in f:  # mean ± std over seeds (of a grid), clipped above 0 on log axes
+        band = pd.DataFrame({"lr": f["lr"], "lo": f["final_jac"] - f["final_jac_std"],
+                             "hi": f["final_jac"] + f["final_jac_std"]})
+        band = band[np.isfinite(band["hi"]) & (band["hi"] > 0)]
+        band["lo"] = np.maximum(band["lo"], band["hi"] * 1e-3)
+        layers.append(
+            alt.Chart(band).mark_area(opacity=0.2, color=JAC_COLORS[0])
+            .encode(x="lr:Q", y="lo:Q", y2="hi:Q")
+        )
     pts = base.mark_point(filled=True, size=60).encode(
         shape=alt.Shape("status:N", legend=alt.Legend(title="status", orient="bottom")),
         tooltip=[
@@ -710,7 +733,8 @@ def final_jac_chart(
             alt.Tooltip("status:N"),
         ],
     )
-    return alt.layer(line, pts).properties(height=height, title="⟨‖J‖²⟩ against η")
+    title = "⟨‖J‖²⟩ against η" + (" (band: ± std over seeds)" if layers else "")
+    return alt.layer(*layers, line, pts).properties(height=height, title=title)
 
 
 def log_ticks(values) -> list[float]:

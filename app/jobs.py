@@ -261,3 +261,55 @@ class OptimizerJob(_Job):
             "runs": len(self.names),
             "elapsed": self.elapsed(),
         }
+
+
+class GridJob(_Job):
+    """:func:`ijr_core.grid.run_grid` of ``config`` × ``axes`` into ``out_dir``, in threads
+    of this process or on Ray (``ray_address``: "" = a local Ray started on demand, "auto",
+    or "host:port"; None = threads). ``stop()`` cancels what has not finished; finished runs
+    stay loadable, and running the same grid into the same folder resumes it."""
+
+    def __init__(self, config, axes: dict, out_dir: Path, ray_address: str | None = None,
+                 workers: int | None = None) -> None:
+        super().__init__(out_dir)
+        from ijr_core.executors import RayExecutor, ThreadExecutor
+
+        self.config, self.axes = config, dict(axes)
+        self.total = 1
+        for values in self.axes.values():
+            self.total *= len(values)
+        self.executor = (ThreadExecutor(workers) if ray_address is None
+                         else RayExecutor(ray_address.strip() or None))
+        self.control = SweepControl()
+        self.tracker = None
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def _attach(self, tracker) -> None:
+        with self.lock:
+            self.tracker = tracker
+
+    def body(self) -> None:
+        from ijr_core.grid import run_grid
+
+        grid = run_grid(self.config, self.axes, out_dir=self.out_dir, executor=self.executor,
+                        control=self.control, progress=self._attach)
+        if grid.status == "failed" and grid.meta.get("errors"):
+            first = next(iter(grid.meta["errors"].values()))
+            raise RuntimeError(f"{len(grid.meta['errors'])} run(s) could not be trained "
+                               f"(first: {first}); run the grid again to retry them")
+
+    def progress(self) -> dict:
+        """fraction (runs done / total), runs done, runs, elapsed and a one-line summary
+        (done/total, running, failed, ETA)."""
+        with self.lock:
+            tracker, finished = self.tracker, self.finished
+        if tracker is None:
+            line = "starting…" + (" (Ray)" if self.executor.name == "ray" else "")
+            return {"fraction": 0.0, "runs_done": 0, "runs": self.total,
+                    "elapsed": self.elapsed(), "line": line}
+        s = tracker.snapshot()
+        return {"fraction": 1.0 if finished else min(s["fraction"], 0.999),
+                "runs_done": s["done"], "runs": s["total"], "elapsed": self.elapsed(),
+                "line": tracker.line(elapsed=False)}  # the page adds the elapsed time

@@ -44,9 +44,11 @@ from ijr_core.run import (
 MAX_ZIP_BYTES = 200 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024
 MAX_MEMBERS = 2000
-ALLOWED_FILES = ("run.json", "scalars.npz", "samples.npz", "params.npz", "sweep.json", "group.json")
+ALLOWED_FILES = (
+    "run.json", "scalars.npz", "samples.npz", "params.npz", "sweep.json", "group.json", "grid.json",
+)
 GROUP_SCHEMA_VERSION = 1
-KINDS = ("run", "sweep", "group")
+KINDS = ("run", "sweep", "group", "grid")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,119}$")
 
 
@@ -81,6 +83,8 @@ def kind_of(folder: Path) -> str | None:
     folder = Path(folder)
     if (folder / "sweep.json").is_file():
         return "sweep"
+    if (folder / "grid.json").is_file():  # a grid of runs (ijr_core.grid)
+        return "grid"
     if (folder / "group.json").is_file():
         return "group"
     if (folder / "run.json").is_file():
@@ -115,7 +119,7 @@ def group_members(folder: Path) -> tuple[Path, ...]:
     """Run folders of a sweep or group, in the order its json lists them (missing skipped)."""
     folder = Path(folder)
     kind = kind_of(folder)
-    doc = _read_json(folder / ("sweep.json" if kind == "sweep" else "group.json"))
+    doc = _read_json(folder / (f"{kind}.json" if kind in ("sweep", "grid") else "group.json"))
     names = doc.get("runs") or []
     out = []
     for name in names:
@@ -137,14 +141,21 @@ def list_entries(root: Path) -> list[Entry]:
         kind = kind_of(folder)
         if kind == "run":
             out.append(Entry(folder, "run", run_label(folder)))
-        elif kind in ("sweep", "group"):
+        elif kind in ("sweep", "group", "grid"):
             members = group_members(folder)
             doc = _read_json(folder / f"{kind}.json")
-            what = "η sweep" if kind == "sweep" else doc.get("title", "group")
+            what = {"sweep": "η sweep", "grid": _grid_label(doc)}.get(kind) or doc.get(
+                "title", "group")
             out.append(
                 Entry(folder, kind, f"{folder.name} · {what} · {len(members)} runs", members)
             )
     return out
+
+
+def _grid_label(doc: dict) -> str:
+    """ "grid lr × seed" from a grid.json (axis names only)."""
+    axes = doc.get("axes") if isinstance(doc.get("axes"), dict) else {}
+    return "grid " + " × ".join(str(a)[:20] for a in list(axes)[:6])
 
 
 def all_run_folders(root: Path) -> dict[str, Path]:
@@ -383,10 +394,16 @@ def _validate(folder: Path) -> str:
             load_sweep(folder)
         elif kind == "group":
             load_group(folder)
+        elif kind == "grid":
+            from ijr_core.grid import load_grid
+
+            load_grid(folder)
         elif kind == "run":
             load_run(folder)
         else:
-            raise UploadError("the zip holds no run.json, sweep.json or group.json at its top")
+            raise UploadError(
+                "the zip holds no run.json, sweep.json, grid.json or group.json at its top"
+            )
     except RunFormatError as exc:
         raise UploadError(f"not a valid run: {_strip(str(exc), folder)}") from None
     except (ValueError, TypeError, KeyError, OSError, RecursionError, MemoryError) as exc:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ijr_core.run import Run, RunFormatError, check_run_json, load_run, shown_status
+from ijr_core.run import (
+    Run,
+    RunFormatError,
+    check_run_json,
+    load_run,
+    read_json_object,
+    shown_status,
+)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_DIR = ASSETS / "demo_runs"
@@ -71,8 +78,8 @@ def _demo_configs(mtimes: tuple) -> list[tuple[Path, dict]]:
     out = []
     for folder, _ in mtimes:
         try:
-            cfg = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))["config"]
-        except (OSError, ValueError, KeyError, TypeError):
+            cfg = read_json_object(Path(folder) / "run.json")["config"]
+        except (RunFormatError, KeyError):
             continue
         if isinstance(cfg, dict):
             out.append((Path(folder), cfg))

@@ -3,6 +3,8 @@
     python -m ijr_core train --preset edge-of-stability --lr 0.1 --steps 400 --out runs/eos
     python -m ijr_core train --config my.json --out runs/mine
     python -m ijr_core sweep --preset lr-sweep --lrs 0.1,0.2,0.5 --out runs/sweep
+    python -m ijr_core grid --preset lr-sweep --set lr=0.1,0.25,0.5,1 --set seed=0:2:3 \
+        --out runs/grid [--ray | --ray auto | --ray HOST:PORT]
     python -m ijr_core show runs/eos
     python -m ijr_core export runs/eos --csv [FILE]      (or --json [FILE]; default stdout)
     python -m ijr_core presets
@@ -77,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
 
-    show = add("show", help="summary of a run or sweep folder")
+    grid = add("grid", help="grid of runs over any config fields (threads, or Ray)")
+    _config_options(grid, RunConfig)
+    _grid_options(grid)
+
+    show = add("show", help="summary of a run, sweep or grid folder")
     show.add_argument("dir")
 
     export = add("export", help="export a run's (or sweep's) scalars")
@@ -100,6 +106,27 @@ def _config_options(parser: argparse.ArgumentParser, config_cls) -> None:
             names.append(f"--{f.name.replace('_', '-')}")
         group.add_argument(*names, dest=f"field_{f.name}", default=argparse.SUPPRESS,
                            metavar="VALUE", help=f.metadata.get("help"))
+
+
+def _grid_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="axes", action="append", required=True,
+                        metavar="FIELD=VALUES",
+                        help="an axis: a field and its values, e.g. lr=0.1,0.5 or lr=0.1:1:4 "
+                             "(log-spaced) or seed=0:2:3; repeat for more axes")
+    parser.add_argument("--ray", nargs="?", const="local", default=None,
+                        metavar="auto|ADDRESS",
+                        help="train on Ray: alone, a local Ray started now; 'auto', the "
+                             "cluster this machine belongs to; or a cluster's HOST:PORT")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="without --ray: runs trained at once (default: one per core)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0,
+                        help="with --ray: CPUs each run declares (and its torch threads)")
+    parser.add_argument("--gpus-per-run", type=float, default=None,
+                        help="with --ray: fraction of a GPU per run when the cluster has "
+                             "GPUs (default 0.25)")
+    parser.add_argument("--out", help="grid folder (default: runs/grid-<time>); a folder "
+                                      "holding this grid already resumes it")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -270,22 +297,14 @@ def cmd_train(args) -> int:
 
 
 def parse_lrs(text: str) -> list[float]:
-    """'0.1,0.2, 0.5' -> [0.1, 0.2, 0.5]; UsageError naming the bad entry."""
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise UsageError(f"--lrs: {part!r} is not a number") from None
-        if not (math.isfinite(value) and value > 0):
-            raise UsageError(f"--lrs: learning rates must be finite and > 0, got {part}")
-        out.append(value)
-    if not out:
-        raise UsageError("--lrs: give at least one learning rate, e.g. --lrs 0.1,0.2")
-    return out
+    """'0.1,0.2, 0.5' -> [0.1, 0.2, 0.5], or a log-spaced range '0.1:1:4' (the grammar of
+    :mod:`ijr_core.values`, shared with the app); UsageError naming the bad entry."""
+    from ijr_core.values import parse_lrs as parse
+
+    try:
+        return parse(text, "--lrs")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_sweep(args) -> int:
@@ -320,6 +339,120 @@ def cmd_sweep(args) -> int:
     return EXIT_FAILED if "failed" in sweep.statuses else EXIT_OK
 
 
+class GridBar(Progress):
+    """The progress line of a grid: runs done / total, running, failed, ETA."""
+
+    def __init__(self, tracker, **kw) -> None:
+        super().__init__(tracker.total, "grid ", **kw)
+        self.tracker = tracker
+
+    def line(self) -> str:
+        return self.label + self.tracker.line()
+
+
+def _grid_out(args) -> Path:
+    """--out (a grid folder resumes; a run or sweep folder, a file, or a non-empty folder
+    of something else is refused) or runs/grid-<time>."""
+    out = Path(args.out) if args.out else _default_out("grid")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    for other in ("run", "sweep", "group"):
+        if (out / f"{other}.json").exists():
+            raise UsageError(f"--out {out} holds a {other}; choose another folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "grid.json").exists():
+        raise UsageError(f"--out {out} is not empty and holds no grid; choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _executor(args):
+    from ijr_core.executors import RayExecutor, ThreadExecutor
+
+    if args.ray is None:
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        return ThreadExecutor(args.workers)
+    try:
+        return RayExecutor(None if args.ray == "local" else args.ray,
+                           cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_grid(args) -> int:
+    from ijr_core.grid import expand, parse_axes, run_grid
+
+    config = config_from_args(args)
+    axes = parse_axes(args.axes)
+    expand(config, axes)  # every run validated before any folder or worker is touched
+    executor = _executor(args)
+    if args.ray is not None:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("--ray needs Ray: pip install -r requirements.txt") from None
+    out = _grid_out(args)
+    t0 = time.perf_counter()
+    bars: list[GridBar] = []
+
+    def start_bar(tracker) -> None:
+        if not args.quiet:
+            bars.append(GridBar(tracker).start(lambda: tracker.snapshot()["done"]))
+
+    def done(i, values, run) -> None:
+        if bars:
+            what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in values.items())
+            bars[0].print(f"  {what}: {run.status} at step {run.step} "
+                          f"({time.perf_counter() - t0:.1f}s)")
+
+    try:
+        grid = run_grid(config, axes, out_dir=out, executor=executor, callback=done,
+                        progress=start_bar)
+    except KeyboardInterrupt:
+        if bars:
+            bars[0].close(clear=True)
+        print(f"interrupted; the finished runs are saved in {out}; the same command "
+              "resumes the grid", file=sys.stderr)
+        return 130
+    except BaseException:
+        if bars:
+            bars[0].close(clear=True)
+        raise
+    if bars:
+        bars[0].close(bars[0].tracker.snapshot()["done"])
+    print(f"grid of {len(grid.runs)} runs ({grid.meta.get('resumed', 0)} resumed) "
+          f"saved to {out} ({time.perf_counter() - t0:.1f}s): {grid.status}")
+    print(format_grid(grid))
+    return EXIT_FAILED if grid.status == "failed" else EXIT_OK
+
+
+def format_grid(grid) -> str:
+    """One line per run: axis values, status, step, final loss, max ‖H‖, final ⟨‖J‖²⟩."""
+    names = list(grid.axes)
+    head = " ".join(f"{n:>10s}" for n in names)
+    lines = [f"{head} {'status':>9s} {'step':>6s} {'loss':>9s} {'max ‖H‖':>9s} "
+             f"{'⟨‖J‖²⟩':>9s}"]
+    for values, run in zip(grid.values, grid.runs, strict=True):
+        cells = " ".join(f"{_fmt(values[n]) if isinstance(values[n], float) else values[n]!s:>10}"
+                         for n in names)
+        if run is None:
+            lines.append(f"{cells} {'not run':>9s}")
+            continue
+        h = run.scalar("sharpness")
+        max_h = float(np.nanmax(h)) if np.isfinite(h).any() else math.nan
+        lines.append(f"{cells} {run.status:>9s} {run.step:6d} "
+                     f"{_fmt(run.last('train_loss')):>9s} {_fmt(max_h):>9s} "
+                     f"{_fmt(run.last('jac_spectral_sq_mean')):>9s}")
+    errors = grid.meta.get("errors") or {}
+    for i, err in list(errors.items())[:5]:
+        lines.append(f"run {i} failed: {err}")
+    return "\n".join(lines)
+
+
 def _saved_step(run_dir: Path) -> int:
     """The step in ``run_dir/run.json`` (0 while there is none or it cannot be read)."""
     try:
@@ -330,9 +463,13 @@ def _saved_step(run_dir: Path) -> int:
 
 def cmd_show(args) -> int:
     from ijr_core import claims
+    from ijr_core.grid import is_grid_folder, load_grid
     from ijr_core.run import load_run
     from ijr_core.sweep import is_sweep_folder, load_sweep
 
+    if is_grid_folder(args.dir):
+        print(format_grid(load_grid(args.dir)))
+        return EXIT_OK
     if is_sweep_folder(args.dir):
         sweep = load_sweep(args.dir)
         print(format_sweep(sweep))
@@ -514,7 +651,7 @@ def export_json(pairs, sweep: bool = False) -> str:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "show": cmd_show, "export": cmd_export,
-            "presets": cmd_presets}
+            "presets": cmd_presets, "grid": cmd_grid}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -526,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("give a command: train, sweep, show, export or presets "
+            raise UsageError("give a command: train, sweep, grid, show, export or presets "
                              "(see: python -m ijr_core --help)")
         _set_threads(args.threads)
         return COMMANDS[args.command](args)

@@ -5,12 +5,9 @@ A :class:`Sweep` holds the runs and derives what SCIENCE.md plots across η: the
 regularization: larger η ends with smaller ‖J‖), the largest sharpness per η, and any
 metric at a matched training loss.
 
-On the CPU the runs are spread over every core: one thread per core (this one included)
-takes runs from a shared queue, each run with one torch thread (the thread count of the
-process is set to 1 for the sweep and restored after). Torch releases the GIL inside its
-kernels, so threads scale like processes here, without the seconds each worker process
-spends importing torch and without sending runs between processes (measured in
-bench/bench_sweep.py). A GPU sweep runs one run after the other.
+A sweep is the grid (:mod:`ijr_core.grid`) over the single axis ``lr``, trained by the
+same engine and executors (:mod:`ijr_core.executors`: threads of this process by default,
+one run per core, or Ray); it keeps its own index file and folder names.
 
 A :class:`SweepControl` stops a running sweep from another thread (a UI): runs not yet
 started are never started, runs in progress (in this process or in a worker) stop at their
@@ -28,7 +25,6 @@ import contextlib
 import json
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ijr_core.executors import SweepControl, ThreadExecutor, default_workers
 from ijr_core.run import (
     Run,
     RunFormatError,
@@ -45,54 +42,12 @@ from ijr_core.run import (
     read_json_object,
 )
 
+__all__ = ["Sweep", "SweepControl", "default_workers", "is_sweep_folder", "load_sweep",
+           "run_folder_name", "sweep_lr"]
+
 SWEEP_SCHEMA_VERSION = 1
 
 SweepCallback = Callable[[int, float, Run], None]
-
-
-class SweepControl:
-    """Stops a running :func:`sweep_lr` from another thread; ``stop()`` is thread-safe,
-    idempotent and returns at once (the runs in progress end at their next step).
-
-    One control per sweep. ``stopped`` is True from ``stop()`` on."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._event = threading.Event()
-        self._hooks: list[Callable[[], None]] = []
-
-    def stop(self) -> None:
-        """Start no more runs and stop the ones in progress (status "stopped")."""
-        with self._lock:
-            if self._event.is_set():
-                return
-            self._event.set()
-            hooks, self._hooks = self._hooks, []
-        for hook in hooks:
-            hook()
-
-    @property
-    def stopped(self) -> bool:
-        return self._event.is_set()
-
-    def _on_stop(self, hook: Callable[[], None]) -> None:
-        """Call ``hook()`` when stopped (at once when already stopped)."""
-        with self._lock:
-            if not self._event.is_set():
-                self._hooks.append(hook)
-                return
-        hook()
-
-    def _detach(self) -> None:
-        """Forget the hooks of a sweep that has ended."""
-        with self._lock:
-            self._hooks = []
-
-    def _training_control(self):
-        """A TrainingControl for one run in this process, stopped with the sweep."""
-        from ijr_core.trainer import TrainingControl
-
-        return TrainingControl(stop_event=self._event)
 
 
 @dataclass
@@ -202,15 +157,6 @@ def _check_lrs(lrs: Sequence[float]) -> np.ndarray:
     return arr
 
 
-def default_workers(config, n_runs: int) -> int:
-    """Runs trained at once in a sweep: one per CPU core on the CPU, 1 on an accelerator."""
-    from ijr_core.config import resolve_device, usable_cores
-
-    if resolve_device(config.device).type != "cpu":
-        return 1
-    return max(1, min(n_runs, usable_cores()))
-
-
 def sweep_lr(
     config,
     lrs: Sequence[float],
@@ -218,6 +164,7 @@ def sweep_lr(
     workers: int | None = None,
     callback: SweepCallback | None = None,
     control: SweepControl | None = None,
+    executor=None,
 ) -> Sweep:
     """Train ``config`` once per learning rate and collect the runs in a :class:`Sweep`.
 
@@ -232,33 +179,40 @@ def sweep_lr(
     ``control`` (a :class:`SweepControl`) lets another thread stop the sweep: the returned
     Sweep (and sweep.json) then holds only the runs that started, with ``status ==
     "stopped"`` and ``meta["not_started"]`` the learning rates never trained.
+    ``executor``: where the runs train (default ``ThreadExecutor(workers)``; a
+    :class:`~ijr_core.executors.RayExecutor` sends them to a Ray cluster).
     """
+    from ijr_core.grid import GridProgress, GridSink, expand, train_all
+
     lrs_arr = _check_lrs(lrs)
-    configs = [config.replace(lr=float(lr)) for lr in lrs_arr]
-    n = default_workers(config, len(configs)) if workers is None else int(workers)
-    if n < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    n = min(n, len(configs))  # no idle workers
+    configs = [c for _, c in expand(config, {"lr": [float(x) for x in lrs_arr]})]
+    if executor is None:
+        executor = ThreadExecutor(workers)
     if control is None:
         control = SweepControl()
     elif not isinstance(control, SweepControl):
         raise TypeError(f"control must be a SweepControl, got {type(control).__name__}")
     names = [run_folder_name(i, lr) for i, lr in enumerate(lrs_arr)]
+    n = executor.workers_for(config, len(configs)) if hasattr(executor, "workers_for") else None
     meta = {"created": now_iso(), "workers": n}
     folder = None if out_dir is None else Path(out_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         _write_sweep_json(folder, config, lrs_arr, names, meta, status="running")
+    tracker = GridProgress({i: c.steps for i, c in enumerate(configs)}, len(configs))
+    sink = GridSink(len(configs), tracker, fail_fast=True,
+                    callback=None if callback is None
+                    else lambda i, run: callback(i, float(lrs_arr[i]), run))
+    jobs = [(i, c, None if folder is None else folder / names[i]) for i, c in enumerate(configs)]
     try:
-        runs = _run_all(configs, folder, names, lrs_arr, callback, n, control)
+        train_all(jobs, executor, sink, control)
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         if folder is not None:
             with contextlib.suppress(OSError):  # keep the original error
                 _write_sweep_json(folder, config, lrs_arr, names, meta, status=status)
         raise
-    finally:
-        control._detach()
+    runs = sink.runs
     started = [i for i, run in enumerate(runs) if run is not None]
     stopped = len(started) < len(runs) or any(runs[i].status == "stopped" for i in started)
     meta["status"] = "stopped" if stopped else "finished"
@@ -269,100 +223,6 @@ def sweep_lr(
         _write_sweep_json(folder, config, lrs_arr, [names[i] for i in started], meta,
                           status=meta["status"])
     return Sweep(config=config, lrs=lrs_arr, runs=[runs[i] for i in started], meta=meta)
-
-
-def _run_all(configs, folder, names, lrs, callback, n, control) -> list[Run | None]:
-    """Train the configs with ``n`` threads (this one included) taking runs from one queue
-    (None: never started). A failing run or callback stops the others and is re-raised."""
-    from ijr_core.trainer import train
-
-    jobs = _JobQueue(len(configs))
-    control._on_stop(jobs.close)
-    runs: list[Run | None] = [None] * len(configs)
-    errors: list[BaseException] = []
-    report = threading.Lock()
-
-    def work() -> None:
-        while (i := jobs.take()) is not None:
-            try:
-                out = None if folder is None else folder / names[i]
-                run = train(configs[i], out_dir=out, control=control._training_control())
-                with report:
-                    runs[i] = run
-                    if callback is not None:
-                        callback(i, float(lrs[i]), run)
-            except BaseException as exc:
-                errors.append(exc)
-                control.stop()  # the sweep has failed: the other runs need not finish
-                return
-
-    helpers = [threading.Thread(target=work, name=f"ijr-sweep-{k}", daemon=True)
-               for k in range(n - 1)]
-    with _one_torch_thread(bool(helpers)):
-        started: list[threading.Thread] = []
-        try:
-            for t in helpers:
-                t.start()
-                started.append(t)
-            work()
-            for t in started:
-                while t.is_alive():  # a timed join, so that Ctrl-C reaches this thread
-                    t.join(0.2)
-        except BaseException:  # e.g. KeyboardInterrupt here: stop the helpers' runs too
-            control.stop()
-            for t in started:
-                t.join()
-            raise
-    if errors:
-        raise errors[0]
-    return runs
-
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_USERS = 0
-_THREADS_BEFORE = 0
-
-
-@contextlib.contextmanager
-def _one_torch_thread(active: bool):
-    """While parallel sweeps run, torch uses one intra-op thread per run (the setting is
-    process-wide); the count from before the first of any overlapping sweeps comes back after
-    the last one ends."""
-    global _THREADS_USERS, _THREADS_BEFORE
-    import torch
-
-    if not active:
-        yield
-        return
-    with _THREADS_LOCK:
-        if _THREADS_USERS == 0:
-            _THREADS_BEFORE = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _THREADS_USERS += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_USERS -= 1
-            if _THREADS_USERS == 0:
-                torch.set_num_threads(_THREADS_BEFORE)
-
-
-class _JobQueue:
-    """Indices 0..n-1 handed out once each (thread-safe); closing stops handing out."""
-
-    def __init__(self, n: int) -> None:
-        self._lock = threading.Lock()
-        self._todo = list(range(n))
-        self._closed = False
-
-    def take(self) -> int | None:
-        with self._lock:
-            return None if self._closed or not self._todo else self._todo.pop(0)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
 
 
 def _plain_name(name: str) -> bool:

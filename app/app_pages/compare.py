@@ -4,21 +4,21 @@ and sharing runs. Charts come from app/compare_charts.py; training runs in backg
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-import math
 import time
 from pathlib import Path
 
 import altair as alt
-import numpy as np
 import streamlit as st
 
 from app import compare_charts, jobs, runs_store, session, share, store, uploads, views
-from ijr_core import claims
+from ijr_core import claims, values
+from ijr_core import grid as grid_lib
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
-SECTIONS = ("Runs", "Learning-rate sweep", "Optimizers", "Manage & share")
+SECTIONS = ("Runs", "Learning-rate sweep", "Grid", "Optimizers", "Manage & share")
 OVERLAYS = ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc")
 CAPTIONS = {
     "sharpness": "Each run's ‖H‖ rises to its own dashed 2/η; on the η·step axis runs with "
@@ -50,13 +50,18 @@ DEFAULTS = {
     "sweep_x": "step",
     "sweep_matched": 0.1,
     "sweep_heat_metric": "m_norm_mean",
+    "grid_preset": "lr-sweep",
+    "grid_overrides": "",
+    "grid_axes": "lr=0.3, 0.5, 1, 1.5\nseed=0, 1, 2",
+    "grid_where": "this machine",
+    "grid_ray": "",
     "opt_preset": "ejr-vs-sam",
     "opt_overrides": "",
     "opt_methods": ["gd", "sgd", "sam", "ejr"],
     "opt_batch": "64",
     "opt_seeds": "",
 }
-KEEP = (*DEFAULTS, "cmp_runs", "sweep_open", "opt_open", "manage_item")
+KEEP = (*DEFAULTS, "cmp_runs", "sweep_open", "grid_open", "opt_open", "manage_item")
 
 
 def keep_state() -> None:
@@ -123,23 +128,9 @@ def show(chart, key: str) -> None:
 
 
 def parse_lrs(text: str) -> list[float]:
-    """Learning rates from "0.1, 0.5, 1" or a log-spaced range "start:stop:n"."""
-    text = text.strip()
-    if text.count(":") == 2:
-        a, b, n = (part.strip() for part in text.split(":"))
-        start, stop, count = float(a), float(b), int(n)
-        if not (start > 0 and stop > 0 and 1 <= count <= 50):
-            raise ValueError("a range start:stop:n needs start, stop > 0 and 1 ≤ n ≤ 50")
-        return [float(f"{x:.4g}") for x in np.geomspace(start, stop, count)]
-    values = [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    if not values:
-        raise ValueError("enter at least one learning rate")
-    bad = [x for x in values if not (math.isfinite(x) and x > 0)]
-    if bad:
-        raise ValueError(f"learning rates must be positive numbers, got {bad[0]:g}")
-    if len(values) > 50:
-        raise ValueError("at most 50 learning rates")
-    return values
+    """Learning rates from "0.1, 0.5, 1" or a log-spaced range "start:stop:n" (the grammar
+    of ijr_core.values, shared with the command line)."""
+    return values.parse_lrs(text)
 
 
 def base_config(prefix: str) -> RunConfig | None:
@@ -266,11 +257,12 @@ def _job_progress(job_key: str, label: str) -> None:
             return
         p = job.progress()
         if job.alive:
-            extra = (
-                f"run {p['runs_done']}/{p['runs']} done"
-                if "runs_done" in p
-                else f"{p['current']} ({p['index'] + 1}/{p['runs']})"
-            )
+            if "line" in p:  # a grid: done/total, running, failed, ETA
+                extra = p["line"]
+            elif "runs_done" in p:
+                extra = f"run {p['runs_done']}/{p['runs']} done"
+            else:
+                extra = f"{p['current']} ({p['index'] + 1}/{p['runs']})"
             st.progress(p["fraction"], text=f"{label}: {extra} · {_fmt_time(p['elapsed'])}")
         else:
             st.session_state[f"{job_key}_ended"] = True
@@ -429,6 +421,14 @@ def show_sweep(folder: Path) -> None:
         return
     if sweep.meta.get("status") not in (None, "finished"):
         st.warning(f"This sweep is {sweep.meta.get('status')}: showing the runs saved so far.")
+    sweep_views(sweep, compare_charts.sweep_runs(sweep))
+    st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
+    share.download_panel("sweep_dl", folder=folder)
+
+
+def sweep_views(sweep, runs: dict, grouped: bool = False) -> None:
+    """The views of an η sweep: heatmap, final ⟨‖J‖²⟩ and max ‖H‖ against η, overlays
+    (``runs``; with ``grouped`` seed groups as mean ± std bands) and the table."""
     metric = st.columns([1, 2])[0].selectbox(
         "Heatmap of",
         list(compare_charts.HEATMAP_METRICS),
@@ -466,7 +466,6 @@ def show_sweep(folder: Path) -> None:
             "Dashed: ‖H‖ = 2/η. Runs at the edge of stability reach the diagonal; "
             "a point far above it is an early catapult."
         )
-    runs = compare_charts.sweep_runs(sweep)
     x_axis = st.radio(
         "x axis",
         list(compare_charts.X_AXES),
@@ -477,21 +476,142 @@ def show_sweep(folder: Path) -> None:
     cols = st.columns(2)
     for i, metric in enumerate(OVERLAYS):
         with cols[i % 2]:
-            show(compare_charts.overlay_chart(runs, metric, x_axis), f"sweep_chart_{metric}")
+            chart = compare_charts.overlay_chart(runs, metric, x_axis, group_seeds=grouped)
+            show(chart, f"sweep_chart_{metric}")
             st.caption(CAPTIONS[metric])
     table = compare_charts.sweep_final_frame(sweep, matched)
     columns = {
         key: (st.column_config.TextColumn(head) if fmt is None
               else st.column_config.NumberColumn(head, format=fmt))
-        for key, (head, fmt) in compare_charts.SWEEP_COLUMNS.items()
+        for key, (head, fmt) in {**compare_charts.SWEEP_COLUMNS,
+                                 **compare_charts.SEED_COLUMNS}.items()
     }
     st.dataframe(table, width="stretch", hide_index=True, column_config=columns)
     if matched is not None and table["jac_at_loss"].isna().any():
         st.caption("Empty “at matched loss” cells: that run never reached the training loss.")
     with st.expander("Claims: what held on this sweep", expanded=True):
         views.show_claims(claims.sweep_claims(sweep.lrs, sweep.runs))
+
+
+# --------------------------------------------------------------------------- grid
+
+WHERE = ("this machine", "Ray cluster")
+
+
+def grid_section() -> None:
+    config = _job_section_head(
+        "grid_job",
+        "grid_open",
+        "Train every combination of a few settings (η × seed × optimizer …), on this "
+        "machine or on a Ray cluster; a grid with an `lr` axis opens like a sweep, seeds "
+        "as mean ± std.",
+        prefix="grid",
+    )
+    text = st.text_area(
+        "Axes (one per line: field=values)",
+        key="grid_axes",
+        height=100,
+        help="Any config field; values as a list (0.1, 0.5) or a range start:stop:n "
+        "(log-spaced for positive reals, e.g. lr=0.1:1:4; evenly spaced for whole numbers, "
+        "e.g. seed=0:4:5).",
+    )
+    c1, c2 = st.columns([1, 2])
+    where = c1.radio("Where", WHERE, key="grid_where", horizontal=True)
+    address = None
+    if where == WHERE[1]:
+        address = c2.text_input(
+            "Ray address",
+            key="grid_ray",
+            placeholder="empty: a local Ray started now · auto · host:6379",
+            help="The head of a cluster started with `ray start --head`; every node needs "
+            "this project (see README, “Running on a cluster”). Runs come back here and are "
+            "saved in the runs folder.",
+        )
+    axes, error = None, None
+    try:
+        axes = grid_lib.parse_axes([line for line in text.splitlines() if line.strip()])
+        if config is not None:
+            plan = grid_lib.expand(config, axes)
+            st.caption(
+                f"{len(plan)} runs × {config.steps} steps ("
+                + " × ".join(f"{len(v)} {k}" for k, v in axes.items())
+                + ")"
+            )
+    except (ConfigError, ValueError) as exc:
+        error = str(exc)
+        st.error(f"Axes — {exc}")
+    if where == WHERE[1] and importlib.util.find_spec("ray") is None:
+        error = "Ray is not installed here (pip install -r requirements.txt)"
+        st.error(error)
+
+    def new_job() -> jobs.GridJob:
+        out = session.runs_dir() / jobs.stamp_name(f"grid-{config.name or config.dataset}")
+        return jobs.GridJob(config, axes, out, ray_address=address)
+
+    job = _job_controls(
+        "grid_job",
+        "▶ Run grid",
+        "grid",
+        new_job,
+        ready=config is not None and axes is not None and error is None,
+        progress_label="Grid",
+        what="grid",
+    )
+    st.divider()
+    folder = _open_picker("grid", "grid_open", "grid")
+    if folder is not None and job is None:
+        show_grid(folder)
+
+
+def show_grid(folder: Path) -> None:
+    t0 = time.perf_counter()
+    try:
+        grid = grid_lib.load_grid(folder, load=store.load_cached)
+    except (RunFormatError, ValueError) as exc:
+        st.error(f"Cannot open this grid: {exc}")
+        return
+    present = sum(r is not None for r in grid.runs)
+    if grid.status != "finished":
+        st.warning(
+            f"This grid is {grid.status}: showing the {present} of {len(grid.runs)} runs saved "
+            "so far. Running the same grid into this folder again resumes it."
+        )
+    if not present:
+        return
+    others = [a for a in grid.axes if a not in ("lr", "seed")]
+    fixed = {}
+    cols = st.columns(max(1, len(others)))
+    for col, axis in zip(cols, others, strict=False):
+        options = list(range(len(grid.axes[axis])))
+        pick = col.selectbox(axis, options, key=f"grid_fix_{axis}",
+                             format_func=lambda k, a=axis: str(grid.axes[a][k]))
+        fixed[axis] = grid.axes[axis][pick]
+    chosen = [(v, r) for v, r in zip(grid.values, grid.runs, strict=True)
+              if r is not None and all(v[a] == fixed[a] for a in others)]
+    runs = {_grid_label(v): r for v, r in chosen}
+    seeds = len(grid.axes.get("seed", [0])) > 1
+    if "lr" in grid.axes:
+        sweep_views(grid.sweep(fixed), runs, grouped=seeds)
+        if seeds:
+            st.caption("Rows of the heatmap and points against η: the mean over seeds; "
+                       "overlays: mean ± std bands per η.")
+    else:
+        c = st.columns(2)
+        for i, metric in enumerate(OVERLAYS):
+            with c[i % 2]:
+                chart = compare_charts.overlay_chart(runs, metric, group_seeds=seeds)
+                show(chart, f"grid_chart_{metric}")
+                st.caption(CAPTIONS[metric])
+        st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
-    share.download_panel("sweep_dl", folder=folder)
+    share.download_panel("grid_dl", folder=folder)
+
+
+def _grid_label(values_: dict) -> str:
+    """ "η=0.5-s1": runs that differ only in the seed end in -s<seed> (one band)."""
+    parts = [f"η={values_['lr']:g}" if k == "lr" else f"{k}={values_[k]}"
+             for k in values_ if k != "seed"]
+    return "-".join(parts or ["run"]) + (f"-s{values_['seed']}" if "seed" in values_ else "")
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -693,6 +813,8 @@ def main() -> None:
         runs_section()
     elif section == "Learning-rate sweep":
         sweep_section()
+    elif section == "Grid":
+        grid_section()
     elif section == "Optimizers":
         optimizer_section()
     else:
