@@ -27,7 +27,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import digits, mlp  # noqa: E402
-from ijr_core import curvature as cv  # noqa: E402
+from ijr_core import graph  # noqa: E402
 from ijr_core.probe import ProbeState, probe  # noqa: E402
 
 
@@ -91,16 +91,16 @@ FAMILIES = {"mlp (fast path)": mlp, "custom: raw weight twice": RawTwice,
 @contextmanager
 def gram_method(method: str):
     """Force the per-sample Gram path inside probe() (the baseline is 'generic')."""
-    original = cv.logit_jacobian_gram
+    original = graph.logit_jacobian_gram  # what CurvatureGraph.gram calls
 
     def forced(model, X, chunk_size=None, method_=None):
         return original(model, X, chunk_size=chunk_size, method=method)
 
-    cv.logit_jacobian_gram = forced
+    graph.logit_jacobian_gram = forced
     try:
         yield
     finally:
-        cv.logit_jacobian_gram = original
+        graph.logit_jacobian_gram = original
 
 
 def measure(factory, X, y, probes: int, method: str) -> tuple[float, float, int]:
