@@ -908,8 +908,11 @@ def _check_params(params: dict[str, np.ndarray], path: Path) -> list[dict[str, n
             raise RunFormatError(
                 f"{path}: array {key[:80]!r} has shape {arr.shape}, expected {c} checkpoints first"
             )
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise RunFormatError(f"{path}: array {key[:80]!r} has dtype {arr.dtype}, not float")
+        # floats for parameters, integers or booleans for buffers (e.g. num_batches_tracked)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise RunFormatError(f"{path}: array {key[:80]!r} has dtype {arr.dtype}, "
+                                 f"not a real number type")
         for i in range(c):
             out[i][key[len("param:") :]] = arr[i]
     if c and not out[0]:
