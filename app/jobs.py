@@ -286,6 +286,11 @@ class GridJob(_Job):
     def stop(self) -> None:
         self.control.stop()
 
+    def configs_to_check(self) -> list:
+        from ijr_core.grid import expand
+
+        return [config for _, config in expand(self.config, self.axes)]
+
     def _attach(self, tracker) -> None:
         with self.lock:
             self.tracker = tracker
