@@ -179,6 +179,11 @@ class GridProgress:
             if node is not None:
                 self.nodes[i] = node
 
+    def steps(self) -> dict[int, int]:
+        """Index -> step reached (last probe) of each run trained this session."""
+        with self._lock:
+            return dict(self._step)
+
     def running(self) -> dict[int, str | None]:
         """Index -> node (None in this process) of each run in progress."""
         with self._lock:

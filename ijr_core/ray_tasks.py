@@ -155,7 +155,7 @@ def _collect(ref, i: int, folder: Path | None, sink) -> bool:
     try:
         files = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # raised inside the task: not retried
-        cause = exc.as_instanceof_cause()
+        cause = getattr(exc, "cause", None)  # the original exception, without Ray's traceback
         return bool(sink.failed(i, cause if isinstance(cause, Exception) else exc))
     except ray.exceptions.RayError as exc:  # retries used up (worker or node lost)
         return bool(sink.failed(i, exc))
