@@ -307,6 +307,18 @@ def _job_controls(
     return job
 
 
+def _launch_and_open(kind: str, start_label: str, new_job, ready: bool, show_folder) -> None:
+    """Start/Stop/progress of the ``{kind}_job`` (see :func:`_job_controls`), then the picker
+    of saved ``kind`` folders; the chosen one is shown with ``show_folder`` while no job
+    runs."""
+    job = _job_controls(f"{kind}_job", start_label, kind, new_job, ready=ready,
+                        progress_label=kind.capitalize(), what=kind)
+    st.divider()
+    folder = _open_picker(kind, f"{kind}_open", kind)
+    if folder is not None and job is None:
+        show_folder(folder)
+
+
 def _group_options(kind: str) -> dict[str, str]:
     return {
         str(e.path): e.label for e in runs_store.list_entries(session.runs_dir()) if e.kind == kind
@@ -381,19 +393,8 @@ def sweep_section() -> None:
         out = session.runs_dir() / jobs.stamp_name(f"sweep-{config.name or config.dataset}")
         return jobs.SweepJob(config, lrs, out, workers=int(workers) or None)
 
-    job = _job_controls(
-        "sweep_job",
-        "▶ Run sweep",
-        "sweep",
-        new_job,
-        ready=config is not None and bool(lrs),
-        progress_label="Sweep",
-        what="sweep",
-    )
-    st.divider()
-    folder = _open_picker("sweep", "sweep_open", "sweep")
-    if folder is not None and job is None:
-        show_sweep(folder)
+    _launch_and_open("sweep", "▶ Run sweep", new_job, config is not None and bool(lrs),
+                     show_sweep)
 
 
 def show_sweep(folder: Path) -> None:
@@ -530,19 +531,8 @@ def grid_section() -> None:
         out = session.runs_dir() / jobs.stamp_name(f"grid-{config.name or config.dataset}")
         return jobs.GridJob(config, axes, out, ray_address=address)
 
-    job = _job_controls(
-        "grid_job",
-        "▶ Run grid",
-        "grid",
-        new_job,
-        ready=config is not None and axes is not None and error is None,
-        progress_label="Grid",
-        what="grid",
-    )
-    st.divider()
-    folder = _open_picker("grid", "grid_open", "grid")
-    if folder is not None and job is None:
-        show_grid(folder)
+    _launch_and_open("grid", "▶ Run grid", new_job,
+                     config is not None and axes is not None and error is None, show_grid)
 
 
 def show_grid(folder: Path) -> None:
