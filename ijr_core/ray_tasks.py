@@ -30,14 +30,15 @@ POLL_S = 0.5
 
 
 def connect(address: str | None = None) -> None:
-    """Join the Ray cluster at ``address`` ("auto", "host:port"), or start a local Ray
-    when None, unless this process is connected already. Workers find ``ijr_core`` on the
+    """Join the Ray cluster at ``address`` ("auto", "host:port"), or start a new local Ray
+    of this process when None (never someone else's cluster: when that one ends, Ray ends
+    its drivers), unless this process is connected already. Workers find ``ijr_core`` on the
     path of this project (each node needs the project at the same path, or installed)."""
     if ray.is_initialized():
         return
     job = ray.job_config.JobConfig(code_search_path=[str(PROJECT_ROOT)])
     kwargs = {"include_dashboard": False} if address is None else {}
-    ray.init(address=address, job_config=job, log_to_driver=False,
+    ray.init(address=address or "local", job_config=job, log_to_driver=False,
              configure_logging=False, **kwargs)
 
 
