@@ -91,7 +91,15 @@ def test_removing_a_worker_node_mid_grid_still_completes_every_run(cluster, tmp_
     c.wait_for_nodes()
 
 
-def test_a_killed_driver_resumes_without_redoing_finished_runs(cluster, tmp_path):
+def _driver(argv, env) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True, text=True)
+
+
+def test_ctrl_c_then_a_killed_driver_resume_without_redoing_finished_runs(cluster, tmp_path):
+    """The CLI driver on the cluster: Ctrl-C (SIGINT) after a run has finished exits 130
+    with the grid "stopped" and its finished runs loadable; the same command again is
+    SIGKILLed after more runs finished; then the grid resumes and trains only the rest."""
     c, _ = cluster
     cfg = BASE.replace(steps=150, probe_every=50)
     out = tmp_path / "grid"
@@ -99,16 +107,34 @@ def test_a_killed_driver_resumes_without_redoing_finished_runs(cluster, tmp_path
             "--out", str(out), "--set", "seed=0:5:6"]
     argv += [f"--{k}={v}" for k, v in cfg.to_dict().items() if v is not None]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    driver = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_until(lambda: out.is_dir() and len(complete_runs(out)) >= 2
+
+    def wait_for(driver, n: int) -> None:
+        wait_until(lambda: out.is_dir() and len(complete_runs(out)) >= n
                    or driver.poll() is not None, timeout=180, poll=0.05)
+
+    driver = _driver(argv, env)
+    try:
+        wait_for(driver, 1)
+        os.kill(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, err[-2000:]
+    assert "the same command resumes the grid" in err
+    interrupted = load_grid(out)
+    assert interrupted.status == "stopped"
+    done = [r for r in interrupted.runs if r is not None]
+    assert 1 <= len(done) < 6 and all(r.status == "finished" for r in done)
+
+    driver = _driver(argv, env)  # the same command: resumes, and is killed mid-grid
+    try:
+        wait_for(driver, len(done) + 1)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     kept = complete_runs(out)
-    assert 2 <= len(kept) < 6, "the driver was killed mid-grid"
+    assert len(done) < len(kept) < 6, "the driver was killed mid-grid"
     before = {name: (out / name / "run.json").read_bytes() for name in kept.values()}
     trained = []
     grid = run_grid(cfg, {"seed": list(range(6))}, out_dir=out, executor=RayExecutor(),
