@@ -558,9 +558,7 @@ def show_grid(folder: Path) -> None:
         pick = col.selectbox(axis, options, key=f"grid_fix_{axis}",
                              format_func=lambda k, a=axis: str(grid.axes[a][k]))
         fixed[axis] = grid.axes[axis][pick]
-    chosen = [(v, r) for v, r in zip(grid.values, grid.runs, strict=True)
-              if r is not None and all(v[a] == fixed[a] for a in others)]
-    runs = {_grid_label(v): r for v, r in chosen}
+    runs = compare_charts.grid_runs(grid, fixed)
     seeds = len(grid.axes.get("seed", [0])) > 1
     if "lr" in grid.axes:
         sweep_views(grid.sweep(fixed), runs, grouped=seeds)
@@ -577,13 +575,6 @@ def show_grid(folder: Path) -> None:
         st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("grid_dl", folder=folder)
-
-
-def _grid_label(values_: dict) -> str:
-    """ "η=0.5-s1": runs that differ only in the seed end in -s<seed> (one band)."""
-    parts = [f"η={values_['lr']:g}" if k == "lr" else f"{k}={values_[k]}"
-             for k in values_ if k != "seed"]
-    return "-".join(parts or ["run"]) + (f"-s{values_['seed']}" if "seed" in values_ else "")
 
 
 # --------------------------------------------------------------------------- optimizers

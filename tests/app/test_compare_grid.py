@@ -90,3 +90,13 @@ def test_a_grid_job_on_ray_runs_its_driver_in_a_child_process(runs_dir, tiny_con
     import ray
 
     assert not ray.is_initialized()  # this process never became a Ray driver
+
+
+def test_html_report_of_a_grid_folder(tmp_path, tiny_config):
+    from app.compare_charts import grid_runs
+    from app.report import report_html
+
+    grid = run_grid(tiny_config, {"lr": [0.3, 0.6], "seed": [0, 1]}, out_dir=tmp_path / "g")
+    assert list(grid_runs(grid)) == ["η=0.3-s0", "η=0.3-s1", "η=0.6-s0", "η=0.6-s1"]
+    html = report_html(tmp_path / "g")
+    assert "grid lr × seed" in html and html.count("<svg") >= 3
