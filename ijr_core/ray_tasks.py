@@ -116,7 +116,7 @@ def run_jobs(executor, jobs, sink, control) -> None:
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
     ).remote()
     cpus, gpus = _resources(executor, jobs[0][1])
-    threads = run_threads(2, int(max(1, cpus)))
+    threads = run_threads(1, cpus)
     task = train_task.options(num_cpus=cpus, num_gpus=gpus, max_retries=executor.max_retries,
                               retry_exceptions=False)
     refs = {task.remote(i, cfg.to_dict(), threads, gpus > 0, board): (i, folder)
