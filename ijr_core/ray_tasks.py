@@ -127,9 +127,10 @@ def run_jobs(executor, jobs, sink, control) -> None:
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             _report(board, sink)
             for ref in ready:
-                i, folder = refs[ref]
+                i, folder = refs.pop(ref)  # dropping the ref frees the run in the object store
                 if _collect(ref, i, folder, sink):
                     control.stop()
+            del ready
         _report(board, sink)
     finally:
         for ref in pending:  # stopped, failed or interrupted: cancel what has not come back
