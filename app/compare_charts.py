@@ -791,3 +791,19 @@ def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
 def sweep_runs(sweep: Any) -> dict[str, Any]:
     """Label -> run of a sweep ("η=0.5"), for the overlay charts."""
     return {f"η={_eta_label(lr)}": run for lr, run in zip(sweep.lrs, sweep.runs, strict=True)}
+
+
+def grid_runs(grid: Any, fixed: Mapping | None = None) -> dict[str, Any]:
+    """Label -> run of the saved runs of a grid (:class:`ijr_core.grid.Grid`) whose axes
+    other than lr and seed take the ``fixed`` values (all runs when None), labelled
+    "η=0.5-s1": runs that differ only in the seed end in -s<seed>, so :func:`seed_groups`
+    makes one band of them."""
+    out = {}
+    for values, run in zip(grid.values, grid.runs, strict=True):
+        if run is None or any(values.get(k) != v for k, v in (fixed or {}).items()):
+            continue
+        parts = [f"η={values['lr']:g}" if k == "lr" else f"{k}={values[k]}"
+                 for k in values if k != "seed"]
+        seed = f"-s{values['seed']}" if "seed" in values else ""
+        out["-".join(parts or ["run"]) + seed] = run
+    return out

@@ -267,24 +267,32 @@ class GridJob(_Job):
     """:func:`ijr_core.grid.run_grid` of ``config`` × ``axes`` into ``out_dir``, in threads
     of this process or on Ray (``ray_address``: "" = a local Ray started on demand, "auto",
     or "host:port"; None = threads). ``stop()`` cancels what has not finished; finished runs
-    stay loadable, and running the same grid into the same folder resumes it."""
+    stay loadable, and running the same grid into the same folder resumes it.
+
+    On Ray the driver runs in a child process (:func:`_ray_driver`): Ray ends a driver whose
+    cluster has gone away, and that must not be the app's server. The child sends the
+    progress counts back through a queue."""
 
     def __init__(self, config, axes: dict, out_dir: Path, ray_address: str | None = None,
                  workers: int | None = None) -> None:
         super().__init__(out_dir)
-        from ijr_core.executors import RayExecutor, ThreadExecutor
+        from ijr_core.executors import ThreadExecutor
 
         self.config, self.axes = config, dict(axes)
         self.total = 1
         for values in self.axes.values():
             self.total *= len(values)
-        self.executor = (ThreadExecutor(workers) if ray_address is None
-                         else RayExecutor(ray_address.strip() or None))
+        self.ray_address = ray_address
+        self.executor = ThreadExecutor(workers)
         self.control = SweepControl()
         self.tracker = None
+        self._latest: dict | None = None  # progress from the Ray driver's process
+        self._child_stop = None
 
     def stop(self) -> None:
         self.control.stop()
+        if self._child_stop is not None:
+            self._child_stop.set()
 
     def configs_to_check(self) -> list:
         from ijr_core.grid import expand
@@ -296,25 +304,95 @@ class GridJob(_Job):
             self.tracker = tracker
 
     def body(self) -> None:
-        from ijr_core.grid import run_grid
+        if self.ray_address is not None:
+            errors = self._body_ray()
+        else:
+            from ijr_core.grid import run_grid
 
-        grid = run_grid(self.config, self.axes, out_dir=self.out_dir, executor=self.executor,
-                        control=self.control, progress=self._attach)
-        if grid.status == "failed" and grid.meta.get("errors"):
-            first = next(iter(grid.meta["errors"].values()))
-            raise RuntimeError(f"{len(grid.meta['errors'])} run(s) could not be trained "
+            grid = run_grid(self.config, self.axes, out_dir=self.out_dir,
+                            executor=self.executor, control=self.control,
+                            progress=self._attach)
+            errors = grid.meta.get("errors") or {}
+        if errors:
+            first = next(iter(errors.values()))
+            raise RuntimeError(f"{len(errors)} run(s) could not be trained "
                                f"(first: {first}); run the grid again to retry them")
+
+    def _body_ray(self) -> dict:
+        import multiprocessing as mp
+        import queue as queue_mod
+
+        ctx = mp.get_context("spawn")
+        messages, self._child_stop = ctx.Queue(), ctx.Event()
+        if self.control.stopped:
+            self._child_stop.set()
+        child = ctx.Process(target=_ray_driver, daemon=True, name="ijr-ray-driver",
+                            args=(self.config.to_dict(), self.axes, str(self.out_dir),
+                                  self.ray_address.strip() or None, messages,
+                                  self._child_stop))
+        child.start()
+        result: dict = {}
+        while child.is_alive() or not messages.empty():
+            try:
+                kind, payload = messages.get(timeout=0.5)
+            except queue_mod.Empty:
+                continue
+            if kind == "progress":
+                with self.lock:
+                    self._latest = payload
+            else:
+                result = payload
+        child.join()
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        if child.exitcode != 0 and not result:
+            raise RuntimeError(f"the Ray driver ended with exit code {child.exitcode}")
+        return result.get("errors") or {}
 
     def progress(self) -> dict:
         """fraction (runs done / total), runs done, runs, elapsed and a one-line summary
         (done/total, running, failed, ETA)."""
         with self.lock:
-            tracker, finished = self.tracker, self.finished
-        if tracker is None:
-            line = "starting…" + (" (Ray)" if self.executor.name == "ray" else "")
+            tracker, finished, latest = self.tracker, self.finished, self._latest
+        if tracker is not None:
+            latest = {**tracker.snapshot(), "line": tracker.line(elapsed=False)}
+        if latest is None:
+            line = "starting…" + (" (Ray)" if self.ray_address is not None else "")
             return {"fraction": 0.0, "runs_done": 0, "runs": self.total,
                     "elapsed": self.elapsed(), "line": line}
-        s = tracker.snapshot()
-        return {"fraction": 1.0 if finished else min(s["fraction"], 0.999),
-                "runs_done": s["done"], "runs": s["total"], "elapsed": self.elapsed(),
-                "line": tracker.line(elapsed=False)}  # the page adds the elapsed time
+        return {"fraction": 1.0 if finished else min(latest["fraction"], 0.999),
+                "runs_done": latest["done"], "runs": latest["total"],
+                "elapsed": self.elapsed(), "line": latest["line"]}  # the page adds elapsed
+
+
+def _ray_driver(config: dict, axes: dict, out_dir: str, address, messages, stop) -> None:
+    """Child process of a :class:`GridJob` on Ray: run the grid, send ("progress", counts)
+    every half second and ("result", {"errors": …} or {"error": message}) at the end."""
+    from ijr_core.config import RunConfig
+    from ijr_core.executors import RayExecutor
+    from ijr_core.grid import run_grid
+
+    control = SweepControl()
+    trackers: list = []
+
+    def watch() -> None:
+        while True:
+            if stop.wait(0.5):
+                control.stop()
+            if trackers:
+                t = trackers[0]
+                messages.put(("progress", {**t.snapshot(), "line": t.line(elapsed=False)}))
+            if control.stopped and stop.is_set():
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        grid = run_grid(RunConfig.from_dict(config), axes, out_dir=out_dir,
+                        executor=RayExecutor(address), control=control,
+                        progress=trackers.append)
+        if trackers:
+            t = trackers[0]
+            messages.put(("progress", {**t.snapshot(), "line": t.line(elapsed=False)}))
+        messages.put(("result", {"errors": grid.meta.get("errors") or {}}))
+    except Exception as exc:  # noqa: BLE001 - reported by the page
+        messages.put(("result", {"error": f"{type(exc).__name__}: {exc}"}))

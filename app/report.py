@@ -201,7 +201,7 @@ def runs_report_html(
 
 
 def report_html(folder: str | Path) -> str:
-    """Report of a run, sweep or group folder (detected from its json files)."""
+    """Report of a run, sweep, grid or group folder (detected from its json files)."""
     from app import runs_store
     from ijr_core.run import RunFormatError, load_run
     from ijr_core.sweep import load_sweep
@@ -217,11 +217,19 @@ def report_html(folder: str | Path) -> str:
             f"IJR explorer · learning-rate sweep · {folder.name}",
             sweep,
         )
+    if kind == "grid":
+        from ijr_core.grid import load_grid
+
+        grid = load_grid(folder)
+        title = f"IJR explorer · grid {' × '.join(grid.axes)} · {folder.name}"
+        sweep = grid.sweep() if "lr" in grid.axes else None  # seed means, first values
+        fixed = None if sweep is None else sweep.meta["grid"]
+        return runs_report_html(compare_charts.grid_runs(grid, fixed), title, sweep)
     if kind == "group":
         group = runs_store.load_group(folder)
         title = f"IJR explorer · {group['title']} · {folder.name}"
         return runs_report_html(group["runs"], title, optimizers=True)
-    raise RunFormatError(f"{folder} holds no run.json, sweep.json or group.json")
+    raise RunFormatError(f"{folder} holds no run.json, sweep.json, grid.json or group.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_sweep import same  # noqa: E402  (this folder is on the path of a script)
 
 from ijr_core.config import PRESETS, usable_cores  # noqa: E402
 from ijr_core.executors import RayExecutor, ThreadExecutor  # noqa: E402
@@ -43,15 +43,6 @@ def timed(cfg, executor):
     t = time.perf_counter()
     grid = run_grid(cfg, AXES, executor=executor)
     return time.perf_counter() - t, grid
-
-
-def same(a, b) -> bool:
-    for ra, rb in zip(a.runs, b.runs, strict=True):
-        for k in ra.scalars:
-            if k not in ("wall_time", "train_time") and not np.array_equal(
-                    ra.scalars[k], rb.scalars[k], equal_nan=True):
-                return False
-    return True
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from ijr_core.curvature import (
     top_eigenpairs,
 )
 from ijr_core.data import DATASETS, Dataset, DatasetError, load_dataset
+from ijr_core.grid import Grid, load_grid, run_grid
 from ijr_core.models import MODELS, build_model
 from ijr_core.optimizers import OPTIMIZERS, build_optimizer
 from ijr_core.probe import ProbeState, Snapshot, probe
@@ -42,4 +43,6 @@ __all__ = [
     "Run", "load_run", "RunFormatError", "RunWriter",
     # sweeps
     "sweep_lr", "Sweep", "SweepControl", "load_sweep",
+    # grids (threads or Ray: ijr_core.executors)
+    "run_grid", "Grid", "load_grid",
 ]

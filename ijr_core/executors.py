@@ -78,11 +78,13 @@ class SweepControl:
 # --------------------------------------------------------------------------- thread policy
 
 
-def run_threads(parallel_runs: int, cpus_per_run: int = 1) -> int | None:
-    """Torch threads of one run when ``parallel_runs`` runs share a process (None: leave
-    the process's setting alone, for a single run). A Ray task is a process of its own
-    holding ``cpus_per_run`` cores: it uses that many threads."""
-    return None if parallel_runs <= 1 else max(1, int(cpus_per_run))
+def run_threads(parallel_runs: int, cpus_per_run: float | None = None) -> int | None:
+    """Torch threads of one run: 1 when ``parallel_runs`` > 1 runs share this process, None
+    (leave the process's setting alone) for a single run; with ``cpus_per_run`` (a Ray task:
+    a process of its own holding that many cores) that many threads."""
+    if cpus_per_run is not None:
+        return max(1, int(cpus_per_run))
+    return None if parallel_runs <= 1 else 1
 
 
 _THREADS_LOCK = threading.Lock()

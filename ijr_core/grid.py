@@ -98,6 +98,7 @@ def expand(base: RunConfig, axes: Mapping[str, Sequence]) -> list[tuple[dict, Ru
         raise TypeError(f"base must be a RunConfig, got {type(base).__name__}")
     if not isinstance(axes, Mapping) or not axes:
         raise ConfigError(None, axes, "give at least one axis, e.g. {'lr': [0.1, 0.5]}")
+    axes = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in axes.items()}
     names = list(axes)
     known = base.to_dict()
     for name in names:
@@ -178,6 +179,11 @@ class GridProgress:
             self._running.add(i)
             if node is not None:
                 self.nodes[i] = node
+
+    def steps(self) -> dict[int, int]:
+        """Index -> step reached (last probe) of each run trained this session."""
+        with self._lock:
+            return dict(self._step)
 
     def running(self) -> dict[int, str | None]:
         """Index -> node (None in this process) of each run in progress."""
@@ -370,6 +376,8 @@ def run_grid(
     what they recorded (threads) or are cancelled (Ray); every finished run stays loadable.
     A run that cannot be trained is counted as failed (grid status "failed") and the
     others go on; training the grid again retries it."""
+    if isinstance(axes, Mapping):  # numpy arrays as plain lists (JSON, comparisons)
+        axes = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in axes.items()}
     plan = expand(base, axes)
     configs = [c for _, c in plan]
     values = [v for v, _ in plan]
@@ -510,7 +518,7 @@ def load_grid(grid_dir: str | os.PathLike, load: Callable[[Path], Run] = load_ru
     runs: list[Run | None] = []
     for name, value in zip(names, values, strict=True):
         if not isinstance(name, str) or not isinstance(value, dict) or \
-                (folder / name).resolve().parent != root:
+                set(value) != set(axes) or (folder / name).resolve().parent != root:
             raise RunFormatError(f"{path}: bad run entry {str(name)[:80]!r}")
         if status != "finished" and not (folder / name / "run.json").is_file():
             runs.append(None)

@@ -30,14 +30,15 @@ POLL_S = 0.5
 
 
 def connect(address: str | None = None) -> None:
-    """Join the Ray cluster at ``address`` ("auto", "host:port"), or start a local Ray
-    when None, unless this process is connected already. Workers find ``ijr_core`` on the
+    """Join the Ray cluster at ``address`` ("auto", "host:port"), or start a new local Ray
+    of this process when None (never someone else's cluster: when that one ends, Ray ends
+    its drivers), unless this process is connected already. Workers find ``ijr_core`` on the
     path of this project (each node needs the project at the same path, or installed)."""
     if ray.is_initialized():
         return
     job = ray.job_config.JobConfig(code_search_path=[str(PROJECT_ROOT)])
     kwargs = {"include_dashboard": False} if address is None else {}
-    ray.init(address=address, job_config=job, log_to_driver=False,
+    ray.init(address=address or "local", job_config=job, log_to_driver=False,
              configure_logging=False, **kwargs)
 
 
@@ -115,7 +116,7 @@ def run_jobs(executor, jobs, sink, control) -> None:
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
     ).remote()
     cpus, gpus = _resources(executor, jobs[0][1])
-    threads = run_threads(2, int(max(1, cpus)))
+    threads = run_threads(1, cpus)
     task = train_task.options(num_cpus=cpus, num_gpus=gpus, max_retries=executor.max_retries,
                               retry_exceptions=False)
     refs = {task.remote(i, cfg.to_dict(), threads, gpus > 0, board): (i, folder)
@@ -126,9 +127,10 @@ def run_jobs(executor, jobs, sink, control) -> None:
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             _report(board, sink)
             for ref in ready:
-                i, folder = refs[ref]
+                i, folder = refs.pop(ref)  # dropping the ref frees the run in the object store
                 if _collect(ref, i, folder, sink):
                     control.stop()
+            del ready
         _report(board, sink)
     finally:
         for ref in pending:  # stopped, failed or interrupted: cancel what has not come back
@@ -155,7 +157,7 @@ def _collect(ref, i: int, folder: Path | None, sink) -> bool:
     try:
         files = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # raised inside the task: not retried
-        cause = exc.as_instanceof_cause()
+        cause = getattr(exc, "cause", None)  # the original exception, without Ray's traceback
         return bool(sink.failed(i, cause if isinstance(cause, Exception) else exc))
     except ray.exceptions.RayError as exc:  # retries used up (worker or node lost)
         return bool(sink.failed(i, exc))

@@ -244,6 +244,31 @@ def test_interrupting_a_threaded_grid_marks_it_stopped(tmp_path):
         assert load_run(path.parent).status == "stopped"
 
 
+def test_damaged_or_hostile_grid_folders_raise_a_clear_error(tmp_path):
+    from ijr_core.run import RunFormatError
+
+    with pytest.raises(RunFormatError, match=r"grid\.json is missing"):
+        load_grid(tmp_path)
+    grid = run_grid(BASE.replace(steps=5), {"lr": np.array([0.5, 1.0])}, out_dir=tmp_path)
+    doc = json.loads((tmp_path / "grid.json").read_text())
+    assert doc["axes"] == {"lr": [0.5, 1.0]} and grid.values[0] == {"lr": 0.5}
+    cases = {
+        "escape": {**doc, "runs": ["../elsewhere", doc["runs"][1]]},
+        "values": {**doc, "values": [{"seed": 0}, {"lr": 1.0}]},
+        "count": {**doc, "values": doc["values"][:1]},
+        "status": {**doc, "status": "weird"},
+        "kind": {**doc, "kind": "sweep"},
+        "config": {**doc, "config": {"lr": -1}},
+    }
+    for bad in cases.values():
+        (tmp_path / "grid.json").write_text(json.dumps(bad))
+        with pytest.raises(RunFormatError):
+            load_grid(tmp_path)
+    (tmp_path / "grid.json").write_text("{" * 10)
+    with pytest.raises(RunFormatError, match="not a JSON object"):
+        load_grid(tmp_path)
+
+
 # --------------------------------------------------------------------------- views
 
 

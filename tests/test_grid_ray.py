@@ -62,27 +62,44 @@ def test_a_2x3_grid_on_the_cluster_equals_the_in_process_one(cluster, tmp_path):
 def test_removing_a_worker_node_mid_grid_still_completes_every_run(cluster, tmp_path):
     c, workers = cluster
     doomed = workers[0]
-    cfg = BASE.replace(steps=2000, probe_every=100)  # ~2 s: still running when its node goes
+    # two runs of ~5 s, one per worker; the doomed node goes once its run has reported its
+    # first probe after step 0, i.e. with nearly all of its steps still to do
+    cfg = BASE.replace(steps=8000, probe_every=400)
     trackers = []
 
-    def remove_when_busy():  # once a run is in progress on the doomed node
-        wait_until(lambda: trackers and doomed.node_id in trackers[0].running().values(),
-                   timeout=120, poll=0.05)
+    def busy_on_doomed() -> bool:
+        if not trackers:
+            return False
+        steps = trackers[0].steps()
+        return any(node == doomed.node_id and steps.get(i, 0) >= 400
+                   for i, node in trackers[0].running().items())
+
+    def remove_when_busy():
+        wait_until(busy_on_doomed, timeout=120, poll=0.02)
         c.remove_node(doomed, allow_graceful=False)
 
     watcher = threading.Thread(target=remove_when_busy, daemon=True)
     watcher.start()
-    grid = run_grid(cfg, {"seed": [0, 1, 2]}, out_dir=tmp_path, executor=RayExecutor(),
+    grid = run_grid(cfg, {"seed": [0, 1]}, out_dir=tmp_path, executor=RayExecutor(),
                     progress=trackers.append)
     watcher.join()
     assert grid.status == "finished" and all(r.status == "finished" for r in grid.runs)
     assert trackers[0].snapshot()["retries"] >= 1  # the lost run started again elsewhere
-    same_runs(grid, run_grid(cfg, {"seed": [0, 1, 2]}, executor=ThreadExecutor(2)))
+    same_runs(grid, run_grid(cfg, {"seed": [0, 1]}, executor=ThreadExecutor(2)))
+    same_runs(load_grid(tmp_path), grid)
     workers[0] = c.add_node(num_cpus=1)  # back to two workers for the other tests
     c.wait_for_nodes()
 
 
-def test_a_killed_driver_resumes_without_redoing_finished_runs(cluster, tmp_path):
+def _driver(argv, env) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True, text=True)
+
+
+def test_ctrl_c_then_a_killed_driver_resume_without_redoing_finished_runs(cluster, tmp_path):
+    """The CLI driver on the cluster: Ctrl-C (SIGINT) after a run has finished exits 130
+    with the grid "stopped" and its finished runs loadable; the same command again is
+    SIGKILLed after more runs finished; then the grid resumes and trains only the rest."""
     c, _ = cluster
     cfg = BASE.replace(steps=150, probe_every=50)
     out = tmp_path / "grid"
@@ -90,16 +107,34 @@ def test_a_killed_driver_resumes_without_redoing_finished_runs(cluster, tmp_path
             "--out", str(out), "--set", "seed=0:5:6"]
     argv += [f"--{k}={v}" for k, v in cfg.to_dict().items() if v is not None]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    driver = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_until(lambda: out.is_dir() and len(complete_runs(out)) >= 2
+
+    def wait_for(driver, n: int) -> None:
+        wait_until(lambda: out.is_dir() and len(complete_runs(out)) >= n
                    or driver.poll() is not None, timeout=180, poll=0.05)
+
+    driver = _driver(argv, env)
+    try:
+        wait_for(driver, 1)
+        os.kill(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, err[-2000:]
+    assert "the same command resumes the grid" in err
+    interrupted = load_grid(out)
+    assert interrupted.status == "stopped"
+    done = [r for r in interrupted.runs if r is not None]
+    assert 1 <= len(done) < 6 and all(r.status == "finished" for r in done)
+
+    driver = _driver(argv, env)  # the same command: resumes, and is killed mid-grid
+    try:
+        wait_for(driver, len(done) + 1)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     kept = complete_runs(out)
-    assert 2 <= len(kept) < 6, "the driver was killed mid-grid"
+    assert len(done) < len(kept) < 6, "the driver was killed mid-grid"
     before = {name: (out / name / "run.json").read_bytes() for name in kept.values()}
     trained = []
     grid = run_grid(cfg, {"seed": list(range(6))}, out_dir=out, executor=RayExecutor(),
@@ -109,6 +144,43 @@ def test_a_killed_driver_resumes_without_redoing_finished_runs(cluster, tmp_path
     for name, data in before.items():  # finished runs were neither trained nor rewritten
         assert (out / name / "run.json").read_bytes() == data
     assert len(complete_runs(out)) == 6
+
+
+def test_stop_cancels_the_rest_and_a_task_error_fails_only_its_run(cluster, tmp_path):
+    from ijr_core.executors import SweepControl
+
+    control = SweepControl()
+    stopped = run_grid(BASE, {"seed": list(range(6))}, out_dir=tmp_path / "s",
+                       executor=RayExecutor(), control=control,
+                       callback=lambda i, v, r: control.stop())
+    assert stopped.status == "stopped" and load_grid(tmp_path / "s").status == "stopped"
+    kept = [r for r in stopped.runs if r is not None]
+    assert 1 <= len(kept) < 6 and all(r.status == "finished" for r in kept)
+    assert len(complete_runs(tmp_path / "s")) == len(kept)  # every finished run loadable
+    # a run that raises inside its task (a data file missing on the node) is not retried:
+    # it is counted as failed and the other runs complete
+    good = tmp_path / "ok.csv"
+    good.write_text("x,y,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(40)))
+    csv = BASE.replace(dataset="csv", data_path=str(good), n_train=30, n_test=10,
+                       probe_size=30, steps=5)
+    grid = run_grid(csv, {"data_path": [str(good), str(tmp_path / "missing.csv")]},
+                    out_dir=tmp_path / "f", executor=RayExecutor())
+    assert grid.status == "failed" and grid.runs[0].status == "finished"
+    assert grid.runs[1] is None and "missing.csv" in grid.meta["errors"][1]
+
+
+def test_a_run_declares_a_gpu_fraction_only_where_the_cluster_has_gpus(cluster):
+    c, _ = cluster
+    assert ray_tasks._resources(RayExecutor(), BASE.replace(device="auto")) == (1.0, 0.0)
+    gpu_node = c.add_node(num_cpus=0, num_gpus=1)  # a GPU resource (no device is touched)
+    try:
+        wait_until(lambda: ray.cluster_resources().get("GPU", 0) >= 1, timeout=60)
+        assert ray_tasks._resources(RayExecutor(), BASE.replace(device="auto")) == (1.0, 0.25)
+        assert ray_tasks._resources(RayExecutor(gpus_per_run=0.5, cpus_per_run=2),
+                                    BASE.replace(device="auto")) == (2.0, 0.5)
+        assert ray_tasks._resources(RayExecutor(), BASE.replace(device="cpu")) == (1.0, 0.0)
+    finally:
+        c.remove_node(gpu_node)
 
 
 def test_bad_axes_fail_before_any_task_or_connection(tmp_path):

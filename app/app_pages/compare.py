@@ -323,6 +323,18 @@ def _job_controls(
     return job
 
 
+def _launch_and_open(kind: str, start_label: str, new_job, ready: bool, show_folder) -> None:
+    """Start/Stop/progress of the ``{kind}_job`` (see :func:`_job_controls`), then the picker
+    of saved ``kind`` folders; the chosen one is shown with ``show_folder`` while no job
+    runs."""
+    job = _job_controls(f"{kind}_job", start_label, kind, new_job, ready=ready,
+                        progress_label=kind.capitalize(), what=kind)
+    st.divider()
+    folder = _open_picker(kind, f"{kind}_open", kind)
+    if folder is not None and job is None:
+        show_folder(folder)
+
+
 def _group_options(kind: str) -> dict[str, str]:
     return {
         str(e.path): e.label for e in runs_store.list_entries(session.runs_dir()) if e.kind == kind
@@ -397,19 +409,8 @@ def sweep_section() -> None:
         out = session.runs_dir() / jobs.stamp_name(f"sweep-{config.name or config.dataset}")
         return jobs.SweepJob(config, lrs, out, workers=int(workers) or None)
 
-    job = _job_controls(
-        "sweep_job",
-        "▶ Run sweep",
-        "sweep",
-        new_job,
-        ready=config is not None and bool(lrs),
-        progress_label="Sweep",
-        what="sweep",
-    )
-    st.divider()
-    folder = _open_picker("sweep", "sweep_open", "sweep")
-    if folder is not None and job is None:
-        show_sweep(folder)
+    _launch_and_open("sweep", "▶ Run sweep", new_job, config is not None and bool(lrs),
+                     show_sweep)
 
 
 def show_sweep(folder: Path) -> None:
@@ -548,19 +549,8 @@ def grid_section() -> None:
         out = session.runs_dir() / jobs.stamp_name(f"grid-{config.name or config.dataset}")
         return jobs.GridJob(config, axes, out, ray_address=address)
 
-    job = _job_controls(
-        "grid_job",
-        "▶ Run grid",
-        "grid",
-        new_job,
-        ready=config is not None and axes is not None and error is None,
-        progress_label="Grid",
-        what="grid",
-    )
-    st.divider()
-    folder = _open_picker("grid", "grid_open", "grid")
-    if folder is not None and job is None:
-        show_grid(folder)
+    _launch_and_open("grid", "▶ Run grid", new_job,
+                     config is not None and axes is not None and error is None, show_grid)
 
 
 def show_grid(folder: Path) -> None:
@@ -586,9 +576,7 @@ def show_grid(folder: Path) -> None:
         pick = col.selectbox(axis, options, key=f"grid_fix_{axis}",
                              format_func=lambda k, a=axis: str(grid.axes[a][k]))
         fixed[axis] = grid.axes[axis][pick]
-    chosen = [(v, r) for v, r in zip(grid.values, grid.runs, strict=True)
-              if r is not None and all(v[a] == fixed[a] for a in others)]
-    runs = {_grid_label(v): r for v, r in chosen}
+    runs = compare_charts.grid_runs(grid, fixed)
     seeds = len(grid.axes.get("seed", [0])) > 1
     if "lr" in grid.axes:
         sweep_views(grid.sweep(fixed), runs, grouped=seeds)
@@ -605,13 +593,6 @@ def show_grid(folder: Path) -> None:
         st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("grid_dl", folder=folder)
-
-
-def _grid_label(values_: dict) -> str:
-    """ "η=0.5-s1": runs that differ only in the seed end in -s<seed> (one band)."""
-    parts = [f"η={values_['lr']:g}" if k == "lr" else f"{k}={values_[k]}"
-             for k in values_ if k != "seed"]
-    return "-".join(parts or ["run"]) + (f"-s{values_['seed']}" if "seed" in values_ else "")
 
 
 # --------------------------------------------------------------------------- optimizers

@@ -72,3 +72,31 @@ def test_a_grid_without_lr_opens_as_overlays(runs_dir, tiny_config):
     assert not _errors(at) and len(at.get("vega_lite_chart")) == 4
     at.selectbox(key="grid_fix_width").set_value(1).run()
     assert not at.exception and not _errors(at)
+
+
+def test_a_grid_job_on_ray_runs_its_driver_in_a_child_process(runs_dir, tiny_config):
+    import pytest
+
+    pytest.importorskip("ray")
+    from app.jobs import GridJob
+
+    job = GridJob(tiny_config, {"seed": [0, 1]}, runs_dir / "g-ray", ray_address="")
+    job.run_sync()  # a local Ray of the child, started and ended with it
+    assert job.error is None, job.error
+    p = job.progress()
+    assert p["runs_done"] == 2 and p["fraction"] == 1.0 and "2/2 done" in p["line"]
+    grid = load_grid(runs_dir / "g-ray")
+    assert grid.status == "finished" and grid.meta["executor"] == "ray"
+    import ray
+
+    assert not ray.is_initialized()  # this process never became a Ray driver
+
+
+def test_html_report_of_a_grid_folder(tmp_path, tiny_config):
+    from app.compare_charts import grid_runs
+    from app.report import report_html
+
+    grid = run_grid(tiny_config, {"lr": [0.3, 0.6], "seed": [0, 1]}, out_dir=tmp_path / "g")
+    assert list(grid_runs(grid)) == ["η=0.3-s0", "η=0.3-s1", "η=0.6-s0", "η=0.6-s1"]
+    html = report_html(tmp_path / "g")
+    assert "grid lr × seed" in html and html.count("<svg") >= 3
