@@ -62,8 +62,9 @@ def main() -> None:
     chosen = []
     try:
         time.sleep(0.5)
-        for _ in range(args.repeats):
-            for label, n in variants.items():
+        order = list(variants.items())
+        for r in range(args.repeats):
+            for label, n in order[r % 3:] + order[:r % 3]:  # rotated: no variant always last
                 rate, policy = steps_per_s(base.replace(torch_threads=n))
                 rates[label].append(rate)
                 if n is None:
