@@ -320,29 +320,32 @@ def _group_options(kind: str) -> dict[str, str]:
     }
 
 
-def demo_sweep_entries() -> list[runs_store.Entry]:
-    """The demo sweeps shipped in assets/demo_runs, as read-only entries."""
+def demo_sweep_entries(kind: str = "sweep") -> list[runs_store.Entry]:
+    """The demo sweeps (or, kind "group", optimizer comparisons) shipped in
+    assets/demo_runs, as read-only entries."""
     out = []
-    for path in store.demo_sweeps():
+    paths = store.demo_sweeps() if kind == "sweep" else store.demo_groups()
+    what = "η sweep" if kind == "sweep" else "optimizers"
+    for path in paths:
         members = runs_store.group_members(path)
-        label = f"{path.name} · η sweep · {len(members)} runs · demo (read-only)"
-        out.append(runs_store.Entry(path, "sweep", label, members))
+        label = f"{path.name} · {what} · {len(members)} runs · demo (read-only)"
+        out.append(runs_store.Entry(path, kind, label, members))
     return out
 
 
 def _open_picker(kind: str, key: str, what: str) -> Path | None:
-    """Select box of the saved sweeps / comparisons, newest first; for sweeps the demo
-    sweeps follow (read-only), so a first visit opens the demo sweep."""
+    """Select box of the saved sweeps / comparisons, newest first; the demo sweeps /
+    comparisons follow (read-only), so a first visit opens a demo."""
     options = _group_options(kind)
     saved = bool(options)
-    if kind == "sweep":
-        options.update({str(e.path): e.label for e in demo_sweep_entries()})
+    options.update({str(e.path): e.label for e in demo_sweep_entries(kind)})
     if not options:
         st.caption(f"No saved {what} yet.")
         return None
     if not saved:
+        button = "▶ Run sweep" if kind == "sweep" else "▶ Compare"
         st.caption(
-            f"No saved {what} yet: showing the precomputed demo. Press **▶ Run sweep** above "
+            f"No saved {what} yet: showing the precomputed demo. Press **{button}** above "
             "to train your own; it is then opened here."
         )
     if st.session_state.get(key) not in options:
@@ -580,7 +583,8 @@ def manage_section() -> None:
         str(p): runs_store.Entry(p, "run", f"{p.name} · demo (read-only)")
         for p in store.demo_runs()
     }
-    demos.update({str(e.path): e for e in demo_sweep_entries()})
+    demos.update({str(e.path): e for e in [*demo_sweep_entries(),
+                                           *demo_sweep_entries("group")]})
     options = {**entries, **demos}
     if not options:
         st.info("Nothing saved yet.")
