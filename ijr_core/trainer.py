@@ -314,6 +314,8 @@ class _Loop:
                 return
             while self.step < self.config.steps:
                 if self.handle_control():
+                    if self.run.status == "diverged":  # at the probe of a new η
+                        return
                     break
                 reason = self.one_step()
                 if reason is not None:
