@@ -414,8 +414,10 @@ class _Loop:
         snap.scalars.update(rho=self.method.rho, grad_evals=float(self.grad_evals),
                             wall_time=self.elapsed(), train_time=self.train_time)
         self.run.append_snapshot(snap)
-        self.last_probe = self.step
+        # a re-probe of the same step (after a live η) replaces that step's row; callbacks
+        # see each step once
+        fresh, self.last_probe = self.last_probe != self.step, self.step
         self.save()
-        for callback in self.callbacks:
+        for callback in self.callbacks if fresh else ():
             callback(snap)
         return True
