@@ -120,3 +120,24 @@ def accuracy(run) -> str:
             text += (f" With {100 * noise:.0f} % label noise, {clean:.2f} train accuracy is what "
                      "predicting every true label would score.")
     return text
+
+
+def sweep_heatmap(lrs, runs) -> str:
+    """Per η (largest first): where ⟨‖M‖⟩ peaks and the ARP (phase II) span, and whether a
+    larger η entered its ARP earlier in this sweep."""
+    rows = sorted(zip((float(x) for x in lrs), runs, strict=True), key=lambda r: -r[0])
+    parts, starts = [], []
+    for lr, run in rows:
+        spans = [(int(a), int(b)) for p, a, b in run.phase_spans() if p == "II"]
+        m = _col(run, "m_norm_mean")
+        peak = f"peak ⟨‖M‖⟩ {np.nanmax(m):.3f}" if np.isfinite(m).any() else "no ⟨‖M‖⟩"
+        arp = f"ARP {spans[0][0]}–{spans[0][1]}" if spans else "no ARP"
+        starts.append(spans[0][0] if spans else None)
+        parts.append(f"η = {lr:g}: {arp}, {peak}")
+    text = "Each row is one η; the black outline is its ARP (phase II). " + "; ".join(parts) + "."
+    known = [s for s in starts if s is not None]
+    if len(known) >= 2:
+        earlier = all(a <= b for a, b in zip(known, known[1:], strict=False))
+        text += (" Here a larger η enters its ARP earlier." if earlier else
+                 " Here the ARP does not start earlier for every larger η.")
+    return text

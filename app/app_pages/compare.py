@@ -13,7 +13,7 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from app import compare_charts, jobs, runs_store, session, share, store, uploads, views
+from app import captions, compare_charts, jobs, runs_store, session, share, store, uploads, views
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
 from ijr_core.run import RunFormatError
 
@@ -22,7 +22,8 @@ OVERLAYS = ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc")
 CAPTIONS = {
     "sharpness": "Each run's ‖H‖ rises to its own dashed 2/η; on the η·step axis runs with "
     "different η line up in 'time'.",
-    "m_norm_mean": "The inverted U of impurity: larger η leaves the high-impurity phase sooner.",
+    "m_norm_mean": "Impurity ⟨‖M‖⟩ of each run: look for the inverted U (with more than two "
+    "classes) and for which run leaves the high-impurity phase first.",
     "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare runs at the same "
     "training loss, not at the last step (a smaller η trains more slowly, so its Jacobian "
     "has grown less by then).",
@@ -423,10 +424,7 @@ def show_sweep(folder: Path) -> None:
         help="‖H‖ / (2/η) = 1 is the edge of stability.",
     )
     show(compare_charts.sweep_heatmap_chart(sweep, metric), "sweep_heatmap")
-    st.caption(
-        "Each row is one η: ⟨‖M‖⟩ rises and falls (the inverted U); the black outline "
-        "is that run's ARP (phase II, the project's operational definition)."
-    )
+    st.caption(captions.sweep_heatmap(sweep.lrs, sweep.runs))
     matched = st.columns([1, 2])[0].number_input(
         "⟨‖J‖²⟩ also at training loss ≤ (0 = off)",
         min_value=0.0,
