@@ -141,3 +141,25 @@ def sweep_heatmap(lrs, runs) -> str:
         text += (" Here a larger η enters its ARP earlier." if earlier else
                  " Here the ARP does not start earlier for every larger η.")
     return text
+
+
+def overlay_sharpness(runs: dict) -> str:
+    """Which of the overlaid runs (label -> run) reached ``eos_fraction`` · 2/η, each with
+    its peak ‖H‖/(2/η) — instead of claiming that every run does."""
+    reached, not_reached = [], []
+    for label, run in runs.items():
+        h, two = _col(run, "sharpness"), _col(run, "two_over_eta")
+        if not len(h) or not len(two):
+            continue
+        ratio = h / two
+        ratio = ratio[np.isfinite(ratio)]
+        if not len(ratio):
+            continue
+        eos = float(getattr(run.config, "eos_fraction", 0.9))
+        (reached if ratio.max() >= eos else not_reached).append(f"{label} ({ratio.max():.2f}×)")
+    text = "Dashed: each run's own 2/η; in brackets each run's peak ‖H‖/(2/η)."
+    if reached:
+        text += f" Reached the edge of stability: {', '.join(reached)}."
+    if not_reached:
+        text += f" Not reached: {', '.join(not_reached)}."
+    return text + " On the η·step axis runs with different η line up in 'time'."

@@ -20,8 +20,6 @@ from ijr_core.run import RunFormatError
 SECTIONS = ("Runs", "Learning-rate sweep", "Optimizers", "Manage & share")
 OVERLAYS = ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc")
 CAPTIONS = {
-    "sharpness": "Each run's ‖H‖ rises to its own dashed 2/η; on the η·step axis runs with "
-    "different η line up in 'time'.",
     "m_norm_mean": "Impurity ⟨‖M‖⟩ of each run: look for the inverted U (with more than two "
     "classes) and for which run leaves the high-impurity phase first.",
     "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare runs at the same "
@@ -32,6 +30,11 @@ CAPTIONS = {
     "train_loss": "Training loss per step: SAM and EJR spend two gradient evaluations on "
     "each step, so compare wall time too.",
 }
+
+
+def overlay_caption(metric: str, runs: dict) -> str:
+    """The caption under an overlay: measured on the runs shown where it states a result."""
+    return captions.overlay_sharpness(runs) if metric == "sharpness" else CAPTIONS[metric]
 
 
 # Widget defaults live in session state (not in the widget calls), and every key below is
@@ -220,7 +223,7 @@ def runs_section() -> None:
         )
         with cols[i % 2]:
             show(chart, f"cmp_chart_{metric}")
-            st.caption(CAPTIONS[metric])
+            st.caption(overlay_caption(metric, runs))
     st.caption(
         "Click a legend entry to show that run alone (shift-click for several; "
         "double-click the chart to reset)."
@@ -462,7 +465,7 @@ def show_sweep(folder: Path) -> None:
     for i, metric in enumerate(OVERLAYS):
         with cols[i % 2]:
             show(compare_charts.overlay_chart(runs, metric, x_axis), f"sweep_chart_{metric}")
-            st.caption(CAPTIONS[metric])
+            st.caption(overlay_caption(metric, runs))
     table = compare_charts.sweep_final_frame(sweep, matched)
     columns = {
         key: (st.column_config.TextColumn(head) if fmt is None
@@ -565,7 +568,7 @@ def show_group(folder: Path) -> None:
         with cols[i % 2]:
             chart = compare_charts.overlay_chart(runs, metric, group_seeds=grouped)
             show(chart, f"opt_chart_{metric}")
-            st.caption(CAPTIONS[metric])
+            st.caption(overlay_caption(metric, runs))
     share.download_panel("opt_dl", folder=folder)
 
 

@@ -64,3 +64,11 @@ def test_sweep_heatmap_caption_lists_each_etas_arp_from_the_runs():
         assert f"η = {lr:g}: ARP {a}–{b}" in text
     assert text.index("η = 0.5") < text.index("η = 0.2")  # largest first, as the rows
     assert "a larger η enters its ARP earlier" in text  # true of the demo sweep
+
+
+def test_overlay_sharpness_caption_names_the_runs_that_did_not_reach_the_edge():
+    runs = {"fast": make_run([1, 3.8, 4.4], [0.1] * 3),  # 2/η = 4: reached (1.10×)
+            "slow": make_run([1, 2, 3], [0.1] * 3, lr=0.1)}  # 2/η = 20: 0.15×
+    text = captions.overlay_sharpness(runs)
+    assert "Reached the edge of stability: fast (1.10×)" in text
+    assert "Not reached: slow (0.15×)" in text

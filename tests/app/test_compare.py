@@ -159,7 +159,8 @@ def test_tiny_sweep_completes_and_reopens(runs_dir):
     assert (
         sum(
             c.startswith(
-                ("Each run's ‖H‖", "The inverted U", "Implicit Jacobian reg", "Test accuracy:")
+                ("Dashed: each run's own 2/η", "Impurity ⟨‖M‖⟩ of each run",
+                 "Implicit Jacobian reg", "Test accuracy:")
             )
             for c in captions
         )
