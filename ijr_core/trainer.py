@@ -402,6 +402,7 @@ class _Loop:
             self.diverge("a parameter became non-finite")
             return False
         pX, py, tX, ty = self.probe_data
+        t = time.perf_counter()
         try:
             snap = probe(self.model, pX, py, tX, ty, loss=self.config.loss,
                          n_eigs=self.config.n_eigs, eig_tol=self.config.eig_tol,
@@ -411,6 +412,7 @@ class _Loop:
                 raise
             self.diverge(f"the model's outputs became non-finite ({exc})")
             return False
+        self.threads.after_probe(time.perf_counter() - t)
         snap.scalars.update(rho=self.method.rho, grad_evals=float(self.grad_evals),
                             wall_time=self.elapsed(), train_time=self.train_time)
         self.run.append_snapshot(snap)
