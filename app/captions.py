@@ -120,3 +120,46 @@ def accuracy(run) -> str:
             text += (f" With {100 * noise:.0f} % label noise, {clean:.2f} train accuracy is what "
                      "predicting every true label would score.")
     return text
+
+
+def sweep_heatmap(lrs, runs) -> str:
+    """Per η (largest first): where ⟨‖M‖⟩ peaks and the ARP (phase II) span, and whether a
+    larger η entered its ARP earlier in this sweep."""
+    rows = sorted(zip((float(x) for x in lrs), runs, strict=True), key=lambda r: -r[0])
+    parts, starts = [], []
+    for lr, run in rows:
+        spans = [(int(a), int(b)) for p, a, b in run.phase_spans() if p == "II"]
+        m = _col(run, "m_norm_mean")
+        peak = f"peak ⟨‖M‖⟩ {np.nanmax(m):.3f}" if np.isfinite(m).any() else "no ⟨‖M‖⟩"
+        arp = f"ARP {spans[0][0]}–{spans[0][1]}" if spans else "no ARP"
+        starts.append(spans[0][0] if spans else None)
+        parts.append(f"η = {lr:g}: {arp}, {peak}")
+    text = "Each row is one η; the black outline is its ARP (phase II). " + "; ".join(parts) + "."
+    known = [s for s in starts if s is not None]
+    if len(known) >= 2:
+        earlier = all(a <= b for a, b in zip(known, known[1:], strict=False))
+        text += (" Here a larger η enters its ARP earlier." if earlier else
+                 " Here the ARP does not start earlier for every larger η.")
+    return text
+
+
+def overlay_sharpness(runs: dict) -> str:
+    """Which of the overlaid runs (label -> run) reached ``eos_fraction`` · 2/η, each with
+    its peak ‖H‖/(2/η) — instead of claiming that every run does."""
+    reached, not_reached = [], []
+    for label, run in runs.items():
+        h, two = _col(run, "sharpness"), _col(run, "two_over_eta")
+        if not len(h) or not len(two):
+            continue
+        ratio = h / two
+        ratio = ratio[np.isfinite(ratio)]
+        if not len(ratio):
+            continue
+        eos = float(getattr(run.config, "eos_fraction", 0.9))
+        (reached if ratio.max() >= eos else not_reached).append(f"{label} ({ratio.max():.2f}×)")
+    text = "Dashed: each run's own 2/η; in brackets each run's peak ‖H‖/(2/η)."
+    if reached:
+        text += f" Reached the edge of stability: {', '.join(reached)}."
+    if not_reached:
+        text += f" Not reached: {', '.join(not_reached)}."
+    return text + " On the η·step axis runs with different η line up in 'time'."

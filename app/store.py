@@ -56,13 +56,19 @@ def demo_runs() -> list[Path]:
     return sorted(list_runs(DEMO_DIR), key=lambda p: p.name)
 
 
-def demo_sweeps() -> list[Path]:
+def demo_sweeps(marker: str = "sweep.json") -> list[Path]:
     """The demo learning-rate sweeps shipped in assets/demo_runs (folders holding a
-    sweep.json), by name. Read-only, like the demo runs."""
+    sweep.json; with ``marker="group.json"`` the demo optimizer comparisons), by name.
+    Read-only, like the demo runs."""
     if not DEMO_DIR.is_dir():
         return []
-    return sorted((p for p in DEMO_DIR.iterdir() if (p / "sweep.json").is_file()),
+    return sorted((p for p in DEMO_DIR.iterdir() if (p / marker).is_file()),
                   key=lambda p: p.name)
+
+
+def demo_groups() -> list[Path]:
+    """The demo optimizer comparisons shipped in assets/demo_runs (folders with group.json)."""
+    return demo_sweeps("group.json")
 
 
 # Fields that change what a run shows; the rest (name, steps, probing, device) do not.

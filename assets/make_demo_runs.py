@@ -3,6 +3,7 @@
     python assets/make_demo_runs.py               # all demos, ~3-5 minutes on a laptop CPU
     python assets/make_demo_runs.py 3-two-moons   # one of them
     python assets/make_demo_runs.py 4-lr-sweep    # the learning-rate sweep only
+    python assets/make_demo_runs.py 5-optimizers  # the optimizer comparison only
 
 The digits demos probe every 40 steps instead of 25 (21 evenly spaced checkpoints), which
 keeps each folder under 3 MB: the parameter snapshots dominate. Same seeds and one torch
@@ -58,6 +59,29 @@ SWEEPS = {
 }
 
 
+# Optimizer comparisons: (base config, methods, mini-batch size). Compare page, "Optimizers":
+# the defaults of that section (the ejr-vs-sam preset, gd / sgd / sam / ejr, batch 64).
+GROUPS = {
+    "5-optimizers": (
+        PRESETS["ejr-vs-sam"].replace(device="cpu", checkpoint_limit=3),
+        ["gd", "sgd", "sam", "ejr"],
+        64,
+    ),
+}
+
+
+def _group(name: str, out: Path) -> None:
+    from app.jobs import optimizer_configs
+    from app.runs_store import write_group
+
+    base, methods, batch = GROUPS[name]
+    configs = optimizer_configs(base, methods, batch)
+    for member, config in configs.items():
+        train(config, out_dir=out / member)
+    write_group(out, list(configs), "optimizer comparison (demo)", base.to_dict(),
+                status="finished")
+
+
 def _size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
@@ -65,13 +89,17 @@ def _size_mb(folder: Path) -> float:
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
     set_budget(1)  # one thread for every run (no measured thread choice): reproducible
-    unknown = [n for n in names if n not in DEMOS and n not in SWEEPS]
+    known = [*DEMOS, *SWEEPS, *GROUPS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown demo(s) {unknown}; known: {[*DEMOS, *SWEEPS]}")
-    for name in names or [*DEMOS, *SWEEPS]:
+        raise SystemExit(f"unknown demo(s) {unknown}; known: {known}")
+    for name in names or known:
         out = OUT / name
         shutil.rmtree(out, ignore_errors=True)
-        if name in SWEEPS:
+        if name in GROUPS:
+            _group(name, out)
+            print(f"{name}: {', '.join(GROUPS[name][1])}, {_size_mb(out):.2f} MB")
+        elif name in SWEEPS:
             config, lrs = SWEEPS[name]
             sweep = sweep_lr(config, lrs, out_dir=out, workers=2)
             print(f"{name}: {sweep.status}, η = {sweep.lrs.tolist()}, {_size_mb(out):.2f} MB")

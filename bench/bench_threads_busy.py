@@ -13,7 +13,7 @@ Prints steps/s (training wall time including probes, median over ``--repeats``) 
 policy's ratio to the best and to the worst fixed count; with ``--burners 0`` the same on
 a quiet machine. Goal: the policy is never slower than the best fixed count by > 10 %.
 
-    python bench/bench_threads_busy.py [--steps 300] [--burners 2] [--repeats 3]
+    python bench/bench_threads_busy.py [--steps 800] [--burners 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ def steps_per_s(config) -> tuple[float, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=None, help="default: the preset's (800)")
     ap.add_argument("--burners", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     cores = usable_cores()
-    base = PRESETS["edge-of-stability"].replace(steps=args.steps)
+    base = PRESETS["edge-of-stability"]
+    base = base.replace(steps=args.steps or base.steps)
     variants = {"1 thread": 1, f"all ({cores}) threads": cores, "policy (auto)": None}
     train(base.replace(steps=5, torch_threads=1))  # imports, data cache, thread pools
     stop = mp.Event()
@@ -62,8 +63,9 @@ def main() -> None:
     chosen = []
     try:
         time.sleep(0.5)
-        for _ in range(args.repeats):
-            for label, n in variants.items():
+        order = list(variants.items())
+        for r in range(args.repeats):
+            for label, n in order[r % 3:] + order[:r % 3]:  # rotated: no variant always last
                 rate, policy = steps_per_s(base.replace(torch_threads=n))
                 rates[label].append(rate)
                 if n is None:
@@ -73,7 +75,7 @@ def main() -> None:
         for p in burners:
             p.join()
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"default preset, {args.steps} steps, {args.burners} CPU burners, {cores} cores, "
+    print(f"default preset, {base.steps} steps, {args.burners} CPU burners, {cores} cores, "
           f"median of {args.repeats}")
     for k, v in med.items():
         print(f"  {k:>18}: {v:7.1f} steps/s   (runs: {', '.join(f'{x:.1f}' for x in rates[k])})")

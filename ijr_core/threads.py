@@ -13,12 +13,15 @@ on one. Neither choice is right everywhere, so the run measures.
   and for MKL, so a per-run count cannot be isolated from the others; bounding every run by
   the same share is what keeps the sum right whatever each one picks.
 - :class:`ThreadPolicy` (one per run): with a fixed setting (``RunConfig.torch_threads``) it
-  uses min(setting, cap). On "auto" it times the optimizer steps on 1 thread and on ``cap``
-  threads (a few steps each, the first after a switch not counted) and keeps the faster;
-  it re-checks every ``recheck_steps`` steps or ``recheck_s`` seconds, and at once when the
-  cap changes (a run started or ended). A trial on the slower count is cut short once it
-  has cost ``give_up`` times the faster one, so measuring never costs more than a few slow
-  steps. Thread changes are recorded as [step, threads] in ``changes``.
+  uses min(setting, cap). On "auto" it times one probe interval (the optimizer steps up to and
+  including the next probe, at most ``interval_steps`` steps) on 1 thread and one on ``cap``
+  threads, and keeps the count with the smaller time per step. Probes count because they
+  are a large share of a run and suffer most from oversubscription (measured: steps alone
+  looked faster on 2 threads while whole intervals were 10x slower). It re-checks every
+  ``recheck_steps`` steps or ``recheck_s`` seconds, and at once when the cap changes (a run
+  started or ended). The interval on the second count is cut short once it has cost
+  ``give_up`` times the first one, so measuring never costs more than that. Thread changes
+  are recorded as [step, threads] in ``changes``.
 
 Results on different thread counts can differ in the last float digits (reductions split
 differently); for bit-identical reruns fix ``torch_threads``.
@@ -92,14 +95,15 @@ class ThreadPolicy:
     / ``get_threads`` default to torch's (replaceable in tests)."""
 
     def __init__(self, fixed: int | None = None, budget: ThreadBudget | None = None,
-                 trial_steps: int = 4, recheck_steps: int = 400, recheck_s: float = 30.0,
-                 give_up: float = 1.5, set_threads=None, get_threads=None,
+                 interval_steps: int = 50, recheck_steps: int = 1000, recheck_s: float = 60.0,
+                 give_up: float = 1.2, set_threads=None, get_threads=None,
                  clock=time.perf_counter) -> None:
         import torch
 
         self.fixed = fixed
         self.budget = budget if budget is not None else BUDGET
-        self.trial_steps, self.recheck_steps, self.recheck_s = trial_steps, recheck_steps, recheck_s
+        self.interval_steps = interval_steps
+        self.recheck_steps, self.recheck_s = recheck_steps, recheck_s
         self.give_up = give_up
         self._set = set_threads or torch.set_num_threads
         self._get = get_threads or torch.get_num_threads
@@ -111,14 +115,11 @@ class ThreadPolicy:
         self.changes: list[list[int]] = []
         self.trials: list[dict] = []  # {step, cap, "1": s/step, "<cap>": s/step} per trial
         self._trial: list[int] = []  # thread counts still to time, in order
-        self._times: dict[int, list[float]] = {}
-        self._spent: dict[int, float] = {}
+        self._acc: dict[int, list[float]] = {}  # count -> [seconds, steps] of its interval
         self._current: int | None = None
-        self._skip = False
         self._cap_seen = 0
         self._last_trial_step = 0
         self._last_trial_t = clock()
-        self._step = 0
 
     # ---- the decision
 
@@ -140,8 +141,7 @@ class ThreadPolicy:
         # the count in use first (no switch), then the other one
         first = self.choice if self.choice in (1, cap) else 1
         self._trial = [first, cap if first == 1 else 1]
-        self._times = {n: [] for n in self._trial}
-        self._spent = {}
+        self._acc = {n: [0.0, 0] for n in self._trial}
 
     def threads(self) -> int:
         """Threads for the next step."""
@@ -149,13 +149,11 @@ class ThreadPolicy:
 
     def before_step(self, step: int) -> int:
         """Set the thread count for step ``step``; returns it."""
-        self._step = step
         cap = self.budget.cap()
         if not self._trial and self._due(step, cap):
             self._start_trial(step, cap)
         n = self.threads()
         if n != self._current or self._get() != n:
-            self._skip = self._current is not None and n != self._current
             self._set(n)
             self._current = n
             if not self.changes or self.changes[-1][1] != n:
@@ -163,29 +161,42 @@ class ThreadPolicy:
         return n
 
     def after_step(self, seconds: float) -> None:
-        """Record the duration of the step just taken (timing only counts during a trial)."""
-        skipped, self._skip = self._skip, False
+        """Record the duration of the optimizer step just taken."""
         if not self._trial:
             return
-        n = self._trial[0]
-        self._spent[n] = self._spent.get(n, 0.0) + float(seconds)
-        if not skipped:  # the first step after a switch starts the thread pool: not timed
-            self._times[n].append(float(seconds))
-        done = len(self._times[n]) >= self.trial_steps
-        if len(self._trial) == 1 and not done:  # the second count: give up when clearly slower
-            first = next(iter(self._times))
-            # + 1: the untimed first step may start a thread pool, a one-off cost
-            limit = self.give_up * _per_step(self._times[first]) * (self.trial_steps + 1)
-            if self._spent[n] > limit:
-                self._times[n] = [math.inf]
-                done = True
-        if done:
-            self._trial.pop(0)
-            if not self._trial:
-                self._decide()
+        acc = self._acc[self._trial[0]]
+        acc[0] += float(seconds)
+        acc[1] += 1
+        if acc[1] >= self.interval_steps:
+            self._end_interval()
+        else:
+            self._maybe_give_up()
+
+    def after_probe(self, seconds: float) -> None:
+        """Record a probe's duration: it ends the interval being timed (a probe before any
+        timed step belongs to the interval before the trial)."""
+        if not self._trial:
+            return
+        acc = self._acc[self._trial[0]]
+        if acc[1] == 0:
+            return
+        acc[0] += float(seconds)
+        self._end_interval()
+
+    def _maybe_give_up(self) -> None:
+        if len(self._trial) == 1:  # the second count: clearly slower than the whole first?
+            first, second = (self._acc[n] for n in self._acc)
+            if second[0] > self.give_up * first[0]:
+                second[0] = math.inf
+                self._end_interval()
+
+    def _end_interval(self) -> None:
+        self._trial.pop(0)
+        if not self._trial:
+            self._decide()
 
     def _decide(self) -> None:
-        per = {n: _per_step(t) for n, t in self._times.items()}
+        per = {n: (t / k if k else math.inf) for n, (t, k) in self._acc.items()}
         self.choice = min(per, key=lambda n: (per[n], n))
         self.trials.append({"step": self._last_trial_step, "cap": self._cap_seen,
                             **{str(n): per[n] if math.isfinite(per[n]) else None for n in per},
@@ -205,12 +216,3 @@ class ThreadPolicy:
         """What was used: mode, changes [step, threads], trials (seconds per step)."""
         return {"mode": "auto" if self.fixed is None else "fixed", "changes": self.changes,
                 "trials": self.trials[-20:], "budget": self.budget.total}
-
-
-def _per_step(times: list[float]) -> float:
-    """Median seconds per step (robust to one step descheduled by another process)."""
-    if not times:
-        return math.inf
-    s = sorted(times)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])

@@ -314,6 +314,8 @@ class _Loop:
                 return
             while self.step < self.config.steps:
                 if self.handle_control():
+                    if self.run.status == "diverged":  # at the probe of a new η
+                        return
                     break
                 reason = self.one_step()
                 if reason is not None:
@@ -400,6 +402,7 @@ class _Loop:
             self.diverge("a parameter became non-finite")
             return False
         pX, py, tX, ty = self.probe_data
+        t = time.perf_counter()
         try:
             snap = probe(self.model, pX, py, tX, ty, loss=self.config.loss,
                          n_eigs=self.config.n_eigs, eig_tol=self.config.eig_tol,
@@ -408,11 +411,14 @@ class _Loop:
         except NonFiniteError as exc:
             self.diverge(f"the model's outputs became non-finite ({exc})")
             return False
+        self.threads.after_probe(time.perf_counter() - t)
         snap.scalars.update(rho=self.method.rho, grad_evals=float(self.grad_evals),
                             wall_time=self.elapsed(), train_time=self.train_time)
         self.run.append_snapshot(snap)
-        self.last_probe = self.step
+        # a re-probe of the same step (after a live η) replaces that step's row; callbacks
+        # see each step once
+        fresh, self.last_probe = self.last_probe != self.step, self.step
         self.save()
-        for callback in self.callbacks:
+        for callback in self.callbacks if fresh else ():
             callback(snap)
         return True

@@ -111,8 +111,9 @@ def test_sharpness_resettles_at_the_new_two_over_eta_after_a_live_lr_change():
 
     run = train(cfg, callbacks=[raise_lr], control=control)
     s = run.scalars
-    before = s["step"] <= 250
+    before = s["step"] < 250  # the change is probed at once: step 250's row has the new η
     assert np.all(s["lr"][before] == 0.5) and np.all(s["lr"][~before] == 1.0)
+    assert run.meta["lr_changes"] == [[250, 1.0]]
     assert s["sharpness"][before][-1] > 1.5 * 2.0  # above the new line before the change
     late = s["step"] >= 375
     assert np.all(s["sharpness"][late] <= 1.2 * 2.0)

@@ -9,11 +9,13 @@ from ijr_core.threads import ThreadBudget, ThreadPolicy
 
 
 class FakeTorch:
-    """A thread setting and a step whose duration depends on the thread count."""
+    """A thread setting, and steps / probes whose durations depend on the thread count."""
 
-    def __init__(self, n: int = 3, seconds=None):
+    def __init__(self, n: int = 3, seconds=None, probe=None, probe_every: int = 5):
         self.n = n
         self.seconds = seconds or {1: 0.01, 2: 0.01}
+        self.probe = probe or {k: 5 * v for k, v in self.seconds.items()}
+        self.probe_every = probe_every
         self.history: list[int] = []
 
     def set(self, n: int) -> None:
@@ -23,11 +25,15 @@ class FakeTorch:
         return self.n
 
     def run(self, policy: ThreadPolicy, steps: int, start: int = 0) -> None:
+        """Steps start+1 .. start+steps, a probe after every probe_every-th (the trainer's
+        order: before_step, the step, after_step, then the probe when due)."""
         for step in range(start, start + steps):
             n = policy.before_step(step)
             assert n == self.n
             self.history.append(n)
             policy.after_step(self.seconds[n])
+            if (step + 1) % self.probe_every == 0:
+                policy.after_probe(self.probe[self.n])
 
 
 def policy(fake: FakeTorch, budget: ThreadBudget, fixed=None, **kw) -> ThreadPolicy:
@@ -54,15 +60,25 @@ def test_budget_shares_the_cores_between_active_runs():
                                                 ({1: 0.010, 4: 0.100}, 1)])
 def test_auto_keeps_the_faster_count(seconds, best):
     fake = FakeTorch(seconds=seconds)
-    p = policy(fake, ThreadBudget(total=4), trial_steps=4)
+    p = policy(fake, ThreadBudget(total=4))
     fake.run(p, 40)
     assert p.choice == best and fake.history[-10:] == [best] * 10
     assert p.trials[-1]["chosen"] == best
 
 
+def test_probes_count_in_the_choice():
+    # steps alone are faster on 4 threads, but the probes (a large share of a run) are
+    # much slower there: whole intervals decide (measured on a busy VM: 10x slower runs)
+    fake = FakeTorch(seconds={1: 0.010, 4: 0.008}, probe={1: 0.05, 4: 0.5})
+    p = policy(fake, ThreadBudget(total=4))
+    fake.run(p, 40)
+    assert p.choice == 1
+    assert p.trials[0]["1"] == pytest.approx((5 * 0.010 + 0.05) / 5)
+
+
 def test_a_much_slower_count_costs_only_one_step_to_rule_out():
     fake = FakeTorch(seconds={1: 0.01, 4: 1.0})  # all threads 100x slower (a busy machine)
-    p = policy(fake, ThreadBudget(total=4), trial_steps=4)
+    p = policy(fake, ThreadBudget(total=4))
     fake.run(p, 50)
     assert fake.history.count(4) == 1 and p.choice == 1
 
@@ -70,7 +86,7 @@ def test_a_much_slower_count_costs_only_one_step_to_rule_out():
 def test_rechecks_after_recheck_steps_and_when_the_share_changes():
     fake = FakeTorch(seconds={1: 0.01, 2: 0.005, 4: 0.02})
     budget = ThreadBudget(total=4)
-    p = policy(fake, budget, trial_steps=2, recheck_steps=30)
+    p = policy(fake, budget, recheck_steps=30)
     fake.run(p, 20)
     assert p.choice == 1 and len(p.trials) == 1  # 4 threads slower than 1
     other = policy(FakeTorch(), budget)  # a second run: the share drops to 2

@@ -325,3 +325,18 @@ def test_a_paused_run_takes_a_new_lr_at_once_and_probes_it_at_that_step():
     assert changes[0] == [log["at"], 0.25] and changes[1][1] == 0.5
     (second,) = np.flatnonzero(s["step"] == changes[1][0])
     assert s["two_over_eta"][second] == 4.0
+
+
+def test_a_live_lr_that_blows_the_model_up_ends_the_run_as_diverged():
+    # η so large that training blows up after the change: the run ends "diverged" (by the
+    # loss rule), never "finished", and the change stays recorded at its step
+    control = TrainingControl()
+    cfg = TINY.replace(steps=200, probe_every=50)
+
+    def boost(snap):
+        if snap.step == 50:
+            control.set_lr(1e30)
+
+    run = train(cfg, callbacks=[boost], control=control)
+    assert run.status == "diverged" and 50 < run.meta["diverged_at"] < 200
+    assert run.meta["lr_changes"] == [[50, 1e30]]

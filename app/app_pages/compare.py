@@ -12,7 +12,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from app import compare_charts, jobs, runs_store, session, share, store, uploads, views
+from app import captions, compare_charts, jobs, runs_store, session, share, store, uploads, views
 from ijr_core import claims, values
 from ijr_core import grid as grid_lib
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
@@ -21,9 +21,8 @@ from ijr_core.run import RunFormatError
 SECTIONS = ("Runs", "Learning-rate sweep", "Grid", "Optimizers", "Manage & share")
 OVERLAYS = ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc")
 CAPTIONS = {
-    "sharpness": "Each run's ‖H‖ rises to its own dashed 2/η; on the η·step axis runs with "
-    "different η line up in 'time'.",
-    "m_norm_mean": "The inverted U of impurity: larger η leaves the high-impurity phase sooner.",
+    "m_norm_mean": "Impurity ⟨‖M‖⟩ of each run: look for the inverted U (with more than two "
+    "classes) and for which run leaves the high-impurity phase first.",
     "jac_spectral_sq_mean": "Implicit Jacobian regularization: compare runs at the same "
     "training loss, not at the last step (a smaller η trains more slowly, so its Jacobian "
     "has grown less by then).",
@@ -32,6 +31,11 @@ CAPTIONS = {
     "train_loss": "Training loss per step: SAM and EJR spend two gradient evaluations on "
     "each step, so compare wall time too.",
 }
+
+
+def overlay_caption(metric: str, runs: dict) -> str:
+    """The caption under an overlay: measured on the runs shown where it states a result."""
+    return captions.overlay_sharpness(runs) if metric == "sharpness" else CAPTIONS[metric]
 
 
 # Widget defaults live in session state (not in the widget calls), and every key below is
@@ -226,7 +230,7 @@ def runs_section() -> None:
         )
         with cols[i % 2]:
             show(chart, f"cmp_chart_{metric}")
-            st.caption(CAPTIONS[metric])
+            st.caption(overlay_caption(metric, runs))
     logged_scalars(runs, x_axis, smoothing, group)
     st.caption(
         "Click a legend entry to show that run alone (shift-click for several; "
@@ -341,29 +345,32 @@ def _group_options(kind: str) -> dict[str, str]:
     }
 
 
-def demo_sweep_entries() -> list[runs_store.Entry]:
-    """The demo sweeps shipped in assets/demo_runs, as read-only entries."""
+def demo_sweep_entries(kind: str = "sweep") -> list[runs_store.Entry]:
+    """The demo sweeps (or, kind "group", optimizer comparisons) shipped in
+    assets/demo_runs, as read-only entries."""
     out = []
-    for path in store.demo_sweeps():
+    paths = store.demo_sweeps() if kind == "sweep" else store.demo_groups()
+    what = "η sweep" if kind == "sweep" else "optimizers"
+    for path in paths:
         members = runs_store.group_members(path)
-        label = f"{path.name} · η sweep · {len(members)} runs · demo (read-only)"
-        out.append(runs_store.Entry(path, "sweep", label, members))
+        label = f"{path.name} · {what} · {len(members)} runs · demo (read-only)"
+        out.append(runs_store.Entry(path, kind, label, members))
     return out
 
 
 def _open_picker(kind: str, key: str, what: str) -> Path | None:
-    """Select box of the saved sweeps / comparisons, newest first; for sweeps the demo
-    sweeps follow (read-only), so a first visit opens the demo sweep."""
+    """Select box of the saved sweeps / comparisons, newest first; the demo sweeps /
+    comparisons follow (read-only), so a first visit opens a demo."""
     options = _group_options(kind)
     saved = bool(options)
-    if kind == "sweep":
-        options.update({str(e.path): e.label for e in demo_sweep_entries()})
+    options.update({str(e.path): e.label for e in demo_sweep_entries(kind)})
     if not options:
         st.caption(f"No saved {what} yet.")
         return None
     if not saved:
+        button = "▶ Run sweep" if kind == "sweep" else "▶ Compare"
         st.caption(
-            f"No saved {what} yet: showing the precomputed demo. Press **▶ Run sweep** above "
+            f"No saved {what} yet: showing the precomputed demo. Press **{button}** above "
             "to train your own; it is then opened here."
         )
     if st.session_state.get(key) not in options:
@@ -438,10 +445,7 @@ def sweep_views(sweep, runs: dict, grouped: bool = False) -> None:
         help="‖H‖ / (2/η) = 1 is the edge of stability.",
     )
     show(compare_charts.sweep_heatmap_chart(sweep, metric), "sweep_heatmap")
-    st.caption(
-        "Each row is one η: ⟨‖M‖⟩ rises and falls (the inverted U); the black outline "
-        "is that run's ARP (phase II, the project's operational definition)."
-    )
+    st.caption(captions.sweep_heatmap(sweep.lrs, sweep.runs))
     matched = st.columns([1, 2])[0].number_input(
         "⟨‖J‖²⟩ also at training loss ≤ (0 = off)",
         min_value=0.0,
@@ -479,7 +483,7 @@ def sweep_views(sweep, runs: dict, grouped: bool = False) -> None:
         with cols[i % 2]:
             chart = compare_charts.overlay_chart(runs, metric, x_axis, group_seeds=grouped)
             show(chart, f"sweep_chart_{metric}")
-            st.caption(CAPTIONS[metric])
+            st.caption(overlay_caption(metric, runs))
     table = compare_charts.sweep_final_frame(sweep, matched)
     columns = {
         key: (st.column_config.TextColumn(head) if fmt is None
@@ -589,7 +593,7 @@ def show_grid(folder: Path) -> None:
             with c[i % 2]:
                 chart = compare_charts.overlay_chart(runs, metric, group_seeds=seeds)
                 show(chart, f"grid_chart_{metric}")
-                st.caption(CAPTIONS[metric])
+                st.caption(overlay_caption(metric, runs))
         st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("grid_dl", folder=folder)
@@ -684,7 +688,7 @@ def show_group(folder: Path) -> None:
         with cols[i % 2]:
             chart = compare_charts.overlay_chart(runs, metric, group_seeds=grouped)
             show(chart, f"opt_chart_{metric}")
-            st.caption(CAPTIONS[metric])
+            st.caption(overlay_caption(metric, runs))
     with st.expander("Claims: what held in this comparison", expanded=True):
         views.show_claims(claims.group_claims(runs))
     share.download_panel("opt_dl", folder=folder)
@@ -702,7 +706,8 @@ def manage_section() -> None:
         str(p): runs_store.Entry(p, "run", f"{p.name} · demo (read-only)")
         for p in store.demo_runs()
     }
-    demos.update({str(e.path): e for e in demo_sweep_entries()})
+    demos.update({str(e.path): e for e in [*demo_sweep_entries(),
+                                           *demo_sweep_entries("group")]})
     options = {**entries, **demos}
     if not options:
         st.info("Nothing saved yet.")

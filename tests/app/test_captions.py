@@ -51,3 +51,24 @@ def test_accuracy_caption_tells_memorisation_from_a_clean_plateau():
     clean = captions.accuracy(make_run([1] * 3, [0.4] * 3, k=2, noise=0.2,
                                        train_acc=[0.5, 0.85, 0.9], test_acc=[0.5, 0.95, 0.97]))
     assert "memorising" not in clean and "reaching 1" not in clean and "0.90" in clean
+
+
+def test_sweep_heatmap_caption_lists_each_etas_arp_from_the_runs():
+    from app import store
+    from ijr_core.sweep import load_sweep
+
+    sweep = load_sweep(store.demo_sweeps()[0])
+    text = captions.sweep_heatmap(sweep.lrs, sweep.runs)
+    for lr, run in zip(sweep.lrs, sweep.runs, strict=True):
+        (a, b) = next((int(x), int(y)) for p, x, y in run.phase_spans() if p == "II")
+        assert f"η = {lr:g}: ARP {a}–{b}" in text
+    assert text.index("η = 0.5") < text.index("η = 0.2")  # largest first, as the rows
+    assert "a larger η enters its ARP earlier" in text  # true of the demo sweep
+
+
+def test_overlay_sharpness_caption_names_the_runs_that_did_not_reach_the_edge():
+    runs = {"fast": make_run([1, 3.8, 4.4], [0.1] * 3),  # 2/η = 4: reached (1.10×)
+            "slow": make_run([1, 2, 3], [0.1] * 3, lr=0.1)}  # 2/η = 20: 0.15×
+    text = captions.overlay_sharpness(runs)
+    assert "Reached the edge of stability: fast (1.10×)" in text
+    assert "Not reached: slow (0.15×)" in text

@@ -104,6 +104,16 @@ def test_sweep_section_opens_the_demo_sweep_on_first_visit(runs_dir):
     assert any("precomputed demo" in c.value for c in at.caption)
 
 
+def test_optimizer_section_opens_the_demo_comparison_on_first_visit(runs_dir):
+    at = _app("Optimizers")
+    (demo,) = store.demo_groups()
+    assert at.selectbox(key="opt_open").value == str(demo)
+    assert "demo (read-only)" in at.selectbox(key="opt_open").format_func(str(demo))
+    table = at.dataframe[0].value
+    assert sorted(table["optimizer"]) == ["ejr", "gd", "sam", "sgd"]
+    assert _charts(at) == 4 and any("precomputed demo" in c.value for c in at.caption)
+
+
 def test_demo_items_are_read_only_on_the_manage_section(runs_dir):
     at = _app("Manage & share")
     demos = [*store.demo_runs(), *store.demo_sweeps()]
@@ -149,7 +159,8 @@ def test_tiny_sweep_completes_and_reopens(runs_dir):
     assert (
         sum(
             c.startswith(
-                ("Each run's ‖H‖", "The inverted U", "Implicit Jacobian reg", "Test accuracy:")
+                ("Dashed: each run's own 2/η", "Impurity ⟨‖M‖⟩ of each run",
+                 "Implicit Jacobian reg", "Test accuracy:")
             )
             for c in captions
         )
