@@ -349,6 +349,8 @@ def demo_sweep_entries(kind: str = "sweep") -> list[runs_store.Entry]:
     """The demo sweeps (or, kind "group", optimizer comparisons) shipped in
     assets/demo_runs, as read-only entries."""
     out = []
+    if kind not in ("sweep", "group"):  # no demo grids are shipped
+        return out
     paths = store.demo_sweeps() if kind == "sweep" else store.demo_groups()
     what = "η sweep" if kind == "sweep" else "optimizers"
     for path in paths:
@@ -368,7 +370,7 @@ def _open_picker(kind: str, key: str, what: str) -> Path | None:
         st.caption(f"No saved {what} yet.")
         return None
     if not saved:
-        button = "▶ Run sweep" if kind == "sweep" else "▶ Compare"
+        button = {"sweep": "▶ Run sweep", "grid": "▶ Run grid"}.get(kind, "▶ Compare")
         st.caption(
             f"No saved {what} yet: showing the precomputed demo. Press **{button}** above "
             "to train your own; it is then opened here."
