@@ -50,15 +50,16 @@ def picked_sample(event) -> int | None:
     return None
 
 
-_ACTIVE = re.compile(r"([\\\[\]()<>`$*])")
+_ACTIVE = re.compile(r"([\\\[\]()<>`$*]|:(?=[A-Za-z/]))")
 
 
 def plain(text: object, limit: int = 2000) -> str:
     """``text`` as Markdown that shows it literally: the marks that make Markdown active
-    (brackets and parentheses, angle brackets, backticks, $, *, backslash) are
-    backslash-escaped, so text from a run or a file (an error message, a name) cannot
-    become a link, an image the browser fetches, a colour directive, HTML or LaTeX. Cut
-    to ``limit`` characters; newlines become spaces."""
+    (brackets and parentheses, angle brackets, backticks, $, *, backslash, and a colon
+    before a letter or "/", which starts a directive such as ``:red[`` or a link such as
+    ``http://``) are backslash-escaped, so text from a run or a file (an error message, a
+    name) cannot become a link, an image the browser fetches, a colour directive, HTML or
+    LaTeX. Cut to ``limit`` characters; newlines become spaces."""
     s = " ".join(str(text).split())
     if len(s) > limit:
         s = s[:limit] + "…"

@@ -481,7 +481,7 @@ def gzip_bomb_in_a_data_folder(tmp):
         f.write(bytes([0, 0, 8, 3]) + (10**6).to_bytes(4, "big") + (56).to_bytes(4, "big")
                 + (56).to_bytes(4, "big"))
         chunk = bytes(1 << 24)
-        for _ in range(3 * 2**30 // len(chunk)):
+        for _ in range(BOMB // len(chunk)):
             f.write(chunk)
     cfg = tiny_config(dataset="mnist", data_path=str(folder), model="mlp")
     return expect_refusal(lambda: load_dataset(cfg))

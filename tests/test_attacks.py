@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ijr_core import config as cfgmod
 from ijr_core.config import ConfigError, RunConfig, param_count
@@ -453,11 +452,6 @@ def test_a_zip_member_name_is_never_markdown(tmp_path):
         load_run(folder)
     shown = plain(str(info.value))
     assert "![x](" not in shown and "\\]\\(" in shown
-
-
-def test_torch_threads_follow_the_environment():
-    """conftest honours IJR_TEST_THREADS (the suite is run with 1 and 2 threads)."""
-    assert torch.get_num_threads() == int(os.environ.get("IJR_TEST_THREADS", "1"))
 
 
 def test_run_constructor_still_accepts_empty_runs():
