@@ -18,12 +18,16 @@ input :math:`a` and the gradient :math:`g_k=\partial z_k/\partial(\text{output})
 Every use of a parameter is recorded (a ``TorchFunctionMode`` sees each operation of one
 forward pass, at the level the module calls it, before any hook), so a module called twice, a
 raw weight used twice and weights tied between modules add their uses up exactly. One
-forward pass records the uses, K backward passes through it give the output gradients. Two
-guards make the result exact or absent: a parameter that enters any other operation, or an
-output changed in place afterwards, gives ``None`` (the caller falls back to
-``vmap(jacrev)``); and the per-sample gradients so formed, summed over samples and classes
-with random weights, must equal autograd's gradient of :math:`\sum_{n,k}w_{nk}z_{nk}` for
-every parameter (a use the recorder missed shows up there).
+forward pass records the uses, K backward passes through it give the output gradients. Three
+guards make the result exact or absent: a parameter that enters any other operation (or one
+returning several tensors), or an output changed in place afterwards, gives ``None`` (the
+caller falls back to ``vmap(jacrev)``); row n of every recorded output must reach sample n's
+logits only (one more backward pass with other random weights :math:`v_{nk}` must give
+:math:`\sum_k (v_{nk}/w_{nk})\,g_k[n]`; a positional table looked up with ``arange(T)``,
+T = N, or logits mixed across the batch fail here and nowhere else); and the per-sample
+gradients so formed, summed over samples and classes with random weights, must equal
+autograd's gradient of :math:`\sum_{n,k}w_{nk}z_{nk}` for every parameter (a use the
+recorder missed shows up there).
 """
 
 from __future__ import annotations
@@ -103,13 +107,17 @@ class _Recorder(TorchFunctionMode):
         return out
 
     def _record(self, func, args, kwargs, out, tracked) -> None:
-        if not isinstance(out, torch.Tensor) or not out.requires_grad:
-            return  # .shape, .dtype, a detached copy: no gradient flows
         name = getattr(func, "__name__", repr(func))
+        if not isinstance(out, torch.Tensor):
+            if any(isinstance(o, torch.Tensor) and o.requires_grad for o in _flatten(out)):
+                raise _Unsupported(f"a parameter enters {name}, which returns several tensors")
+            return  # .shape, .dtype: no gradient flows
+        if not out.requires_grad:
+            return  # a detached copy: no gradient flows
         (pos, (index, transposed)), *rest = tracked
         owner = getattr(func, "__self__", None)
         if func in _TRANSPOSE or owner in _TRANSPOSE_PROPERTIES:
-            if transposed or self.params[index].ndim != 2 or rest:
+            if transposed or self.params[index].ndim != 2 or rest or not _swaps(args, kwargs):
                 raise _Unsupported(f"{name} of a transposed parameter")
             self.views[id(out)] = (out, index)
             return
@@ -126,7 +134,8 @@ class _Recorder(TorchFunctionMode):
                     raise _Unsupported("linear with a transposed bias")
                 self.records.append(("broadcast", bt[0], out))
             return
-        if func in _MATMUL and not rest and pos == 1 and self._tracked(args[0]) is None:
+        if func in _MATMUL and not rest and pos == 1 and self._tracked(args[0]) is None \
+                and self.params[index].ndim in (1, 2) and args[0].ndim >= 2:
             # out = x W: W stored (in, out) unless it is a transpose
             self.records.append(("bilinear", index, out, args[0], not transposed))
             return
@@ -141,7 +150,10 @@ class _Recorder(TorchFunctionMode):
         if func is F.embedding and pos == 1 and not transposed and not rest:
             if kwargs.get("max_norm") is not None or kwargs.get("scale_grad_by_freq"):
                 raise _Unsupported("embedding with max_norm or scale_grad_by_freq")
-            self.records.append(("embedding", index, out, args[0], kwargs.get("padding_idx")))
+            padding = kwargs.get("padding_idx")
+            if padding is not None and padding < 0:  # as nn.Embedding normalises it
+                padding += self.params[index].shape[0]
+            self.records.append(("embedding", index, out, args[0], padding))
             return
         if func in _NORMS and not transposed:
             self._record_norm(func, args, kwargs, out, tracked)
@@ -211,6 +223,8 @@ def _per_sample_sum(t: torch.Tensor, shape: torch.Size, channel: bool) -> torch.
     if channel:
         return t.reshape(K, N, rest[0], -1).sum(-1).reshape(K, N, -1)
     nd = len(shape)
+    if nd > len(rest) and all(s == 1 for s in shape[: nd - len(rest)]):
+        shape, nd = shape[nd - len(rest) :], len(rest)  # e.g. a (1, d) bias on (N, d)
     if nd > len(rest):
         raise _Unsupported("a parameter broadcast over the batch dimension")
     lead = t.reshape(K, N, -1, *rest[len(rest) - nd :]).sum(2)
@@ -270,6 +284,19 @@ def _rows(x: torch.Tensor, N: int) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] != N:
         raise _Unsupported("a parameter meets a tensor that is not one row per sample")
     return x.detach()
+
+
+def _flatten(out) -> list:
+    """The tensors of an operation's (possibly nested tuple / list) result."""
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flatten(o)]
+    return [out]
+
+
+def _swaps(args, kwargs) -> bool:
+    """``t()``, ``T``/``mT`` or ``transpose(d0, d1)`` of a matrix with d0 ≠ d1."""
+    dims = [*args[1:3], *(kwargs[k] for k in ("dim0", "dim1") if k in kwargs)]
+    return len(dims) < 2 or {int(d) % 2 for d in dims[:2]} == {0, 1}
 
 
 def _one(v) -> int:
@@ -373,9 +400,16 @@ def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Te
         cotangent = torch.zeros_like(z)
         cotangent[:, k] = weights[k]
         passes.append(torch.autograd.grad(z, outputs + params, grad_outputs=cotangent,
-                                          retain_graph=k < K - 1, allow_unused=True))
+                                          retain_graph=True, allow_unused=True))
+    # One more pass, all classes at once with other weights v_kn: row n of an output feeds
+    # sample n's logits only when its gradient is Σ_k (v_kn / w_kn) g_k[n].
+    other = (1 + torch.rand(K, N, generator=torch.Generator().manual_seed(1),
+                            dtype=torch.float64)).to(device=z.device, dtype=z.dtype)
+    mixed = torch.autograd.grad(z, outputs, grad_outputs=other.T, allow_unused=True)
     if any(o._version != v for o, v in zip(outputs, versions, strict=True)):
         return None  # an output changed in place after it was recorded
+    if not _rows_are_samples(mixed, passes, other / weights):
+        return None  # an output row reaches other samples' logits: rows are not samples
     uses = [_Uses() for _ in params]
     with torch.no_grad():
         try:
@@ -399,6 +433,24 @@ def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Te
                 gram += _gram_of(p, use, K, N)
     w = weights.T  # (N, K)
     return gram / (w[:, :, None] * w[:, None, :])
+
+
+@torch.no_grad()
+def _rows_are_samples(mixed, passes, ratio: torch.Tensor) -> bool:
+    """Whether each recorded output's gradient for the weights v equals Σ_k ratio_kn g_k[n]
+    row by row (ratio = v / w, (K, N)), up to rounding."""
+    for i, got in enumerate(mixed):
+        gs = [grads[i] for grads in passes]
+        if got is None or all(g is None for g in gs):
+            continue
+        want = torch.zeros_like(got)
+        for k, g in enumerate(gs):
+            if g is not None:
+                want += ratio[k].reshape(-1, *[1] * (g.ndim - 1)) * g
+        scale = max(float(got.norm()), float(want.norm()), 1e-30)
+        if float((got - want).norm()) > _CHECK_RTOL * scale:
+            return False
+    return True
 
 
 def _with_shape(rec, params):

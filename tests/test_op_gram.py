@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ijr_core.grams import logit_jacobian_gram
 from ijr_core.model_view import frozen_statistics_view, probe_view
 from ijr_core.op_gram import op_gram
 from tests import oracles
@@ -132,3 +133,83 @@ def test_linear_without_bias_and_matmul_with_a_plain_weight():
 
     model, X = Model(), torch.randn(5, 4, dtype=torch.float64)
     torch.testing.assert_close(ours(model, X), reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+class _Rows(nn.Module):
+    """Recorded outputs whose rows are not samples: a positional nn.Embedding over
+    arange(T) with T = N, logits flipped over the batch, a weight with a head dimension."""
+
+    def __init__(self, case: str, n: int):
+        super().__init__()
+        self.case = case
+        self.tok = nn.Embedding(7, 4)
+        self.pos = nn.Embedding(n, 4)
+        self.heads = nn.Parameter(torch.randn(2, 4, 3) / 2)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if self.case == "heads":  # x (N, 2, T, 4) @ (2, 4, 3)
+            return torch.tanh(x @ self.heads).mean((1, 2))
+        h = self.tok(x) + self.pos(torch.arange(x.shape[1]))  # (N, T, 4) + (T, 4)
+        z = self.out(torch.tanh(h).mean(1))
+        return z.flip(0) if self.case == "flip" else z
+
+
+@pytest.mark.parametrize("case", ["positions", "flip", "heads"])
+def test_outputs_whose_rows_are_not_samples_are_refused(case):
+    """Before: a positional table looked up with arange(T), T = N, gave a Gram 9 % off, the
+    flipped logits 68 % off (the summed gradient cannot see either), the head-batched weight
+    crashed. Now refused, and the Gram (generic path) equals the reference."""
+    torch.manual_seed(3)
+    n = 5
+    model = _Rows(case, n).double()
+    X = torch.randn(n, 2, 3, 4, dtype=torch.float64) if case == "heads" else \
+        torch.randint(0, 7, (n, n))
+    assert ours(model, X) is None
+    torch.testing.assert_close(logit_jacobian_gram(model, X), reference(model, X),
+                               rtol=1e-10, atol=1e-12)
+
+
+class _Forms(nn.Module):
+    """(1, d) scale and bias parameters, F.embedding with a negative padding_idx."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(7, 4))
+        self.s = nn.Parameter(torch.rand(1, 4) + 0.5)
+        self.b = nn.Parameter(torch.randn(1, 4))
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, idx):
+        h = F.embedding(idx, self.table, padding_idx=-1).mean(1)
+        return self.out(torch.tanh(h * self.s + self.b))
+
+
+def test_leading_one_broadcasts_and_negative_padding_are_exact():
+    torch.manual_seed(4)
+    X = torch.randint(0, 7, (6, 5))
+    X[:, 0] = 6  # the padding row (-1) gets no gradient
+    model = _Forms().double()
+    gram = ours(model, X)
+    assert gram is not None
+    torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["lstm", "transpose-same-dim"])
+def test_multi_output_operations_and_non_transposes_are_refused(case):
+    torch.manual_seed(5)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(4, 5, batch_first=True)
+            self.w = nn.Parameter(torch.randn(4, 4))
+            self.out = nn.Linear(5, 3)
+
+        def forward(self, x):
+            if case == "lstm":
+                return self.out(self.rnn(x)[0][:, -1])
+            return torch.tanh(x[:, -1] @ self.w.transpose(0, 0))[:, :3]
+
+    model, X = Model().double(), torch.randn(5, 3, 4, dtype=torch.float64)
+    assert ours(model, X) is None
