@@ -2,14 +2,13 @@ r"""Per-sample logit-Jacobian Grams :math:`J^\top J` (K × K) and the norms take
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
-from ijr_core.model_view import frozen_statistics_view, private_copy
+from ijr_core.model_view import deep_copy, frozen_statistics_view, private_copy
 from ijr_core.op_gram import op_gram
 from ijr_core.params import (
     _check_logits,
@@ -102,7 +101,11 @@ def _gram_generic(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.T
 
     On a throwaway copy: ``functional_call`` does not restore the parameters of a module
     registered under two names (torch 2.13), so it must never run on a model that lives on."""
-    model = copy.deepcopy(model)
+    model = deep_copy(model)
+    return _gram_vmap(model, X, chunk_size)
+
+
+def _gram_vmap(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.Tensor:
     names = [n for n, _ in trainable_parameters(model)]
     params = {n: p.detach() for n, p in trainable_parameters(model)}
     buffers = {n: b for n, b in model.named_buffers()}

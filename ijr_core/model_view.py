@@ -81,7 +81,7 @@ def private_copy(model: nn.Module) -> nn.Module:
     if not any(p.requires_grad for p in model.parameters()):
         raise ModelError("the model has no trainable parameters (none with requires_grad=True)")
     try:
-        view = copy.deepcopy(model)
+        view = deep_copy(model)
     except Exception as exc:  # any failure of the user's __deepcopy__ / hooks
         raise ModelError(
             f"the probe measures a private copy of the model and copy.deepcopy failed "
@@ -89,6 +89,19 @@ def private_copy(model: nn.Module) -> nn.Module:
         ) from None
     _VIEWS.add(view)
     return view
+
+
+def deep_copy(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, where tensors that modules keep as plain attributes and that
+    came out of a forward pass with gradients (e.g. ``torch.nn.utils.prune``'s ``weight``,
+    recomputed by a pre-hook on every call; an activation kept for later) are copied detached:
+    torch refuses to deep-copy a tensor that is not a graph leaf."""
+    memo: dict[int, object] = {}
+    for m in model.modules():
+        for value in vars(m).values():
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
 
 
 def probe_view(model: nn.Module, mode: str = "train") -> nn.Module:
@@ -125,7 +138,7 @@ def frozen_statistics_view(view: nn.Module, X: torch.Tensor) -> nn.Module:
     finally:
         for h in handles:
             h.remove()
-    frozen = copy.deepcopy(view)
+    frozen = deep_copy(view)
     _VIEWS.add(frozen)
     by_name = dict(view.named_modules())
     for name, m in frozen.named_modules():

