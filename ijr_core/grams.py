@@ -97,12 +97,35 @@ def logit_jacobian_gram(
 
 def _gram_generic(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``, in
-    chunks small enough for their (chunk, K, P) Jacobians.
+    chunks small enough for their (chunk, K, P) Jacobians; one sample at a time by plain
+    autograd (:func:`_gram_per_sample`) where ``vmap`` cannot run the model (``nn.LSTM`` /
+    ``nn.GRU``, ``nn.PReLU``, Python control flow on tensor values).
 
     On a throwaway copy: ``functional_call`` does not restore the parameters of a module
     registered under two names (torch 2.13), so it must never run on a model that lives on."""
-    model = deep_copy(model)
-    return _gram_vmap(model, X, chunk_size)
+    try:
+        return _gram_vmap(deep_copy(model), X, chunk_size)
+    except RuntimeError:  # vmap could not run the model; a real error repeats below
+        return _gram_per_sample(model, X)
+
+
+def _gram_per_sample(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """(N, K, K) Grams, sample by sample: forward of x_n alone, K backward passes."""
+    params = [p for _, p in trainable_parameters(model)]
+    grams = []
+    with torch.enable_grad():
+        for n in range(X.shape[0]):
+            z = _logits(model, X[n : n + 1])[0]
+            rows = []
+            for k in range(z.shape[0]):
+                g = torch.autograd.grad(z[k], params, retain_graph=k < z.shape[0] - 1,
+                                        allow_unused=True)
+                rows.append(torch.cat([torch.zeros_like(p).reshape(-1) if t is None
+                                       else t.reshape(-1) for t, p in zip(g, params,
+                                                                          strict=True)]))
+            J = torch.stack(rows)
+            grams.append(J @ J.T)
+    return torch.stack(grams)
 
 
 def _gram_vmap(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.Tensor:

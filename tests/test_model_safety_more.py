@@ -67,7 +67,7 @@ def check_probe(model, X, y, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", ["pruned"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "prelu", "pruned"])
 def test_models_vmap_or_deepcopy_cannot_run_are_probed_exactly(name, mode):
     """Before: LSTM / GRU / PReLU crashed inside vmap(jacrev) ("output with shape [1, 20]
     doesn't match the broadcast shape"), a pruned model crashed in deepcopy ("Only Tensors
