@@ -19,7 +19,8 @@ Probe modes (``RunConfig.probe_mode``, ``RunWriter(probe_mode=...)``):
 Models without batch normalisation or dropout give the same numbers in both modes.
 
 Per-sample Jacobians (‖J‖², λ*) need samples that do not interact. With batch normalisation in
-``"train"`` mode they do (through the batch mean and variance), so per-sample quantities are
+``"train"`` mode (or without running statistics, in either mode) they do (through the batch
+mean and variance), so per-sample quantities are
 taken with **the batch statistics held fixed** at their values on the probe batch
 (:func:`frozen_statistics_view`): :math:`J_n=\partial z_n/\partial\theta` of the network
 whose normalisation uses the probe batch's mean and variance as constants. That network has
@@ -66,9 +67,16 @@ def check_inputs(X) -> torch.Tensor:
     return X
 
 
+def _batch_statistics(m: nn.Module) -> bool:
+    """Batch normalisation that normalises with the batch's statistics: in train mode, or in
+    any mode without running statistics (``track_running_stats=False``)."""
+    return isinstance(m, _BATCH_NORMS) and (m.training or m.running_mean is None)
+
+
 def has_batch_coupling(model: nn.Module) -> bool:
-    """True when some layer mixes the samples of a batch (batch normalisation in train mode)."""
-    return any(isinstance(m, _BATCH_NORMS) and m.training for m in model.modules())
+    """True when some layer mixes the samples of a batch (batch normalisation on the batch's
+    statistics)."""
+    return any(_batch_statistics(m) for m in model.modules())
 
 
 def private_copy(model: nn.Module) -> nn.Module:
@@ -122,7 +130,7 @@ def frozen_statistics_view(view: nn.Module, X: torch.Tensor) -> nn.Module:
     """A copy of ``view`` whose batch normalisation uses the batch statistics of ``X`` as
     constants (eval mode, running mean and biased variance := those of the batch), so that
     samples no longer interact; ``view`` itself when nothing couples the samples."""
-    norms = [m for m in view.modules() if isinstance(m, _BATCH_NORMS) and m.training]
+    norms = [m for m in view.modules() if _batch_statistics(m)]
     if not norms:
         return view
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}

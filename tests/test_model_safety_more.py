@@ -78,3 +78,17 @@ def test_models_vmap_or_deepcopy_cannot_run_are_probed_exactly(name, mode):
     Jn = oracles.frozen_jacobian(model, X)[0]  # no batch coupling: alone = batch rows
     np.testing.assert_allclose(snap.samples["jac_spectral_sq"],
                                oracles.per_sample_spectral_sq(Jn).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_norm_without_running_statistics_is_coupled_in_both_modes(mode):
+    """BatchNorm1d(track_running_stats=False) normalises with the batch's statistics even in
+    eval mode. Before: probe mode "eval" treated the samples as independent and crashed
+    ("Expected more than 1 value per channel when training"). Now the per-sample Jacobians
+    hold the batch statistics fixed, as in train mode."""
+    model, X = _model("bn-no-stats")
+    y = torch.arange(X.shape[0]) % 3
+    snap = check_probe(model, X, y, mode)
+    Jn = oracles.frozen_jacobian(model, X)[0]
+    np.testing.assert_allclose(snap.samples["jac_spectral_sq"],
+                               oracles.per_sample_spectral_sq(Jn).numpy(), rtol=1e-6)
