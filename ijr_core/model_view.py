@@ -67,6 +67,25 @@ def check_inputs(X) -> torch.Tensor:
     return X
 
 
+def check_labels(y, n: int, k: int | None = None, name: str = "labels") -> torch.Tensor:
+    """Labels as one integer class index per sample ((n,), in [0, k) when k is known), or a
+    clear error (a float label would be silently truncated to a class)."""
+    try:
+        y = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise ModelError(f"{name} must be integer class indices, one per sample (a tensor or "
+                         f"array of shape ({n},)), got a {type(y).__name__}") from None
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ModelError(f"{name} must have shape ({n},) to match the inputs (one class index "
+                         f"per sample), got {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ModelError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if k is not None and n and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise ModelError(f"{name} must lie in [0, {k - 1}] for a model with K = {k} logits, "
+                         f"got range [{int(y.min())}, {int(y.max())}]")
+    return y
+
+
 def _batch_statistics(m: nn.Module) -> bool:
     """Batch normalisation that normalises with the batch's statistics: in train mode, or in
     any mode without running statistics (``track_running_stats=False``)."""

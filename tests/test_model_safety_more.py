@@ -92,3 +92,54 @@ def test_batch_norm_without_running_statistics_is_coupled_in_both_modes(mode):
     Jn = oracles.frozen_jacobian(model, X)[0]
     np.testing.assert_allclose(snap.samples["jac_spectral_sq"],
                                oracles.per_sample_spectral_sq(Jn).numpy(), rtol=1e-6)
+
+
+def _writer_inputs():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    return model, torch.randn(8, 4), torch.arange(8) % 3
+
+
+BAD_WRITER_INPUTS = {
+    # before: accepted, labels silently truncated to classes
+    "float labels": ({"probe_y": (torch.arange(8) % 3) + 0.5}, "integer class indices"),
+    "bool labels": ({"probe_y": torch.arange(8) % 2 == 0}, "integer class indices"),
+    # before: caught only at the first probe, after the folder was written
+    "labels out of range": ({"probe_y": torch.arange(8)},
+                            r"lie in \[0, 2\] for a model with K = 3"),
+    # before: "too many dimensions 'str'"
+    "text labels": ({"probe_y": ["cat"] * 8}, "integer class indices, one per sample"),
+    # before: RuntimeError from inside the model ("mat1 and mat2 shapes cannot be multiplied")
+    "inputs of the wrong width": ({"probe_X": torch.randn(8, 7)}, "cannot run on probe_X"),
+    "test inputs of the wrong width": ({"test_X": torch.randn(5, 6), "test_y": torch.zeros(5)},
+                                       "test_y must hold integer|cannot run on test_X"),
+    # before: RuntimeError from cross_entropy at the first probe
+    "test labels of the wrong length": ({"test_X": torch.randn(5, 4),
+                                         "test_y": torch.zeros(3, dtype=torch.long)},
+                                        r"test_y must have shape \(5,\)"),
+    # before: test_X silently ignored
+    "test inputs without labels": ({"test_X": torch.randn(5, 4)}, "both test_X and test_y"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_WRITER_INPUTS))
+def test_bad_writer_inputs_get_a_clear_message_before_anything_is_written(tmp_path, case):
+    from ijr_core import RunWriter
+    from ijr_core.model_view import ModelError
+
+    model, X, y = _writer_inputs()
+    changes, match = BAD_WRITER_INPUTS[case]
+    kwargs = {"probe_X": X, "probe_y": y} | changes
+    with pytest.raises(ModelError, match=match):
+        RunWriter(tmp_path / "run", model, lr=0.1, **kwargs)
+    assert not (tmp_path / "run").exists()
+
+
+def test_probe_refuses_float_labels():
+    from ijr_core.model_view import ModelError
+
+    model, X, y = _writer_inputs()
+    with pytest.raises(ModelError, match="probe_y must hold integer class indices"):
+        probe(model, X, y.float() + 0.5)
+    with pytest.raises(ModelError, match=r"test_y must lie in \[0, 2\]"):
+        probe(model, X, y, X[:4], y[:4] + 3)
