@@ -114,8 +114,27 @@ def private_copy(model: nn.Module) -> nn.Module:
             f"the probe measures a private copy of the model and copy.deepcopy failed "
             f"({type(exc).__name__}); make the model (and objects its hooks hold) deep-copyable"
         ) from None
+    if not isinstance(view, nn.Module) or _shares_state(model, view):
+        raise ModelError(
+            f"the probe measures a private copy of the model, and copy.deepcopy of this "
+            f"{type(model).__name__} returns an object that shares modules, parameters or "
+            f"buffers with it (a custom __deepcopy__?); the probe would change the model, so "
+            f"make copy.deepcopy return an independent copy"
+        )
     _VIEWS.add(view)
     return view
+
+
+def _shares_state(model: nn.Module, view: nn.Module) -> bool:
+    """Whether ``view`` shares a module object or tensor memory with ``model``."""
+    if {id(m) for m in model.modules()} & {id(m) for m in view.modules()}:
+        return True
+
+    def storages(m: nn.Module) -> set[int]:
+        tensors = [*m.parameters(), *(b for b in m.buffers() if b is not None)]
+        return {t.untyped_storage().data_ptr() for t in tensors if t.numel()}
+
+    return bool(storages(model) & storages(view))
 
 
 def deep_copy(model: nn.Module) -> nn.Module:

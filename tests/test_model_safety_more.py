@@ -143,3 +143,30 @@ def test_probe_refuses_float_labels():
         probe(model, X, y.float() + 0.5)
     with pytest.raises(ModelError, match=r"test_y must lie in \[0, 2\]"):
         probe(model, X, y, X[:4], y[:4] + 3)
+
+
+class _SelfCopy(nn.Sequential):
+    def __deepcopy__(self, memo):  # a wrapper that "copies" by returning itself
+        return self
+
+
+class _ShallowCopy(nn.Sequential):
+    def __deepcopy__(self, memo):  # a new object sharing every submodule
+        new = nn.Sequential.__new__(type(self))
+        new.__dict__ = {k: dict(v) if isinstance(v, dict) else v for k, v in vars(self).items()}
+        return new
+
+
+@pytest.mark.parametrize("cls", [_SelfCopy, _ShallowCopy])
+def test_a_deepcopy_that_shares_state_is_refused_before_anything_runs(cls):
+    """Before: the probe ran on the model itself (or its shared modules), switched it to eval
+    mode and moved the batch-norm running statistics."""
+    from ijr_core.model_view import ModelError
+
+    torch.manual_seed(9)
+    model = cls(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 3)).train()
+    X, y = torch.randn(8, 4), torch.arange(8) % 3
+    before = fingerprint(model)
+    with pytest.raises(ModelError, match="shares modules, parameters or buffers"):
+        probe(model, X, y)
+    assert_same(before, fingerprint(model))
