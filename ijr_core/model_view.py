@@ -16,7 +16,9 @@ Probe modes (``RunConfig.probe_mode``, ``RunWriter(probe_mode=...)``):
   then include the dependence of the batch statistics on θ.
 * ``"eval"``: ``model.eval()``: batch normalisation uses its running statistics.
 
-Models without batch normalisation or dropout give the same numbers in both modes.
+Models without batch normalisation or dropout give the same numbers in both modes. A model in
+float16 / bfloat16 is measured in float32 (its copy is converted; eigenvalue routines need
+float32 or float64): the same function, with the rounding of float32.
 
 Per-sample Jacobians (‖J‖², λ*) need samples that do not interact. With batch normalisation in
 ``"train"`` mode (or without running statistics, in either mode) they do (through the batch
@@ -40,6 +42,7 @@ from torch import nn
 from ijr_core.config import PROBE_MODES
 
 _BATCH_NORMS = (nn.modules.batchnorm._BatchNorm,)
+_HALF = (torch.float16, torch.bfloat16)
 
 # Copies made here: the curvature code works on them directly instead of copying again.
 _VIEWS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -121,6 +124,8 @@ def private_copy(model: nn.Module) -> nn.Module:
             f"buffers with it (a custom __deepcopy__?); the probe would change the model, so "
             f"make copy.deepcopy return an independent copy"
         )
+    if any(p.dtype in _HALF for p in view.parameters()):
+        view.float()  # eigh and Lanczos need float32 or float64; the same function, measured
     _VIEWS.add(view)
     return view
 

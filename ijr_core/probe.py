@@ -73,8 +73,10 @@ def param_snapshot(model: nn.Module) -> dict[str, np.ndarray]:
     """Copy of the model's state (name -> numpy array on the CPU): every parameter and
     persistent buffer (e.g. batch-norm running statistics) under its ``state_dict`` name, so
     ``model.load_state_dict({k: torch.from_numpy(v) for k, v in snapshot.items()})`` rebuilds
-    the model at that step."""
-    return {n: t.detach().cpu().numpy().copy() for n, t in model.state_dict().items()}
+    the model at that step (bfloat16, which numpy lacks, is stored as float32: exact, and
+    ``load_state_dict`` converts it back)."""
+    return {n: (t.detach().float() if t.dtype == torch.bfloat16 else t.detach()).cpu().numpy()
+            .copy() for n, t in model.state_dict().items()}
 
 
 @torch.no_grad()

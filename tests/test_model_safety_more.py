@@ -6,6 +6,8 @@ bad RunWriter inputs."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -170,3 +172,22 @@ def test_a_deepcopy_that_shares_state_is_refused_before_anything_runs(cls):
     with pytest.raises(ModelError, match="shares modules, parameters or buffers"):
         probe(model, X, y)
     assert_same(before, fingerprint(model))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_are_measured_in_float32(dtype):
+    """Before: NotImplementedError "linalg_eigh_cpu" not implemented for 'Half' (float16),
+    TypeError "Got unsupported ScalarType BFloat16" (bfloat16, in the parameter snapshot)."""
+    torch.manual_seed(10)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
+    X, y = torch.randn(8, 4), torch.arange(8) % 3
+    before = fingerprint(model)
+    snap = probe(model, X.to(dtype), y, eig_tol=1e-6)
+    assert_same(before, fingerprint(model))
+    same = probe(copy.deepcopy(model).float(), X.to(dtype).float(), y, eig_tol=1e-6)
+    for name in ("sharpness", "gn_sharpness", "train_loss"):
+        assert snap[name] == pytest.approx(same[name], rel=1e-9)
+    rebuilt = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
+    rebuilt.load_state_dict({k: torch.from_numpy(v) for k, v in snap.params.items()})
+    for a, b in zip(rebuilt.parameters(), model.parameters(), strict=True):
+        assert a.dtype == dtype and torch.equal(a, b)
