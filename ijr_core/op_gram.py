@@ -392,39 +392,35 @@ def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Te
     versions = [o._version for o in outputs]
     # Pass k back-propagates w_kn e_k from sample n: random weights in [1, 2) (divided out of
     # the Gram) keep the check below from passing on sums that cancel, e.g. Σ_n x̂_n = 0
-    # after batch statistics. One forward pass, K backward passes through it.
+    # after batch statistics. One forward pass, K (+ 1) backward passes through it.
     weights = (1 + torch.rand(K, N, generator=torch.Generator().manual_seed(0),
                               dtype=torch.float64)).to(device=z.device, dtype=z.dtype)
-    passes = []
-    for k in range(K):
-        cotangent = torch.zeros_like(z)
-        cotangent[:, k] = weights[k]
-        passes.append(torch.autograd.grad(z, outputs + params, grad_outputs=cotangent,
-                                          retain_graph=True, allow_unused=True))
-    # One more pass, all classes at once with other weights v_kn: row n of an output feeds
-    # sample n's logits only when its gradient is Σ_k (v_kn / w_kn) g_k[n].
+    # One more cotangent, all classes at once with other weights v_kn: row n of an output
+    # feeds sample n's logits only when its gradient is Σ_k (v_kn / w_kn) g_k[n].
     other = (1 + torch.rand(K, N, generator=torch.Generator().manual_seed(1),
                             dtype=torch.float64)).to(device=z.device, dtype=z.dtype)
-    mixed = torch.autograd.grad(z, outputs, grad_outputs=other.T, allow_unused=True)
+    cotangents = torch.zeros(K + 1, *z.shape, dtype=z.dtype, device=z.device)
+    cotangents[torch.arange(K), :, torch.arange(K)] = weights
+    cotangents[K] = other.T
+    grads = _batched_grad(z, outputs, cotangents)  # each (K + 1, ...) or None
+    # what the per-sample pieces must add up to: one pass for Σ_k w_k e_k, not a weight
+    # gradient per class
+    totals = torch.autograd.grad(z, params, grad_outputs=weights.T, allow_unused=True)
     if any(o._version != v for o, v in zip(outputs, versions, strict=True)):
         return None  # an output changed in place after it was recorded
-    if not _rows_are_samples(mixed, passes, other / weights):
+    if not _rows_are_samples(grads, other / weights):
         return None  # an output row reaches other samples' logits: rows are not samples
     uses = [_Uses() for _ in params]
     with torch.no_grad():
         try:
-            for i, rec in enumerate(recorder.records):
-                gs = [grads[i] for grads in passes]
-                if all(g is None for g in gs):
-                    continue
-                g = torch.stack([torch.zeros_like(outputs[i]) if t is None else t for t in gs])
-                _pieces(_with_shape(rec, params), g, uses)
+            for rec, g in zip(recorder.records, grads, strict=True):
+                if g is not None:
+                    _pieces(_with_shape(rec, params), g[:K], uses)
         except _Unsupported:
             return None
         gram = torch.zeros(N, K, K, dtype=z.dtype, device=z.device)
-        for j, (p, use) in enumerate(zip(params, uses, strict=True)):
-            totals = [grads[len(outputs) + j] for grads in passes]
-            expect = sum((t for t in totals if t is not None), torch.zeros_like(p))
+        for p, use, total in zip(params, uses, totals, strict=True):
+            expect = torch.zeros_like(p) if total is None else total
             rebuilt = _summed(p, use)
             scale = max(float(expect.norm()), float(rebuilt.norm()), 1e-30)
             if float((rebuilt - expect).norm()) > _CHECK_RTOL * scale:
@@ -435,18 +431,34 @@ def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Te
     return gram / (w[:, :, None] * w[:, None, :])
 
 
-@torch.no_grad()
-def _rows_are_samples(mixed, passes, ratio: torch.Tensor) -> bool:
-    """Whether each recorded output's gradient for the weights v equals Σ_k ratio_kn g_k[n]
-    row by row (ratio = v / w, (K, N)), up to rounding."""
-    for i, got in enumerate(mixed):
+def _batched_grad(z: torch.Tensor, targets: list[torch.Tensor], cotangents: torch.Tensor):
+    """Gradients of ⟨c_b, z⟩ for every cotangent c_b (B, *z.shape) with respect to each
+    target, stacked (B, *target.shape) (None where a target is unused): one vmapped backward
+    pass, or B plain ones where some operation has no batching rule."""
+    try:
+        return list(torch.autograd.grad(z, targets, grad_outputs=cotangents, retain_graph=True,
+                                        allow_unused=True, is_grads_batched=True))
+    except RuntimeError:
+        pass
+    passes = [torch.autograd.grad(z, targets, grad_outputs=c, retain_graph=True,
+                                  allow_unused=True) for c in cotangents]
+    out = []
+    for i, t in enumerate(targets):
         gs = [grads[i] for grads in passes]
-        if got is None or all(g is None for g in gs):
+        out.append(None if all(g is None for g in gs) else
+                   torch.stack([torch.zeros_like(t) if g is None else g for g in gs]))
+    return out
+
+
+@torch.no_grad()
+def _rows_are_samples(grads, ratio: torch.Tensor) -> bool:
+    """Whether each recorded output's gradient for the weights v (the last of each stack)
+    equals Σ_k ratio_kn g_k[n] row by row (ratio = v / w, (K, N)), up to rounding."""
+    for g in grads:
+        if g is None:
             continue
-        want = torch.zeros_like(got)
-        for k, g in enumerate(gs):
-            if g is not None:
-                want += ratio[k].reshape(-1, *[1] * (g.ndim - 1)) * g
+        got, gs = g[-1], g[:-1]
+        want = torch.einsum("kn,kn...->n...", ratio, gs)
         scale = max(float(got.norm()), float(want.norm()), 1e-30)
         if float((got - want).norm()) > _CHECK_RTOL * scale:
             return False
