@@ -20,8 +20,10 @@ forward pass, at the level the module calls it, before any hook), so a module ca
 raw weight used twice and weights tied between modules add their uses up exactly. One
 forward pass records the uses, K backward passes through it give the output gradients. Three
 guards make the result exact or absent: a parameter that enters any other operation (or one
-returning several tensors), or an output changed in place afterwards, gives ``None`` (the
-caller falls back to ``vmap(jacrev)``); row n of every recorded output must reach sample n's
+returning several tensors) gives ``None`` (the caller falls back to ``vmap(jacrev)``), and so
+does an output changed in place afterwards even when the forward pass is run again with
+copies of the recorded outputs handed to the model (how ``nn.ReLU(inplace=True)`` and
+``out += identity`` are handled); row n of every recorded output must reach sample n's
 logits only (one more backward pass with other random weights :math:`v_{nk}` must give
 :math:`\sum_k (v_{nk}/w_{nk})\,g_k[n]`; a positional table looked up with ``arange(T)``,
 T = N, or logits mixed across the batch fail here and nowhere else); and the per-sample
@@ -72,8 +74,11 @@ class _Uses:
 class _Recorder(TorchFunctionMode):
     """Records every operation that takes a trainable parameter (or a transpose of one)."""
 
-    def __init__(self, params: list[torch.Tensor]):
+    def __init__(self, params: list[torch.Tensor], shield: bool = False):
         super().__init__()
+        # hand the model a copy of each recorded output, so that in-place operations after
+        # it (nn.ReLU(inplace=True), ``out += identity``) leave the recorded one intact
+        self.shield = shield
         self.index = {id(p): i for i, p in enumerate(params)}
         self.params = params
         self.views: dict[int, tuple[torch.Tensor, int]] = {}  # id(view) -> (view, index)
@@ -100,10 +105,13 @@ class _Recorder(TorchFunctionMode):
             tracked = [(i, self._tracked(a)) for i, a in enumerate(flat)]
             tracked = [(i, t) for i, t in tracked if t is not None]
             if tracked:
+                count = len(self.records)
                 try:
                     self._record(func, args, kwargs, out, tracked)
                 except _Unsupported as exc:
                     self.problem = str(exc)
+                if self.shield and len(self.records) > count:
+                    return out.clone()
         return out
 
     def _record(self, func, args, kwargs, out, tracked) -> None:
@@ -375,13 +383,22 @@ def _summed(param: torch.Tensor, use: _Uses) -> torch.Tensor:
 def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Tensor | None:
     """(N, K, K) per-sample Grams (module docstring), or None when some use of a parameter
     has no closed form here. ``model`` must be a private copy; ``K`` the number of logits
-    (found by a forward pass when not given)."""
+    (found by a forward pass when not given). A model that changes a recorded output in
+    place is run again with copies of the recorded outputs."""
+    gram = _op_gram(model, X, K, shield=False)
+    return _op_gram(model, X, K, shield=True) if gram is _CHANGED else gram
+
+
+_CHANGED = object()  # a recorded output was changed in place
+
+
+def _op_gram(model: nn.Module, X: torch.Tensor, K: int | None, shield: bool):
     params = [p for _, p in model.named_parameters() if p.requires_grad]
     if K is None:
         with torch.no_grad():
             K = model(X).shape[1]
     N = X.shape[0]
-    recorder = _Recorder(params)
+    recorder = _Recorder(params, shield)
     with torch.enable_grad(), recorder:
         z = model(X)
     if recorder.problem is not None or not recorder.records:
@@ -390,6 +407,8 @@ def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Te
     if any(o.shape[0] != N for o in outputs):
         return None  # an operation whose output is not one row per sample
     versions = [o._version for o in outputs]
+    if not shield and any(v for v in versions):
+        return _CHANGED
     # Pass k back-propagates w_kn e_k from sample n: random weights in [1, 2) (divided out of
     # the Gram) keep the check below from passing on sums that cancel, e.g. Σ_n x̂_n = 0
     # after batch statistics. One forward pass, K (+ 1) backward passes through it.
@@ -407,7 +426,7 @@ def op_gram(model: nn.Module, X: torch.Tensor, K: int | None = None) -> torch.Te
     # gradient per class
     totals = torch.autograd.grad(z, params, grad_outputs=weights.T, allow_unused=True)
     if any(o._version != v for o, v in zip(outputs, versions, strict=True)):
-        return None  # an output changed in place after it was recorded
+        return _CHANGED if not shield else None  # changed in place after it was recorded
     if not _rows_are_samples(grads, other / weights):
         return None  # an output row reaches other samples' logits: rows are not samples
     uses = [_Uses() for _ in params]

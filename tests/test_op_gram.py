@@ -97,10 +97,41 @@ def test_uses_without_a_closed_form_are_refused(case):
     assert ours(model, X) is None
 
 
-def test_an_output_changed_in_place_is_refused():
-    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3)).double()
-    X = torch.randn(6, 4, dtype=torch.float64)
-    assert ours(model, X) is None
+class _BasicBlock(nn.Module):
+    """torchvision's ResNet block: ReLU(inplace=True) and ``out += identity`` change the
+    outputs of recorded convolutions and batch norms in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(3)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(3)
+        self.down = nn.Conv2d(2, 3, 1, bias=False)
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.down(x)
+        return self.fc(self.relu(out).mean((2, 3)))
+
+
+@pytest.mark.parametrize("case", ["inplace-relu", "resnet-block"])
+def test_outputs_changed_in_place_are_exact(case):
+    """Before: refused (the vmap(jacrev) fallback), which is every torchvision ResNet. Now the
+    forward runs again with copies of the recorded outputs, which in-place operations leave
+    intact."""
+    torch.manual_seed(6)
+    if case == "inplace-relu":
+        model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3)).double()
+        X = torch.randn(6, 4, dtype=torch.float64)
+    else:
+        model, X = _BasicBlock().double().train(), torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    gram = ours(model, X)
+    assert gram is not None
+    torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
 
 
 def test_batch_statistics_are_refused_where_samples_interact():
