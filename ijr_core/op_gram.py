@@ -330,6 +330,8 @@ def _gram_of(param: torch.Tensor, use: _Uses, K: int, N: int) -> torch.Tensor:
     embeds = [p for p in use.explicit if p[0] == "embedding"]
     orientations = {t for _, _, t in use.bilinear}
     if use.bilinear and not dense and not embeds and len(orientations) == 1:
+        if len(use.bilinear) == 1:  # cat would copy the (K, N, T, out) gradients
+            return _bilinear_gram(*use.bilinear[0][:2])
         a = torch.cat([a for a, _, _ in use.bilinear], dim=1)
         g = torch.cat([g for _, g, _ in use.bilinear], dim=2)
         return _bilinear_gram(a, g)
