@@ -13,7 +13,8 @@ Probe modes (``RunConfig.probe_mode``, ``RunWriter(probe_mode=...)``):
 * ``"train"`` (default): the function gradient descent trains. Every module is in eval mode
   (dropout off) except batch normalisation, which normalises with the probe batch's own
   statistics, as in a training step, without updating the running buffers. The loss, H and G
-  then include the dependence of the batch statistics on θ.
+  then include the dependence of the batch statistics on θ. Instance normalisation that
+  tracks running statistics likewise uses each sample's own statistics, as in training.
 * ``"eval"``: ``model.eval()``: batch normalisation uses its running statistics.
 
 Models without batch normalisation or dropout give the same numbers in both modes. A model in
@@ -42,6 +43,7 @@ from torch import nn
 from ijr_core.config import PROBE_MODES
 
 _BATCH_NORMS = (nn.modules.batchnorm._BatchNorm,)
+_INSTANCE_NORMS = (nn.modules.instancenorm._InstanceNorm,)
 _HALF = (torch.float16, torch.bfloat16)
 
 # Copies made here: the curvature code works on them directly instead of copying again.
@@ -165,6 +167,10 @@ def probe_view(model: nn.Module, mode: str = "train") -> nn.Module:
         for m in view.modules():
             if isinstance(m, _BATCH_NORMS):
                 m.train()
+            elif isinstance(m, _INSTANCE_NORMS) and m.track_running_stats:
+                # each sample's own statistics, as in training; no running buffers to update
+                m.track_running_stats = False
+                m.running_mean = m.running_var = None
     return view
 
 

@@ -191,3 +191,41 @@ def test_half_precision_models_are_measured_in_float32(dtype):
     rebuilt.load_state_dict({k: torch.from_numpy(v) for k, v in snap.params.items()})
     for a, b in zip(rebuilt.parameters(), model.parameters(), strict=True):
         assert a.dtype == dtype and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_train_mode_measures_the_training_loss_of_a_model_left_in_eval_mode(norm):
+    """Probe mode "train" is the function a training step descends, whatever mode the model
+    was left in. Before: InstanceNorm1d(track_running_stats=True) used its running statistics
+    in train-mode probes (loss 1.017 where training sees 0.951)."""
+    import copy
+
+    torch.manual_seed(11)
+    layer = nn.BatchNorm1d(3) if norm == "batch" else \
+        nn.InstanceNorm1d(3, affine=True, track_running_stats=True)
+    model = nn.Sequential(nn.Conv1d(2, 3, 3), layer, nn.Tanh(), nn.Flatten(),
+                          nn.Linear(12, 3)).double()
+    X, y = torch.randn(8, 2, 6, dtype=torch.float64), torch.arange(8) % 3
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(X * 2 + 1)  # running statistics far from the probe batch's
+    model.eval()
+    before = fingerprint(model)
+    snap = probe(model, X, y, mode="train", eig_tol=1e-9)
+    assert_same(before, fingerprint(model))
+    trained = copy.deepcopy(model).train()
+    loss = nn.functional.cross_entropy(trained(X), y)
+    assert snap["train_loss"] == pytest.approx(float(loss.detach()), rel=1e-12)
+    H = oracles.dense_hessian(trained, X, y, mode="train") if norm == "batch" else \
+        _train_mode_hessian(trained, X, y)
+    assert snap["sharpness"] == pytest.approx(oracles.top_eigenvalue(H), rel=1e-6)
+
+
+def _train_mode_hessian(model, X, y):
+    """The Hessian of the model in train mode, all of it (oracles.prepared sets eval)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    g = torch.autograd.grad(nn.functional.cross_entropy(model(X), y), params, create_graph=True)
+    g = torch.cat([t.reshape(-1) for t in g])
+    return torch.stack([torch.cat([t.reshape(-1) for t in torch.autograd.grad(
+        g[i], params, retain_graph=True)]) for i in range(g.numel())])
