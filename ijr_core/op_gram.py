@@ -100,6 +100,7 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if self.problem is None:
+            args, kwargs = _positional(func, args, kwargs)
             flat = [*args, *kwargs.values()]
             flat += [x for a in args if isinstance(a, (list, tuple)) for x in a]
             tracked = [(i, self._tracked(a)) for i, a in enumerate(flat)]
@@ -108,8 +109,8 @@ class _Recorder(TorchFunctionMode):
                 count = len(self.records)
                 try:
                     self._record(func, args, kwargs, out, tracked)
-                except _Unsupported as exc:
-                    self.problem = str(exc)
+                except Exception as exc:  # _Unsupported, or a call this reading missed
+                    self.problem = str(exc) or type(exc).__name__
                 if self.shield and len(self.records) > count:
                     return out.clone()
         return out
@@ -292,6 +293,26 @@ def _rows(x: torch.Tensor, N: int) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] != N:
         raise _Unsupported("a parameter meets a tensor that is not one row per sample")
     return x.detach()
+
+
+_LEADING = {**dict.fromkeys(_LINEAR, ("input", "weight", "bias")),
+            **dict.fromkeys(_CONV, ("input", "weight", "bias", "stride", "padding", "dilation",
+                                    "groups")),
+            **dict.fromkeys(_MATMUL, ("input", "other"))}
+
+
+def _positional(func, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``F.linear(input=x, weight=W)`` and the like as positional arguments, the way the
+    records read them."""
+    names = _LEADING.get(func, ())
+    if len(args) >= len(names) or not kwargs:
+        return args, kwargs
+    args, kwargs = list(args), dict(kwargs)
+    for name in names[len(args) :]:
+        if name not in kwargs:
+            break
+        args.append(kwargs.pop(name))
+    return tuple(args), kwargs
 
 
 def _flatten(out) -> list:

@@ -244,3 +244,30 @@ def test_multi_output_operations_and_non_transposes_are_refused(case):
 
     model, X = Model().double(), torch.randn(5, 3, 4, dtype=torch.float64)
     assert ours(model, X) is None
+
+
+class _Keywords(nn.Module):
+    """Parameters passed by keyword: F.linear(input=, weight=, bias=), matmul(other=),
+    F.conv2d(input=, weight=, stride=)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Parameter(torch.randn(3, 2, 3, 3) / 3)
+        self.W = nn.Parameter(torch.randn(4, 12) / 3)
+        self.b = nn.Parameter(torch.randn(4))
+        self.V = nn.Parameter(torch.randn(4, 3))
+
+    def forward(self, x):
+        h = torch.tanh(F.conv2d(input=x, weight=self.conv, stride=(2, 2))).flatten(1)
+        h = torch.tanh(F.linear(input=h, weight=self.W, bias=self.b))
+        return torch.matmul(h, other=self.V) + F.linear(h, weight=self.V.t())
+
+
+def test_parameters_passed_by_keyword_are_exact():
+    """Before: IndexError from inside the recorder (it read args[0], args[1]): every probe of
+    such a model crashed."""
+    torch.manual_seed(12)
+    model, X = _Keywords().double(), torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    gram = ours(model, X)
+    assert gram is not None
+    torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
