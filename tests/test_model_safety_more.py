@@ -229,3 +229,36 @@ def _train_mode_hessian(model, X, y):
     g = torch.cat([t.reshape(-1) for t in g])
     return torch.stack([torch.cat([t.reshape(-1) for t in torch.autograd.grad(
         g[i], params, retain_graph=True)]) for i in range(g.numel())])
+
+
+class _Batchwise(nn.Module):
+    """Samples that interact outside torch.nn batch-norm layers: F.batch_norm on the batch's
+    statistics called directly, or a parameter with one row per sample of the batch."""
+
+    def __init__(self, case: str, n: int):
+        super().__init__()
+        self.case = case
+        self.rows = nn.Parameter(torch.randn(n, 1))
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if self.case == "functional-bn":
+            return self.out(nn.functional.batch_norm(x, None, None, training=True))
+        return self.out(torch.tanh(x + self.rows))
+
+
+@pytest.mark.parametrize("case", ["functional-bn", "row-parameter"])
+def test_models_that_cannot_run_one_sample_get_a_clear_message(case):
+    """Before: ValueError "Expected more than 1 value per channel when training" from inside
+    torch, or (row parameter) Grams of the wrong shape, silently."""
+    from ijr_core.curvature import logit_jacobian_gram
+    from ijr_core.model_view import ModelError
+
+    torch.manual_seed(13)
+    model = _Batchwise(case, 6).double()
+    X, y = torch.randn(6, 4, dtype=torch.float64), torch.arange(6) % 3
+    before = fingerprint(model)
+    for call in (lambda: probe(model, X, y), lambda: logit_jacobian_gram(model, X)):
+        with pytest.raises(ModelError, match="one sample at a time"):
+            call()
+    assert_same(before, fingerprint(model))
