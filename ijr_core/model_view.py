@@ -7,6 +7,10 @@ model, so the user's parameters (identity and values), buffers, ``.grad``, train
 and hooks are exactly as before (tests/test_model_safety.py checks this over a table of
 architectures). The copy keeps parameter sharing and ties (``deepcopy`` has a memo) and the
 order of ``named_parameters()``, so flat vectors mean the same on the copy and on the model.
+Hooks belong to the model's function and run on the copy: a hook that is a bound method runs
+on a deep copy of its object (which must be deep-copyable, and is copied at every probe), but
+a plain function's effects on objects outside the model (appending activations to a global
+list, counting calls) also happen during probes, a few forward passes each.
 
 Probe modes (``RunConfig.probe_mode``, ``RunWriter(probe_mode=...)``):
 
