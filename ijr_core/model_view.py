@@ -132,6 +132,9 @@ def private_copy(model: nn.Module) -> nn.Module:
         )
     if any(p.dtype in _HALF for p in view.parameters()):
         view.float()  # eigh and Lanczos need float32 or float64; the same function, measured
+    for m in view.modules():
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+            m.sparse = False  # the same function; curvature products need dense gradients
     _VIEWS.add(view)
     return view
 

@@ -37,10 +37,22 @@ def _pruned():
     return model
 
 
+class SparseEmbedding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(7, 4, sparse=True)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, idx):
+        return self.out(torch.tanh(self.emb(idx)).mean(1))
+
+
 def _model(name: str):
     torch.manual_seed(7)
     if name in ("lstm", "gru"):
         return Recurrent(name).double(), torch.randn(6, 3, 4, dtype=torch.float64)
+    if name == "sparse-embedding":
+        return SparseEmbedding().double(), torch.randint(0, 7, (6, 5))
     if name == "prelu":
         model = nn.Sequential(nn.Linear(4, 5), nn.PReLU(), nn.Linear(5, 3))
     elif name == "pruned":
@@ -69,11 +81,13 @@ def check_probe(model, X, y, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", ["lstm", "gru", "prelu", "pruned"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "prelu", "pruned", "sparse-embedding"])
 def test_models_vmap_or_deepcopy_cannot_run_are_probed_exactly(name, mode):
     """Before: LSTM / GRU / PReLU crashed inside vmap(jacrev) ("output with shape [1, 20]
     doesn't match the broadcast shape"), a pruned model crashed in deepcopy ("Only Tensors
-    created explicitly by the user (graph leaves) support the deepcopy protocol")."""
+    created explicitly by the user (graph leaves) support the deepcopy protocol"), an
+    nn.Embedding(sparse=True) in the flat gradient ("reshape is not implemented for sparse
+    tensors")."""
     model, X = _model(name)
     y = torch.arange(X.shape[0]) % 3
     snap = check_probe(model, X, y, mode)
