@@ -114,6 +114,10 @@ def private_copy(model: nn.Module) -> nn.Module:
         return model
     if not isinstance(model, nn.Module):
         raise ModelError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
+    if any(isinstance(t, nn.parameter.UninitializedTensorMixin)
+           for t in [*model.parameters(), *model.buffers()]):
+        raise ModelError("the model has uninitialised lazy parameters (nn.LazyLinear, ...); "
+                         "run one forward pass on a batch before probing it")
     if not any(p.requires_grad for p in model.parameters()):
         raise ModelError("the model has no trainable parameters (none with requires_grad=True)")
     try:

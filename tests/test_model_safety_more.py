@@ -276,3 +276,17 @@ def test_models_that_cannot_run_one_sample_get_a_clear_message(case):
         with pytest.raises(ModelError, match="one sample at a time"):
             call()
     assert_same(before, fingerprint(model))
+
+
+def test_uninitialised_lazy_modules_get_a_clear_message(tmp_path):
+    """Before: torch's ValueError from numel() inside the probe."""
+    from ijr_core import RunWriter
+    from ijr_core.model_view import ModelError
+
+    model = nn.Sequential(nn.LazyLinear(5), nn.Tanh(), nn.Linear(5, 3))
+    X, y = torch.randn(8, 4), torch.arange(8) % 3
+    for call in (lambda: probe(model, X, y), lambda: RunWriter(tmp_path / "w", model, X, y)):
+        with pytest.raises(ModelError, match="run one forward pass"):
+            call()
+    model(X)  # initialised: probed as usual
+    assert np.isfinite(probe(model, X, y)["sharpness"])
