@@ -500,7 +500,7 @@ def _rows_are_samples(grads, ratio: torch.Tensor) -> bool:
         if g is None:
             continue
         got, gs = g[-1], g[:-1]
-        want = torch.einsum("kn,kn...->n...", ratio, gs)
+        want = torch.einsum("kn,kn...->n...", ratio.to(gs.dtype), gs)
         scale = max(float(got.norm()), float(want.norm()), 1e-30)
         if float((got - want).norm()) > _CHECK_RTOL * scale:
             return False

@@ -271,3 +271,22 @@ def test_parameters_passed_by_keyword_are_exact():
     gram = ours(model, X)
     assert gram is not None
     torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+def test_float64_logits_from_a_float32_model():
+    """The logits' dtype (weights, cotangents) differs from the recorded outputs'. Crashed in
+    the row check ("expected scalar type Double but found Float") between two commits."""
+    torch.manual_seed(14)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(x))).double()
+
+    model, X = Model(), torch.randn(6, 4)
+    gram = ours(model, X)
+    assert gram is not None and gram.dtype == torch.float64
+    torch.testing.assert_close(gram, reference(model, X).double(), rtol=1e-5, atol=1e-6)
