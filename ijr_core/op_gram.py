@@ -18,18 +18,22 @@ input :math:`a` and the gradient :math:`g_k=\partial z_k/\partial(\text{output})
 Every use of a parameter is recorded (a ``TorchFunctionMode`` sees each operation of one
 forward pass, at the level the module calls it, before any hook), so a module called twice, a
 raw weight used twice and weights tied between modules add their uses up exactly. One
-forward pass records the uses, K backward passes through it give the output gradients. Three
-guards make the result exact or absent: a parameter that enters any other operation (or one
-returning several tensors) gives ``None`` (the caller falls back to ``vmap(jacrev)``), and so
-does an output changed in place afterwards even when the forward pass is run again with
-copies of the recorded outputs handed to the model (how ``nn.ReLU(inplace=True)`` and
-``out += identity`` are handled); row n of every recorded output must reach sample n's
-logits only (one more backward pass with other random weights :math:`v_{nk}` must give
-:math:`\sum_k (v_{nk}/w_{nk})\,g_k[n]`; a positional table looked up with ``arange(T)``,
-T = N, or logits mixed across the batch fail here and nowhere else); and the per-sample
-gradients so formed, summed over samples and classes with random weights, must equal
-autograd's gradient of :math:`\sum_{n,k}w_{nk}z_{nk}` for every parameter (a use the
-recorder missed shows up there).
+forward pass records the uses, K backward passes through it give the output gradients.
+Guards make the result exact or absent (``None``: the caller falls back to ``vmap(jacrev)``):
+
+* a parameter that enters any other operation, or one returning several tensors;
+* a sample whose logits alone differ from its row of the batch's (samples interact, e.g.
+  ``if x.sum() > 0`` on the whole batch; a per-sample Jacobian is that of each sample alone);
+* an output changed in place afterwards, even when the forward pass is run again with copies
+  of the recorded outputs handed to the model (how ``nn.ReLU(inplace=True)`` and
+  ``out += identity`` are handled);
+* row n of a recorded output that reaches other samples' logits: one more backward pass with
+  other random weights :math:`v_{nk}` must give :math:`\sum_k (v_{nk}/w_{nk})\,g_k[n]` (a
+  positional table looked up with ``arange(T)``, T = N, or logits mixed across the batch
+  fail here and nowhere else);
+* per-sample gradients that, summed over samples and classes with random weights, differ
+  from autograd's gradient of :math:`\sum_{n,k}w_{nk}z_{nk}` for some parameter (a use the
+  recorder missed shows up there).
 """
 
 from __future__ import annotations
@@ -424,7 +428,8 @@ def _op_gram(model: nn.Module, X: torch.Tensor, K: int | None, shield: bool):
     recorder = _Recorder(params, shield)
     with torch.enable_grad(), recorder:
         z = model(X)
-    if recorder.problem is not None or not recorder.records:
+    if recorder.problem is not None or not recorder.records \
+            or not _alone_as_in_batch(model, X, z):
         return None
     outputs = [rec[2] for rec in recorder.records]
     if any(o.shape[0] != N for o in outputs):
@@ -471,6 +476,29 @@ def _op_gram(model: nn.Module, X: torch.Tensor, K: int | None, shield: bool):
                 gram += _gram_of(p, use, K, N)
     w = weights.T  # (N, K)
     return gram / (w[:, :, None] * w[:, None, :])
+
+
+@torch.no_grad()
+def _alone_as_in_batch(model: nn.Module, X: torch.Tensor, z: torch.Tensor) -> bool:
+    """Whether every sample's logits alone equal its row of the batch's: a per-sample
+    Jacobian is that of each sample alone, which the batch's rows give only when samples do
+    not interact (``if x.sum() > 0`` on the whole batch chooses one branch for all). All
+    samples at once by ``vmap``; three samples one by one where ``vmap`` cannot run."""
+    z = z.detach()
+    try:
+        alone = torch.func.vmap(lambda x: model(x.unsqueeze(0)).squeeze(0))(X)
+        rows = z
+    except Exception:  # e.g. Python control flow on tensor values
+        picks = sorted({0, X.shape[0] // 2, X.shape[0] - 1})
+        try:
+            alone = torch.cat([model(X[i : i + 1]) for i in picks])
+        except Exception:  # cannot run one sample: the generic path says why
+            return False
+        rows = z[picks]
+    if not isinstance(alone, torch.Tensor) or alone.shape != rows.shape:
+        return False
+    scale = float(rows.abs().max()) + 1e-30
+    return float((alone - rows).abs().max()) <= 1e3 * torch.finfo(z.dtype).eps * scale
 
 
 def _batched_grad(z: torch.Tensor, targets: list[torch.Tensor], cotangents: torch.Tensor):

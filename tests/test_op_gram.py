@@ -290,3 +290,28 @@ def test_float64_logits_from_a_float32_model():
     gram = ours(model, X)
     assert gram is not None and gram.dtype == torch.float64
     torch.testing.assert_close(gram, reference(model, X).double(), rtol=1e-5, atol=1e-6)
+
+
+class _BatchBranch(nn.Module):
+    """Python control flow on the whole batch: the batch takes one branch, a sample alone
+    may take the other."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.a(x) if float(x.sum()) > 0 else self.b(torch.tanh(x))
+
+
+def test_samples_that_interact_through_control_flow_are_refused():
+    """Before: the Gram of the batch's rows (161 % off the per-sample reference, each sample
+    alone), while the generic path gave the reference: the answer depended on the path."""
+    torch.manual_seed(15)
+    model = _BatchBranch().double()
+    X = torch.randn(6, 4, dtype=torch.float64)
+    X[0] = X[0].abs() + 1  # sample 0 alone takes branch a
+    X[1:] = -X[1:].abs() - 1  # the batch and the others take branch b
+    assert ours(model, X) is None
+    torch.testing.assert_close(logit_jacobian_gram(model, X), reference(model, X),
+                               rtol=1e-10, atol=1e-12)
