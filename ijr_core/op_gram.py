@@ -497,8 +497,11 @@ def _alone_as_in_batch(model: nn.Module, X: torch.Tensor, z: torch.Tensor) -> bo
         rows = z[picks]
     if not isinstance(alone, torch.Tensor) or alone.shape != rows.shape:
         return False
+    # rounding of the least precise dtype computed in (float32 layers under float64 logits)
+    eps = max(torch.finfo(t.dtype).eps for t in [z, *model.parameters()]
+              if t.is_floating_point())
     scale = float(rows.abs().max()) + 1e-30
-    return float((alone - rows).abs().max()) <= 1e3 * torch.finfo(z.dtype).eps * scale
+    return float((alone - rows).abs().max()) <= 1e3 * eps * scale
 
 
 def _batched_grad(z: torch.Tensor, targets: list[torch.Tensor], cotangents: torch.Tensor):
