@@ -112,8 +112,9 @@ class RunWriter:
         )
         n = len(probe_X)
         ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
-        meta = {**self._meta(), **meta}
-        k = meta["n_classes"]
+        measured = self._meta()
+        k = measured["n_classes"]  # the model's, whatever **meta says
+        meta = {**measured, **meta}
         check_labels(probe_y, len(probe_X), k, name="probe_y")
         if test_X is not None:
             self._forward(test_X[:1], "test_X")
