@@ -123,6 +123,9 @@ BAD_WRITER_INPUTS = {
     # before: caught only at the first probe, after the folder was written
     "labels out of range": ({"probe_y": torch.arange(8)},
                             r"lie in \[0, 2\] for a model with K = 3"),
+    # an n_classes in **meta does not change what the model returns
+    "labels beyond the model's classes": ({"probe_y": torch.arange(8) % 6, "n_classes": 10},
+                                          r"lie in \[0, 2\] for a model with K = 3"),
     # before: "too many dimensions 'str'"
     "text labels": ({"probe_y": ["cat"] * 8}, "integer class indices, one per sample"),
     # before: RuntimeError from inside the model ("mat1 and mat2 shapes cannot be multiplied")
