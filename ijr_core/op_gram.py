@@ -9,7 +9,8 @@ input :math:`a` and the gradient :math:`g_k=\partial z_k/\partial(\text{output})
 * ``F.linear(a, W, b)``, ``a @ W`` (``W`` or ``W.t()``/``W.T``): weight gradient
   :math:`\sum_t g_{kt}a_t^\top`, so its Gram is :math:`\sum_{t,s}(g_{kt}\cdot g_{ls})
   (a_t\cdot a_s)` without forming it (:func:`_bilinear_gram`);
-* ``conv1d``/``conv2d`` (one group, zero padding): the same on unfolded patches;
+* ``conv1d``/``conv2d`` (one group, zero or ``"same"`` padding): the same on unfolded
+  patches;
 * ``F.embedding``: :math:`\sum_{t,s}[i_t=i_s]\,g_{kt}\cdot g_{ls}` written out per row;
 * ``x + b``, ``x * s``, ``layer_norm``/``group_norm``/eval ``batch_norm`` affine parameters:
   the gradient summed over the positions the parameter is broadcast over (normalised input
@@ -181,8 +182,12 @@ class _Recorder(TorchFunctionMode):
         names = ("stride", "padding", "dilation", "groups")
         opts = dict(zip(names, args[3:], strict=False)) | {k: kwargs[k] for k in names
                                                             if k in kwargs}
-        if opts.get("groups", 1) != 1 or isinstance(opts.get("padding", 0), str):
-            raise _Unsupported("grouped or 'same'-padded convolution")
+        if opts.get("groups", 1) != 1:
+            raise _Unsupported("grouped convolution")
+        if opts.get("padding") == "valid":
+            opts["padding"] = 0
+        elif isinstance(opts.get("padding"), str) and opts["padding"] != "same":
+            raise _Unsupported(f"convolution padding {opts['padding']!r}")
         self.records.append(("conv", index, out, args[0], _CONV[func], opts))
         if bt is not None:
             self.records.append(("channel", bt[0], out))
@@ -265,10 +270,17 @@ def _pieces(record, g: torch.Tensor, uses: list[_Uses]) -> None:
         a, kernel = _rows(x, N), tuple(weight_shape[2:])
         stride, padding, dilation = (opts.get(k, d) for k, d in
                                      (("stride", 1), ("padding", 0), ("dilation", 1)))
+        same = padding == "same"
+        padding = 0 if same else padding
         if dim == 1:  # as a 2-D convolution over a (1, L) image
             a, kernel = a.unsqueeze(2), (1, *kernel)
             stride, padding, dilation = ((1, _one(stride)), (0, _one(padding)),
                                          (1, _one(dilation)))
+        if same:  # torch pads d·(k−1) in all, the odd one on the right / bottom
+            dil = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+            totals = [d * (k - 1) for d, k in zip(dil, kernel, strict=True)]
+            a = F.pad(a, (totals[1] // 2, totals[1] - totals[1] // 2,
+                          totals[0] // 2, totals[0] - totals[0] // 2))
         patches = F.unfold(a, kernel, dilation=dilation, padding=padding,
                            stride=stride).transpose(1, 2)  # (N, L, C_in·k)
         gg = g.reshape(K, N, g.shape[2], -1).transpose(2, 3)  # (K, N, L, C_out)

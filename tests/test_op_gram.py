@@ -315,3 +315,29 @@ def test_samples_that_interact_through_control_flow_are_refused():
     assert ours(model, X) is None
     torch.testing.assert_close(logit_jacobian_gram(model, X), reference(model, X),
                                rtol=1e-10, atol=1e-12)
+
+
+class _SamePadding(nn.Module):
+    """padding="same" with odd and even kernels (torch pads the odd one on the right),
+    dilation, and "valid"."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 3, 4, padding="same", dilation=2)
+        self.c2 = nn.Conv2d(3, 3, (2, 3), padding="same")
+        self.c3 = nn.Conv2d(3, 2, 3, padding="valid", bias=False)
+        self.out = nn.Linear(2 * 3 * 4, 3)
+
+    def forward(self, x):  # x (N, 2, 30) -> (N, 3, 30) -> (N, 3, 5, 6)
+        h = torch.tanh(self.c1(x)).reshape(-1, 3, 5, 6)
+        h = torch.tanh(self.c2(h))
+        return self.out(torch.tanh(self.c3(h)).flatten(1))
+
+
+def test_same_and_valid_padding_are_exact():
+    """Before: refused (the vmap(jacrev) path)."""
+    torch.manual_seed(16)
+    model, X = _SamePadding().double(), torch.randn(5, 2, 30, dtype=torch.float64)
+    gram = ours(model, X)
+    assert gram is not None
+    torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
