@@ -12,9 +12,9 @@ input :math:`a` and the gradient :math:`g_k=\partial z_k/\partial(\text{output})
 * ``conv1d``/``conv2d`` (one group, zero or ``"same"`` padding): the same on unfolded
   patches;
 * ``F.embedding``: :math:`\sum_{t,s}[i_t=i_s]\,g_{kt}\cdot g_{ls}` written out per row;
-* ``x + b``, ``x * s``, ``layer_norm``/``group_norm``/eval ``batch_norm`` affine parameters:
-  the gradient summed over the positions the parameter is broadcast over (normalised input
-  :math:`\hat a` recomputed for the norms), a short per-sample vector.
+* ``x + b``, ``x * s``, ``layer_norm``/``rms_norm``/``group_norm``/eval ``batch_norm`` affine
+  parameters: the gradient summed over the positions the parameter is broadcast over
+  (normalised input :math:`\hat a` recomputed for the norms), a short per-sample vector.
 
 Every use of a parameter is recorded (a ``TorchFunctionMode`` sees each operation of one
 forward pass, at the level the module calls it, before any hook), so a module called twice, a
@@ -54,7 +54,7 @@ _MUL = {torch.mul, _T.mul, _T.__mul__, _T.__rmul__}
 _TRANSPOSE = {torch.t, _T.t, torch.transpose, _T.transpose}
 _TRANSPOSE_PROPERTIES = (_T.T, _T.mT)
 _CONV = {F.conv1d: 1, F.conv2d: 2}
-_NORMS = {F.layer_norm, F.group_norm, F.batch_norm}
+_NORMS = {F.layer_norm, F.group_norm, F.batch_norm, F.rms_norm}
 
 # Relative mismatch allowed between autograd's summed gradient and the one rebuilt from the
 # recorded uses (float32 sums over N·K·T terms stay near 1e-6).
@@ -213,6 +213,12 @@ class _Recorder(TorchFunctionMode):
             with torch.no_grad():
                 xhat = F.group_norm(x, opts["num_groups"], None, None, opts.get("eps", 1e-5))
             per_channel = True
+        elif func is F.rms_norm:
+            names = ("normalized_shape", "weight", "eps")
+            opts = dict(zip(names, args[1:], strict=False)) | kwargs
+            with torch.no_grad():
+                xhat = F.rms_norm(x, opts["normalized_shape"], None, opts.get("eps"))
+            per_channel = False
         else:
             names = ("normalized_shape", "weight", "bias", "eps")
             opts = dict(zip(names, args[1:], strict=False)) | kwargs

@@ -341,3 +341,15 @@ def test_same_and_valid_padding_are_exact():
     gram = ours(model, X)
     assert gram is not None
     torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
+
+
+def test_rms_norm_is_exact():
+    """nn.RMSNorm (F.rms_norm) with its scale. Before: refused (the vmap(jacrev) path)."""
+    torch.manual_seed(17)
+    model = nn.Sequential(nn.Linear(4, 5), nn.RMSNorm(5, eps=1e-4), nn.Tanh(), nn.Linear(5, 3))
+    model, X = model.double(), torch.randn(6, 4, dtype=torch.float64)
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+    gram = ours(model, X)
+    assert gram is not None
+    torch.testing.assert_close(gram, reference(model, X), rtol=1e-10, atol=1e-12)
