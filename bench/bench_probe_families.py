@@ -8,7 +8,9 @@ twice, a residual CNN with batch norm (probed in train mode), and a transformer-
 forward + backward + SGD step on the same 500 samples. Medians over warm-started probes
 between short stretches of training, as a RunWriter loop takes them.
 
-    python bench/bench_probe_families.py [--threads 1] [--probes 4]
+Then the per-sample Gram alone, op_gram against vmap(jacrev), on each family's probe view.
+
+    python bench/bench_probe_families.py [--threads 1] [--probes 4] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import digits, mlp  # noqa: E402
 from ijr_core import graph  # noqa: E402
+from ijr_core.grams import _gram_generic  # noqa: E402
+from ijr_core.model_view import frozen_statistics_view, probe_view  # noqa: E402
+from ijr_core.op_gram import op_gram  # noqa: E402
 from ijr_core.probe import ProbeState, probe  # noqa: E402
 
 
@@ -129,10 +134,27 @@ def measure(factory, X, y, probes: int, method: str) -> tuple[float, float, int]
     return statistics.median(step_times), statistics.median(probe_times[1:]), n_params
 
 
+def gram_times(factory, X, repeats: int) -> tuple[float, float]:
+    """Median seconds of the per-sample Gram alone on the probe's private view: op_gram and
+    vmap(jacrev), interleaved so that load on the machine hits both alike."""
+    torch.manual_seed(0)
+    model = factory().train()
+    view = frozen_statistics_view(probe_view(model, "train"), X)
+    times: dict[str, list[float]] = {"op_gram": [], "vmap": []}
+    for _ in range(repeats):
+        for name, run in (("op_gram", lambda: op_gram(view, X)),
+                          ("vmap", lambda: _gram_generic(view, X, X.shape[0]))):
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    return statistics.median(times["op_gram"]), statistics.median(times["vmap"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--probes", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=7, help="runs of each per-sample Gram")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     X, y = digits(500)
@@ -147,6 +169,11 @@ def main() -> None:
         print(f"{name:28s} {row['auto'][2]:7d} {step_ms:8.2f} "
               f"{cost['generic']:8.1f} steps {cost['auto']:8.1f} steps "
               f"{row['generic'][1] / row['auto'][1]:7.1f}x", flush=True)
+    print(f"\nper-sample Gram alone (median of {args.repeats}):\n"
+          f"{'family':28s} {'op_gram ms':>10s} {'vmap ms':>9s} {'op/vmap':>8s}")
+    for name, factory in FAMILIES.items():
+        ours, vmap = gram_times(factory, X, args.repeats)
+        print(f"{name:28s} {1e3 * ours:10.1f} {1e3 * vmap:9.1f} {ours / vmap:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

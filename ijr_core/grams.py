@@ -2,16 +2,16 @@ r"""Per-sample logit-Jacobian Grams :math:`J^\top J` (K × K) and the norms take
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
-from ijr_core.model_view import frozen_statistics_view, private_copy
+from ijr_core.model_view import ModelError, deep_copy, frozen_statistics_view, private_copy
 from ijr_core.op_gram import op_gram
 from ijr_core.params import (
+    NonFiniteError,
     _check_logits,
     _logits,
     _prepare_inputs,
@@ -72,8 +72,7 @@ def logit_jacobian_gram(
         raise ValueError(f"method must be 'auto', 'fast' or 'generic', got {method!r}")
     X, _ = _prepare_inputs(model, X)
     model = frozen_statistics_view(private_copy(model), X)
-    with torch.no_grad():
-        K = _logits(model, X[:1]).shape[1]
+    K = _one_sample_logits(model, X[:1]).shape[1]
     if chunk_size is None:  # the closed forms hold K copies of each layer's signals
         chunk_size = max(1, min(X.shape[0], int(2**26 // (K * 4096))))
     chain = None if method == "generic" else mlp_chain(model)
@@ -98,11 +97,65 @@ def logit_jacobian_gram(
 
 def _gram_generic(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """Reference path for any module: per-sample Jacobians by ``torch.func.vmap(jacrev)``, in
-    chunks small enough for their (chunk, K, P) Jacobians.
+    chunks small enough for their (chunk, K, P) Jacobians; one sample at a time by plain
+    autograd (:func:`_gram_per_sample`) where ``vmap`` cannot run the model (``nn.LSTM`` /
+    ``nn.GRU``, ``nn.PReLU``, Python control flow on tensor values).
 
     On a throwaway copy: ``functional_call`` does not restore the parameters of a module
     registered under two names (torch 2.13), so it must never run on a model that lives on."""
-    model = copy.deepcopy(model)
+    try:
+        return _gram_vmap(deep_copy(model), X, chunk_size)
+    except Exception:  # vmap could not run the model; a real error repeats below
+        pass
+    try:
+        return _gram_per_sample(model, X)
+    except NonFiniteError:
+        raise
+    except Exception as exc:
+        raise _one_sample_error(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _one_sample_error(what: str) -> ModelError:
+    return ModelError(
+        f"per-sample Jacobians run the model on one sample at a time, and on one sample it "
+        f"{what}; the model must map a batch of one to logits (1, K) (samples may interact "
+        f"only through torch.nn batch-norm layers)")
+
+
+@torch.no_grad()
+def _one_sample_logits(model: nn.Module, x1: torch.Tensor) -> torch.Tensor:
+    """The logits (1, K) of one sample, or a clear error."""
+    try:
+        z = _logits(model, x1)
+    except (NonFiniteError, ModelError):
+        raise
+    except Exception as exc:
+        raise _one_sample_error(f"failed ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if z.shape[0] != 1:
+        raise _one_sample_error(f"returned logits of shape {tuple(z.shape)}")
+    return z
+
+
+def _gram_per_sample(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """(N, K, K) Grams, sample by sample: forward of x_n alone, K backward passes."""
+    params = [p for _, p in trainable_parameters(model)]
+    grams = []
+    with torch.enable_grad():
+        for n in range(X.shape[0]):
+            z = _logits(model, X[n : n + 1])[0]
+            rows = []
+            for k in range(z.shape[0]):
+                g = torch.autograd.grad(z[k], params, retain_graph=k < z.shape[0] - 1,
+                                        allow_unused=True)
+                rows.append(torch.cat([torch.zeros_like(p).reshape(-1) if t is None
+                                       else t.reshape(-1) for t, p in zip(g, params,
+                                                                          strict=True)]))
+            J = torch.stack(rows)
+            grams.append(J @ J.T)
+    return torch.stack(grams)
+
+
+def _gram_vmap(model: nn.Module, X: torch.Tensor, chunk_size: int) -> torch.Tensor:
     names = [n for n, _ in trainable_parameters(model)]
     params = {n: p.detach() for n, p in trainable_parameters(model)}
     buffers = {n: b for n, b in model.named_buffers()}

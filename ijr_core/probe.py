@@ -30,6 +30,7 @@ from torch import nn
 from ijr_core import curvature as cv
 from ijr_core.model_view import (
     check_inputs,
+    check_labels,
     frozen_statistics_view,
     has_batch_coupling,
     probe_view,
@@ -72,8 +73,10 @@ def param_snapshot(model: nn.Module) -> dict[str, np.ndarray]:
     """Copy of the model's state (name -> numpy array on the CPU): every parameter and
     persistent buffer (e.g. batch-norm running statistics) under its ``state_dict`` name, so
     ``model.load_state_dict({k: torch.from_numpy(v) for k, v in snapshot.items()})`` rebuilds
-    the model at that step."""
-    return {n: t.detach().cpu().numpy().copy() for n, t in model.state_dict().items()}
+    the model at that step (bfloat16, which numpy lacks, is stored as float32: exact, and
+    ``load_state_dict`` converts it back)."""
+    return {n: (t.detach().float() if t.dtype == torch.bfloat16 else t.detach()).cpu().numpy()
+            .copy() for n, t in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -122,11 +125,12 @@ def probe(
         test_view = view if mode == "eval" or not has_batch_coupling(view) else \
             probe_view(model, "eval")
         tX = check_inputs(test_X)
-        test = (test_view, tX, test_y)
+        test = (test_view, tX, check_labels(test_y, len(tX), name="test_y"))
     else:
         test = None
-    snap = _probe(view, check_inputs(probe_X), probe_y, test, loss, n_eigs, eig_tol, state,
-                  step, lr)
+    X = check_inputs(probe_X)
+    snap = _probe(view, X, check_labels(probe_y, len(X), name="probe_y"), test, loss, n_eigs,
+                  eig_tol, state, step, lr)
     snap.params = param_snapshot(model) if with_params else None
     return snap
 
@@ -148,7 +152,7 @@ def _probe(model, X, y, test, loss, n_eigs, eig_tol, state, step, lr):
     if test is not None:
         test_model, tX, tY = test
         tX = tX.to(device=device, dtype=dtype) if tX.is_floating_point() else tX.to(device)
-        tY = torch.as_tensor(tY).to(device).long()
+        tY = check_labels(tY, len(tX), z.shape[1], name="test_y").to(device).long()
         scalars["test_loss"], scalars["test_acc"] = evaluate(test_model, tX, tY, loss)
     scalars["grad_norm"] = float(torch.linalg.vector_norm(graph.gradient()))
 

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ijr_core.model_view import PROBE_MODES, ModelError, check_inputs, probe_view
+from ijr_core.model_view import (
+    PROBE_MODES,
+    ModelError,
+    check_inputs,
+    check_labels,
+    probe_view,
+)
 from ijr_core.probe import ProbeState, Snapshot, probe
 from ijr_core.run import Run, library_versions, now_iso
 
@@ -80,12 +86,12 @@ class RunWriter:
             raise ModelError(f"probe_mode must be one of {', '.join(PROBE_MODES)}, "
                              f"got {probe_mode!r}")
         probe_X = check_inputs(probe_X)
-        probe_y = torch.as_tensor(probe_y)
-        if probe_y.ndim != 1 or len(probe_y) != len(probe_X):
-            raise ValueError(
-                f"probe_y must have shape ({len(probe_X)},) to match probe_X, "
-                f"got {tuple(probe_y.shape)}"
-            )
+        probe_y = check_labels(probe_y, len(probe_X), name="probe_y")
+        if (test_X is None) != (test_y is None):
+            raise ModelError("pass both test_X and test_y (or neither)")
+        if test_X is not None:
+            test_X = check_inputs(test_X)
+            test_y = check_labels(test_y, len(test_X), name="test_y")
         self.out_dir = Path(out_dir)
         self.model = model
         self.probe_X, self.probe_y = probe_X, probe_y
@@ -106,23 +112,41 @@ class RunWriter:
         )
         n = len(probe_X)
         ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
+        measured = self._meta()
+        k = measured["n_classes"]  # the model's, whatever **meta says
+        meta = {**measured, **meta}
+        check_labels(probe_y, len(probe_X), k, name="probe_y")
+        if test_X is not None:
+            self._forward(test_X[:1], "test_X")
+            check_labels(test_y, len(test_X), k, name="test_y")
         self.run = Run(
             config,
             sample_ids=ids,
             sample_labels=probe_y.detach().cpu().numpy(),
             sample_noisy=sample_noisy,
-            meta={**self._meta(), **meta},
+            meta=meta,
             checkpoint_limit=checkpoint_limit,
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run.save(self.out_dir)
 
-    def _meta(self) -> dict[str, Any]:
+    def _forward(self, x1: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.nn.Parameter]:
+        """The model's output on one sample of ``name`` (and a parameter), or a clear error
+        when the model cannot run on it."""
         view = probe_view(self.model, "eval")  # one sample through BN needs eval mode
         param = next(view.parameters())
-        x1 = self.probe_X[:1].to(param.device)
-        with torch.no_grad():
-            out = view(x1.to(param.dtype) if x1.is_floating_point() else x1)
+        x1 = x1.to(param.device)
+        try:
+            with torch.no_grad():
+                out = view(x1.to(param.dtype) if x1.is_floating_point() else x1)
+        except Exception as exc:  # the user's forward: any error means these inputs don't fit
+            raise ModelError(f"the model cannot run on {name} (one sample of shape "
+                             f"{tuple(x1.shape)}, dtype {x1.dtype}): {type(exc).__name__}: "
+                             f"{str(exc)[:200]}") from None
+        return out, param
+
+    def _meta(self) -> dict[str, Any]:
+        out, param = self._forward(self.probe_X[:1], "probe_X")
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
             raise ModelError("the model must return one tensor of logits of shape (N, K), got "
                              + (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)

@@ -34,7 +34,7 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
 
 def _flat_grad(out: torch.Tensor, params, **kw) -> torch.Tensor:
     g = torch.autograd.grad(out, params, allow_unused=True, **kw)
-    return torch.cat([torch.zeros_like(p).reshape(-1) if t is None else t.reshape(-1)
+    return torch.cat([torch.zeros_like(p).reshape(-1) if t is None else t.to_dense().reshape(-1)
                       for t, p in zip(g, params, strict=True)])
 
 

@@ -42,7 +42,7 @@ def fingerprint(model: nn.Module) -> dict:
     """Everything a probe could change, with tensors cloned and identities kept."""
     params = {
         name: (id(p), type(p), p.detach().clone(), p.requires_grad,
-               None if p.grad is None else (id(p.grad), p.grad.clone()))
+               None if p.grad is None else (id(p.grad), p.grad.to_dense().clone()))
         for name, p in model.named_parameters(remove_duplicate=False)
     }
     buffers = {name: (id(b), b.clone()) for name, b in model.named_buffers(remove_duplicate=False)}
