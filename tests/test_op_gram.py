@@ -334,6 +334,7 @@ class _SamePadding(nn.Module):
         return self.out(torch.tanh(self.c3(h)).flatten(1))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 def test_same_and_valid_padding_are_exact():
     """Before: refused (the vmap(jacrev) path)."""
     torch.manual_seed(16)
