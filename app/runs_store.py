@@ -17,7 +17,6 @@ files with ``allow_pickle=False``; nothing is ever unpickled. A bad upload raise
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import stat
@@ -31,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from ijr_core.group import GROUP_SCHEMA_VERSION, load_group, write_group  # noqa: F401
+from ijr_core.group import inside_folder as _inside
 from ijr_core.run import (
     RunFormatError,
-    atomic_write_text,
     check_run_json,
     load_run,
-    now_iso,
     read_json_object,
     shown_status,
 )
@@ -47,7 +46,6 @@ MAX_MEMBERS = 2000
 ALLOWED_FILES = (
     "run.json", "scalars.npz", "samples.npz", "params.npz", "sweep.json", "group.json", "grid.json",
 )
-GROUP_SCHEMA_VERSION = 1
 KINDS = ("run", "sweep", "group", "grid")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,119}$")
 
@@ -174,42 +172,6 @@ def all_run_folders(root: Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------- groups
 
 
-def write_group(
-    folder: Path, runs: list[str], title: str, config: dict | None = None, **meta
-) -> Path:
-    """Write ``group.json`` (schema_version, kind "group", title, run folder names, base
-    config, meta) into ``folder``, atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "schema_version": GROUP_SCHEMA_VERSION,
-        "kind": "group",
-        "title": title,
-        "runs": list(runs),
-        "config": config,
-        "meta": {**meta, "updated": now_iso()},
-    }
-    atomic_write_text(folder / "group.json", json.dumps(doc, indent=2, default=str) + "\n")
-    return folder
-
-
-def load_group(folder: Path) -> dict:
-    """{"title", "runs": {name: Run}, "doc"} of a group folder; RunFormatError if damaged."""
-    folder = Path(folder)
-    path = folder / "group.json"
-    if not path.is_file():
-        raise RunFormatError(f"{path} is missing (not a group folder)")
-    doc = _read_json(path)
-    if doc.get("schema_version") != GROUP_SCHEMA_VERSION or not isinstance(doc.get("runs"), list):
-        raise RunFormatError(f"{path} is not a valid group.json")
-    runs = {}
-    for name in doc["runs"]:
-        if not isinstance(name, str) or not _inside(folder / name, folder):
-            raise RunFormatError(f"{path}: bad run name {name!r}")
-        runs[name] = load_run(folder / name)
-    return {"title": doc.get("title", folder.name), "runs": runs, "doc": doc}
-
-
 def open_sweep(folder: Path, load: Callable[[Path], Any] = load_run):
     """A :class:`ijr_core.sweep.Sweep` from a sweep folder, each run read with ``load``
     (e.g. a cached loader, so reopening is instant). A finished sweep must have every run;
@@ -254,15 +216,6 @@ def open_sweep(folder: Path, load: Callable[[Path], Any] = load_run):
 
 
 # --------------------------------------------------------------------------- rename / delete
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """True when ``path`` resolves strictly inside ``root`` (not equal to it)."""
-    try:
-        p, r = Path(path).resolve(), Path(root).resolve()
-    except OSError:
-        return False
-    return p != r and r in p.parents
 
 
 def check_name(name: str) -> str:

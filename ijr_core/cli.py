@@ -464,13 +464,18 @@ def _saved_step(run_dir: Path) -> int:
 def cmd_show(args) -> int:
     from ijr_core import claims
     from ijr_core.grid import is_grid_folder, load_grid
+    from ijr_core.group import is_group_folder, load_group
     from ijr_core.run import load_run
     from ijr_core.sweep import is_sweep_folder, load_sweep
 
     if is_grid_folder(args.dir):
         print(format_grid(load_grid(args.dir)))
         return EXIT_OK
-    if is_sweep_folder(args.dir):
+    if is_group_folder(args.dir):
+        group = load_group(args.dir)
+        print(format_group(group["title"], group["runs"]))
+        card = claims.group_claims(group["runs"])
+    elif is_sweep_folder(args.dir):
         sweep = load_sweep(args.dir)
         print(format_sweep(sweep))
         card = claims.sweep_claims(sweep.lrs, sweep.runs)
@@ -576,6 +581,19 @@ def format_run(run) -> str:
             continue
         lines.append(f"{name:24s} {_fmt(finite[0]):>10s} {_fmt(finite.max()):>10s} "
                      f"{_fmt(finite[-1]):>10s}")
+    return "\n".join(lines)
+
+
+def format_group(title: str, runs) -> str:
+    """One line per run of an optimizer comparison: optimizer, status, gradient evaluations,
+    final training loss and test accuracy."""
+    lines = [title, f"{'run':16s} {'optimizer':>16s} {'status':>9s} {'grad evals':>10s} "
+             f"{'loss':>9s} {'test acc':>9s}"]
+    for name, run in runs.items():
+        opt = run.config.optimizer if run.config is not None else "?"
+        lines.append(f"{name[:16]:16s} {opt:>16s} {run.status:>9s} "
+                     f"{_fmt(run.last('grad_evals')):>10s} {_fmt(run.last('train_loss')):>9s} "
+                     f"{_fmt(run.last('test_acc')):>9s}")
     return "\n".join(lines)
 
 

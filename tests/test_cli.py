@@ -267,3 +267,27 @@ def test_show_prints_phase_events_and_the_scorecard(trained, capsys):
     assert "  [passed] ‖G‖ = ⟨λ*‖J‖²⟩ (identity)" in out
     assert "  [passed] λ* ≤ ‖M‖ (bound)" in out
     assert "claims (can fail on a run)" in out and "edge of stability" in out
+
+
+def test_show_reads_an_optimizer_comparison_with_its_scorecard(tmp_path, capsys):
+    from ijr_core.group import write_group
+
+    group = tmp_path / "cmp"
+    for opt in ("gd", "ejr"):
+        assert run_cli(capsys, "train", *SMALL, "--optimizer", opt, "--out", group / opt)[0] == 0
+    write_group(group, ["gd", "ejr"], "optimizer comparison")
+    code, out, err = run_cli(capsys, "show", group)
+    assert code == 0, err
+    assert out.startswith("optimizer comparison")
+    lines = out.splitlines()
+    assert any(line.split()[:3] == ["gd", "gd", "finished"] for line in lines)
+    assert any(line.split()[:3] == ["ejr", "ejr", "finished"] for line in lines)
+    assert "EJR vs GD" in out and "numerical checks" in out
+
+
+def test_show_refuses_a_group_whose_run_names_leave_the_folder(tmp_path, capsys):
+    from ijr_core.group import write_group
+
+    write_group(tmp_path / "cmp", ["../outside"], "sneaky")
+    code, out, err = run_cli(capsys, "show", tmp_path / "cmp")
+    assert code != 0 and "bad run name" in err and "Traceback" not in err
