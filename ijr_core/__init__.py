@@ -24,6 +24,7 @@ from ijr_core.grid import Grid, load_grid, run_grid
 from ijr_core.models import MODELS, build_model
 from ijr_core.optimizers import OPTIMIZERS, build_optimizer
 from ijr_core.probe import ProbeState, Snapshot, probe
+from ijr_core.protocol import RunLike
 from ijr_core.run import Run, RunFormatError, load_run
 from ijr_core.sweep import Sweep, SweepControl, load_sweep, sweep_lr
 from ijr_core.trainer import TrainingControl, train
@@ -40,7 +41,7 @@ __all__ = [
     "build_optimizer", "OPTIMIZERS",
     # training, probes and runs on disk
     "train", "TrainingControl", "probe", "ProbeState", "Snapshot",
-    "Run", "load_run", "RunFormatError", "RunWriter",
+    "Run", "RunLike", "load_run", "RunFormatError", "RunWriter",
     # sweeps
     "sweep_lr", "Sweep", "SweepControl", "load_sweep",
     # grids (threads or Ray: ijr_core.executors)

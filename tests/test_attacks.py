@@ -189,7 +189,7 @@ def _run(tmp_path) -> Path:
 
 
 def test_npz_budget_covers_the_three_files_together(tmp_path, monkeypatch):
-    import ijr_core.run as runmod
+    import ijr_core.run_format as runmod
 
     folder = _run(tmp_path)
     sizes = sum(a.nbytes for f in ("scalars", "samples", "params")

@@ -9,7 +9,9 @@ import threading
 import numpy as np
 import pytest
 
+from ijr_core import files as files_mod
 from ijr_core import run as run_mod
+from ijr_core import run_format as format_mod
 from ijr_core.config import RunConfig
 from ijr_core.run import SAMPLE_KEYS, Run, RunFormatError, load_run, phases_from_scalars
 
@@ -141,6 +143,21 @@ def test_round_trip_without_params(tmp_path):
     loaded = load_run(tmp_path)
     assert loaded.params == [] and len(loaded.sample_steps) == 3
     assert_runs_equal(run, loaded)
+
+
+@pytest.mark.parametrize("with_params", [True, False])
+def test_from_columns_inverts_the_read_views(with_params):
+    run = make_run(4, with_params=with_params)
+    again = Run.from_columns(
+        run.config, status=run.status, meta=run.meta, step=run.step,
+        checkpoint_limit=run.checkpoint_limit, scalars=run.scalars,
+        sample_steps=run.sample_steps, samples=run.samples, sample_ids=run.sample_ids,
+        sample_labels=run.sample_labels, sample_noisy=run.sample_noisy, params=run.params,
+    )
+    assert_runs_equal(run, again)
+    assert again.meta == run.meta and again.meta is not run.meta
+    again.append_scalars(100, train_loss=0.0)  # still a run that grows
+    assert len(again) == len(run) + 1
 
 
 def test_empty_run_round_trip(tmp_path):
@@ -294,7 +311,7 @@ def test_interrupted_save_leaves_old_files_intact(tmp_path, monkeypatch):
         f.write(b"garbage")
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(run_mod.np, "savez", exploding_savez)
+    monkeypatch.setattr(files_mod.np, "savez", exploding_savez)
     with pytest.raises(OSError, match="simulated"):
         new.save(tmp_path)
     monkeypatch.undo()
@@ -312,7 +329,7 @@ def test_interrupted_json_write_keeps_previous_json(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     run.set_status("finished")
-    monkeypatch.setattr(run_mod.json, "dumps", boom)
+    monkeypatch.setattr(format_mod.json, "dumps", boom)
     with pytest.raises(KeyboardInterrupt):
         run.save(tmp_path)
     monkeypatch.undo()
@@ -331,7 +348,7 @@ def test_saving_fsyncs_each_folder_after_its_renames_and_a_new_folder_s_parent(
     tmp_path, monkeypatch
 ):
     synced = []
-    monkeypatch.setattr(run_mod, "_fsync_dir", lambda folder: synced.append(folder))
+    monkeypatch.setattr(files_mod, "_fsync_dir", lambda folder: synced.append(folder))
     make_run(2).save(tmp_path / "new")
     assert synced[0] == tmp_path  # the new folder's entry
     assert synced[1:] == [tmp_path / "new"] * 4  # after each of the four renames
