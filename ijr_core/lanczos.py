@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
 import torch
 
 from ijr_core.params import Matvec, NonFiniteError
+
+
+class Eigenpairs(NamedTuple):
+    r"""The result of :func:`lanczos`: top-k eigenpairs of a symmetric operator.
+
+    ``values`` (k,) descending; ``vectors`` (dim, k) unit columns; ``residuals`` (k,) the
+    norms :math:`\|Av - \theta v\|` (some eigenvalue lies within each of its value);
+    ``ritz`` (dim, r ≤ n_ritz) the top Ritz vectors, converged or not ((dim, 0) when
+    ``n_ritz`` is 0); ``iterations`` the Lanczos iterations (one product each)."""
+
+    values: torch.Tensor
+    vectors: torch.Tensor
+    residuals: torch.Tensor
+    ritz: torch.Tensor
+    iterations: int
 
 
 def top_eigenpairs(
@@ -26,6 +42,33 @@ def top_eigenpairs(
     n_ritz: int = 0,
     min_iter: int = 0,
 ):
+    """Top-``k`` eigenpairs as a tuple: :func:`lanczos` (same arguments) for callers that
+    unpack.
+
+    Returns ``(values (k,) descending, vectors (dim, k))`` and, with ``return_residuals``,
+    the residual norms (k,) as a third element; with ``n_ritz`` > 0 the top ``n_ritz`` Ritz
+    vectors (dim, ≤ n_ritz), converged or not, come last: a warm start that still holds the
+    directions just below the top, so that the next call sees them if they overtake it.
+    """
+    pairs = lanczos(matvec, dim, k=k, tol=tol, v0=v0, max_iter=max_iter, device=device,
+                    dtype=dtype, seed=seed, n_ritz=n_ritz, min_iter=min_iter)
+    out = (pairs.values, pairs.vectors) + ((pairs.residuals,) if return_residuals else ())
+    return out + ((pairs.ritz,) if n_ritz > 0 else ())
+
+
+def lanczos(
+    matvec: Matvec,
+    dim: int,
+    k: int = 1,
+    tol: float = 1e-3,
+    v0: torch.Tensor | None = None,
+    max_iter: int | None = None,
+    device=None,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    n_ritz: int = 0,
+    min_iter: int = 0,
+) -> Eigenpairs:
     r"""Top-``k`` (largest algebraic) eigenpairs of a symmetric operator by Lanczos.
 
     Full re-orthogonalisation. ``tol`` is the relative accuracy wanted of the eigenvalues: it
@@ -33,7 +76,7 @@ def top_eigenpairs(
     :math:`\min(r, r^2/\delta) \le \mathrm{tol}\,|\theta|` (Kato–Temple, :math:`\delta` the gap
     to the next Ritz value, trusted from k + 5 iterations on) and residual
     :math:`r = \|Av-\theta v\| = |\beta_m s_m| \le 3\,\mathrm{tol}\,|\theta|`. The residuals
-    (returned on request) bound the error rigorously: some eigenvalue lies within :math:`r` of
+    bound the error rigorously: some eigenvalue lies within :math:`r` of
     :math:`\theta` (not necessarily the top one: a warm start nearly orthogonal to the top
     eigenvector can converge to the next one first).
     ``v0`` (a (dim,) or (dim, j) tensor, e.g. the previous call's vectors) warm-starts the
@@ -45,10 +88,9 @@ def top_eigenpairs(
     Without ``dtype`` and ``v0`` it runs in the operator's own dtype (float64 or float32, from
     one product with a unit vector).
 
-    Returns ``(values (k,) descending, vectors (dim, k))`` and, with ``return_residuals``,
-    the residual norms (k,) as a third element; with ``n_ritz`` > 0 the top ``n_ritz`` Ritz
-    vectors (dim, ≤ n_ritz), converged or not, come last: a warm start that still holds the
-    directions just below the top, so that the next call sees them if they overtake it.
+    Returns the :class:`Eigenpairs` (values, vectors, residuals, top ``n_ritz`` Ritz vectors:
+    a warm start that still holds the directions just below the top, so that the next call
+    sees them if they overtake it; the number of products).
     """
     dim, k = int(dim), int(k)
     if dim < 1:
@@ -131,12 +173,11 @@ def top_eigenpairs(
     vectors = combine(S[:, top][:, ::-1])
     vectors = vectors / torch.linalg.vector_norm(vectors, dim=0, keepdim=True)
     values = to_torch(theta[top][::-1])
-    out = (values, vectors) + ((to_torch(res[::-1]),) if return_residuals else ())
-    if n_ritz > 0:
-        r = min(int(n_ritz), m)
-        ritz = combine(S[:, m - r :][:, ::-1])
-        out = out + (ritz / torch.linalg.vector_norm(ritz, dim=0, keepdim=True),)
-    return out
+    r = min(max(int(n_ritz), 0), m)
+    ritz = combine(S[:, m - r :][:, ::-1])
+    if r:
+        ritz = ritz / torch.linalg.vector_norm(ritz, dim=0, keepdim=True)
+    return Eigenpairs(values, vectors, to_torch(res[::-1]), ritz, m)
 
 
 def _operator_dtype(matvec: Matvec, dim: int, device) -> torch.dtype:

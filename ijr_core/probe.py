@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ijr_core import curvature as cv
+from ijr_core.lanczos import Eigenpairs, lanczos
 from ijr_core.model_view import (
     check_inputs,
     check_labels,
@@ -165,40 +166,36 @@ def _probe(model, X, y, test, loss, n_eigs, eig_tol, state, step, lr):
     # bench/check_probe_accuracy.py.
     g_products: list = []  # (q, J^T q) of the last G solve: λ* reuses them for J^T u
 
-    def solve_g(v0, min_iter=0):
+    def solve_g(v0, min_iter=0) -> Eigenpairs:
         g_products.clear()
-        return cv.top_eigenpairs(lambda v: graph.gvp(v, log=g_products), dim, k=1,
-                                 tol=eig_tol, v0=v0,
-                                 return_residuals=True, device=device, dtype=dtype,
-                                 n_ritz=WARM_RITZ, min_iter=min_iter)
+        return lanczos(lambda v: graph.gvp(v, log=g_products), dim, k=1, tol=eig_tol, v0=v0,
+                       device=device, dtype=dtype, n_ritz=WARM_RITZ, min_iter=min_iter)
 
-    def solve_h(v0):
+    def solve_h(v0) -> Eigenpairs:
         if k > 1 and state.h_vectors is not None and state.h_vectors.shape[1] > 1:
             v0 = torch.cat([v0, state.h_vectors[:, 1:k]], dim=1)
-        return cv.top_eigenpairs(graph.hvp, dim, k=k, tol=eig_tol, v0=v0,
-                                 return_residuals=True, device=device, dtype=dtype)
+        return lanczos(graph.hvp, dim, k=k, tol=eig_tol, v0=v0, device=device, dtype=dtype)
 
-    g_vals, g_vecs, g_res, g_ritz = solve_g(
-        state.g_ritz, COLD_START_ITERATIONS if state.g_ritz is None else 0)
-    h_vals, h_vecs, h_res = solve_h(g_vecs[:, :1])
+    g = solve_g(state.g_ritz, COLD_START_ITERATIONS if state.g_ritz is None else 0)
+    h = solve_h(g.vectors[:, :1])
     # Cross-check (one forward-mode pass): a Rayleigh quotient bounds the top eigenvalue from below,
     # so G's quotient at H's top vector above G's value means G stopped on a lower
     # eigenvalue (measured: 1 probe in ~200, 5 % off). Then G restarts from H's vector, and
     # H is checked the same way against G's new vector.
-    v = h_vecs[:, 0]
-    if graph.g_quadratic(v) / float(v @ v) > float(g_vals[0]) * (1 + eig_tol):
-        g_vals, g_vecs, g_res, g_ritz = solve_g(torch.stack([v, g_vecs[:, 0]], dim=1))
-        u = g_vecs[:, 0]
-        if float(u @ graph.hvp(u)) > float(h_vals[0]) * (1 + eig_tol):
-            h_vals, h_vecs, h_res = solve_h(torch.stack([u, v], dim=1))
-    state.g_ritz = g_ritz.detach()
-    state.h_vectors, state.g_vector = h_vecs.detach(), g_vecs[:, 0].detach()
+    v = h.vectors[:, 0]
+    if graph.g_quadratic(v) / float(v @ v) > float(g.values[0]) * (1 + eig_tol):
+        g = solve_g(torch.stack([v, g.vectors[:, 0]], dim=1))
+        u = g.vectors[:, 0]
+        if float(u @ graph.hvp(u)) > float(h.values[0]) * (1 + eig_tol):
+            h = solve_h(torch.stack([u, v], dim=1))
+    state.g_ritz = g.ritz.detach()
+    state.h_vectors, state.g_vector = h.vectors.detach(), g.vectors[:, 0].detach()
     for i in range(k):
         suffix = "" if i == 0 else f"_{i + 1}"
-        scalars[f"sharpness{suffix}"] = float(h_vals[i])
-        scalars[f"sharpness_residual{suffix}"] = float(h_res[i])
-    scalars["gn_sharpness"] = float(g_vals[0])
-    scalars["gn_sharpness_residual"] = float(g_res[0])
+        scalars[f"sharpness{suffix}"] = float(h.values[i])
+        scalars[f"sharpness_residual{suffix}"] = float(h.residuals[i])
+    scalars["gn_sharpness"] = float(g.values[0])
+    scalars["gn_sharpness_residual"] = float(g.residuals[0])
 
     # Per-sample quantities need samples that do not interact: with batch normalisation in
     # train mode they come from the network with the batch statistics held fixed.

@@ -28,6 +28,7 @@ from ijr_core.curvature import (
     top_eigenpairs,
     vector_to_params,
 )
+from ijr_core.lanczos import Eigenpairs, lanczos
 
 # --------------------------------------------------------------------------- dense oracles
 
@@ -520,3 +521,30 @@ def test_lanczos_min_iter_guards_a_cold_start():
     count[0] = 0
     vals, _ = top_eigenpairs(mv, 100, tol=1e-1, dtype=torch.float64, min_iter=12)
     assert count[0] >= 12 and abs(float(vals[0]) - 5.0) < 1e-6
+
+
+def test_lanczos_result_is_named_and_top_eigenpairs_keeps_its_tuples():
+    A = _sym_with_spectrum([6.0, 5.5, 5.0] + torch.linspace(-1, 4, 77).tolist(), seed=5)
+    count = [0]
+
+    def mv(v):
+        count[0] += 1
+        return A @ v
+
+    pairs = lanczos(mv, 80, k=2, tol=1e-3, dtype=torch.float64, n_ritz=4)
+    assert isinstance(pairs, Eigenpairs) and pairs.iterations == count[0]
+    assert 2 <= pairs.iterations <= 80
+    assert pairs.values.shape == (2,) and pairs.vectors.shape == (80, 2)
+    assert pairs.ritz.shape == (80, 4) and pairs.residuals.shape == (2,)
+    true_res = torch.linalg.vector_norm(A @ pairs.vectors - pairs.vectors * pairs.values, dim=0)
+    torch.testing.assert_close(pairs.residuals, true_res, atol=1e-9, rtol=1e-6)
+    torch.testing.assert_close(pairs.ritz[:, :2], pairs.vectors)  # the top Ritz vectors
+    assert lanczos(mv, 80, k=2, tol=1e-3, dtype=torch.float64).ritz.shape == (80, 0)
+    # the tuple contract: (values, vectors) [+ residuals] [+ Ritz vectors], same numbers
+    for return_residuals, n_ritz, fields in [(False, 0, (0, 1)), (True, 0, (0, 1, 2)),
+                                             (False, 4, (0, 1, 3)), (True, 4, (0, 1, 2, 3))]:
+        out = top_eigenpairs(mv, 80, k=2, tol=1e-3, dtype=torch.float64,
+                             return_residuals=return_residuals, n_ritz=n_ritz)
+        assert type(out) is tuple and len(out) == len(fields)
+        for got, i in zip(out, fields, strict=True):
+            assert torch.equal(got, pairs[i])
