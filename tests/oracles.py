@@ -7,6 +7,8 @@ one double-backward of the loss gradient with a unit vector. Slow (P·N·K passe
 Modes follow ijr_core.model_view, written out again on purpose (an oracle must not reuse the
 code it checks): ``"eval"`` = ``model.eval()``; ``"train"`` = eval except batch norm, which
 normalises with the batch's statistics. ``frozen_jacobian`` holds those statistics fixed.
+Parameters without ``requires_grad`` are constants: every flat vector (P,) here runs over the
+trainable parameters in ``named_parameters`` order.
 """
 
 from __future__ import annotations
@@ -32,6 +34,28 @@ def trainable(model: nn.Module) -> list[torch.Tensor]:
     return [p for _, p in model.named_parameters() if p.requires_grad]
 
 
+def split(model: nn.Module, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A flat (P,) vector as name -> tensor shaped like each trainable parameter."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    chunks = vec.split([p.numel() for _, p in named])
+    return {n: c.reshape(p.shape) for (n, p), c in zip(named, chunks, strict=True)}
+
+
+def with_parameters(model: nn.Module, values) -> nn.Module:
+    """A deep copy of ``model`` whose trainable parameters hold ``values``: a flat (P,)
+    vector, or one tensor per trainable parameter (a list, or a dict by name)."""
+    m = copy.deepcopy(model)
+    params = trainable(m)
+    if isinstance(values, torch.Tensor):
+        values = list(split(m, values).values())
+    elif isinstance(values, dict):
+        values = [values[n] for n, p in m.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p, v in zip(params, values, strict=True):
+            p.copy_(v)
+    return m
+
+
 def _flat_grad(out: torch.Tensor, params, **kw) -> torch.Tensor:
     g = torch.autograd.grad(out, params, allow_unused=True, **kw)
     return torch.cat([torch.zeros_like(p).reshape(-1) if t is None else t.to_dense().reshape(-1)
@@ -42,6 +66,12 @@ def loss_of(z: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "ce":
         return F.cross_entropy(z, y)
     return 0.5 * (z - F.one_hot(y, z.shape[1]).to(z.dtype)).pow(2).sum(-1).mean()
+
+
+def dense_gradient(model, X, y, loss="ce", mode="eval") -> torch.Tensor:
+    """(P,) gradient of the mean loss on (X, y)."""
+    m = prepared(model, mode)
+    return _flat_grad(loss_of(m(X), y, loss), trainable(m))
 
 
 def dense_hessian(model, X, y, loss="ce", mode="eval") -> torch.Tensor:
@@ -113,6 +143,21 @@ def softmax_hessians(z: torch.Tensor, loss: str = "ce") -> torch.Tensor:
 def dense_ggn(J: torch.Tensor, z: torch.Tensor, loss: str = "ce") -> torch.Tensor:
     """(P, P) G = (1/N) Σ_n J_n M_n J_nᵀ from (N, K, P) Jacobians."""
     return torch.einsum("nkp,nkl,nlq->pq", J, softmax_hessians(z, loss), J) / J.shape[0]
+
+
+def model_ggn(model, X, loss="ce", mode="eval") -> torch.Tensor:
+    """(P, P) G of ``model`` on X: :func:`dense_ggn` of its :func:`dense_jacobian`."""
+    return dense_ggn(*dense_jacobian(model, X, mode), loss)
+
+
+def jacobian_penalty(model, X, noise, mode="eval") -> tuple[torch.Tensor, torch.Tensor]:
+    """‖Σ_n J_nᵀ ε_n‖² / N for noise ε (N, K), and its (P,) gradient: Σ_n J_nᵀ ε_n is the
+    gradient of Σ_n ε_n·z_n (kept in the graph), the penalty's gradient one more backward."""
+    m = prepared(model, mode)
+    params = trainable(m)
+    v = _flat_grad((noise * m(X)).sum(), params, create_graph=True)
+    value = v.pow(2).sum() / X.shape[0]
+    return value.detach(), _flat_grad(value, params)
 
 
 def top_eigenvalue(A: torch.Tensor) -> float:

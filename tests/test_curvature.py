@@ -1,5 +1,5 @@
 """Oracle tests for ijr_core.curvature: every metric against dense brute force on tiny models
-(torch.func.jacrev / hessian) and against analytic cases of SCIENCE.md."""
+(tests/oracles.py) and against analytic cases of SCIENCE.md."""
 
 from __future__ import annotations
 
@@ -19,55 +19,15 @@ from ijr_core.curvature import (
     jtu_from_products,
     lambda_star,
     logit_jacobian_gram,
-    loss_fn,
     m_norm,
     num_parameters,
-    params_to_vector,
     sharpness,
     softmax_hessian,
     top_eigenpairs,
     vector_to_params,
 )
 from ijr_core.lanczos import Eigenpairs, lanczos
-
-# --------------------------------------------------------------------------- dense oracles
-
-
-def _functional(model):
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
-    flat = params_to_vector([p.detach() for _, p in named])
-
-    def call(vec, X):
-        ps, start = dict(frozen), 0
-        for n, p in named:
-            ps[n] = vec[start : start + p.numel()].view_as(p)
-            start += p.numel()
-        return torch.func.functional_call(model, ps, (X,))
-
-    return flat, call
-
-
-def dense_jacobian(model, X):
-    """(N, K, P): J(x)ᵀ per sample, by jacrev over the flat parameter vector."""
-    flat, call = _functional(model)
-    return torch.func.jacrev(lambda v: call(v, X))(flat)
-
-
-def dense_hessian(model, X, y, loss="ce"):
-    flat, call = _functional(model)
-    return torch.func.hessian(lambda v: loss_fn(loss)(call(v, X), y))(flat)
-
-
-def dense_ggn(model, X, loss="ce"):
-    J = dense_jacobian(model, X)
-    with torch.no_grad():
-        z = model(X)
-    if loss == "ce":
-        M = softmax_hessian(torch.softmax(z, -1))
-    else:
-        M = torch.eye(z.shape[1], dtype=z.dtype).expand(z.shape[0], -1, -1)
-    return torch.einsum("nkp,nkl,nlq->pq", J, M, J) / X.shape[0]
+from tests import oracles
 
 
 def random_probs(n, k, concentration, seed=0):
@@ -141,7 +101,7 @@ def test_m_norm_rejects_single_class():
 
 def test_gram_matches_jacrev(model_case):
     name, model, X, _ = model_case
-    J = dense_jacobian(model, X)
+    J, _ = oracles.dense_jacobian(model, X)
     expected = J @ J.transpose(1, 2)
     gram = logit_jacobian_gram(model, X)
     torch.testing.assert_close(gram, expected, atol=1e-12, rtol=1e-10)
@@ -172,7 +132,7 @@ def test_fast_path_refuses_an_operation_without_a_closed_form():
     model, X = Squared().double(), torch.randn(5, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="fast path does not apply"):
         logit_jacobian_gram(model, X, method="fast")
-    J = dense_jacobian(model, X)
+    J, _ = oracles.dense_jacobian(model, X)
     torch.testing.assert_close(logit_jacobian_gram(model, X), J @ J.transpose(1, 2))
 
 
@@ -200,7 +160,7 @@ def test_inplace_activation_falls_back_and_stays_exact():
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)).double()
     X = torch.randn(6, 5, dtype=torch.float64)
-    J = dense_jacobian(model, X)
+    J, _ = oracles.dense_jacobian(model, X)
     torch.testing.assert_close(logit_jacobian_gram(model, X), J @ J.transpose(1, 2))
 
 
@@ -220,8 +180,8 @@ def test_linear_model_gram_is_analytic():
 def test_hessian_and_ggn_products_match_dense(model_case, loss):
     _, model, X, y = model_case
     P = num_parameters(model)
-    H = dense_hessian(model, X, y, loss)
-    G = dense_ggn(model, X, loss)
+    H = oracles.dense_hessian(model, X, y, loss)
+    G = oracles.model_ggn(model, X, loss)
     Hop, Gop = hessian_operator(model, X, y, loss=loss), ggn_operator(model, X, y, loss=loss)
     for seed in range(3):
         v = torch.randn(P, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
@@ -232,8 +192,8 @@ def test_hessian_and_ggn_products_match_dense(model_case, loss):
 @pytest.mark.parametrize("loss", ["ce", "mse"])
 def test_sharpness_and_gn_sharpness_match_dense_spectra(model_case, loss):
     _, model, X, y = model_case
-    h = torch.linalg.eigvalsh(dense_hessian(model, X, y, loss)).flip(0)
-    g = torch.linalg.eigvalsh(dense_ggn(model, X, loss)).flip(0)
+    h = torch.linalg.eigvalsh(oracles.dense_hessian(model, X, y, loss)).flip(0)
+    g = torch.linalg.eigvalsh(oracles.model_ggn(model, X, loss)).flip(0)
     torch.testing.assert_close(sharpness(model, X, y, k=3, loss=loss, tol=1e-9), h[:3],
                                atol=1e-8, rtol=1e-7)
     torch.testing.assert_close(gn_sharpness(model, X, y, k=2, loss=loss, tol=1e-9), g[:2],
@@ -245,7 +205,7 @@ def test_ggn_is_linear_model_hessian_for_ce():
     torch.manual_seed(4)
     model = nn.Linear(3, 4).double()
     X, y = torch.randn(9, 3, dtype=torch.float64), torch.randint(0, 4, (9,))
-    H, G = dense_hessian(model, X, y), dense_ggn(model, X)
+    H, G = oracles.dense_hessian(model, X, y), oracles.model_ggn(model, X)
     torch.testing.assert_close(H, G, atol=1e-12, rtol=1e-10)
 
 
@@ -262,7 +222,7 @@ def test_identity_and_lambda_star_bound(model_case, loss):
     # ‖G‖ = ⟨λ* ‖J‖²⟩
     torch.testing.assert_close((lam * jn.spectral_sq).mean(), values[0], atol=1e-10, rtol=1e-9)
     # λ* against its dense definition
-    J = dense_jacobian(model, X)  # (N, K, P)
+    J, _ = oracles.dense_jacobian(model, X)  # (N, K, P)
     jtu = J @ u
     with torch.no_grad():
         z = model(X)
@@ -379,8 +339,8 @@ def test_g_quadratic_form_is_v_dot_gv(model_case, loss):
     graph = CurvatureGraph(model, X, y, loss=loss)
     v = torch.randn(num_parameters(model), dtype=torch.float64)
     assert graph.g_quadratic(v) == pytest.approx(float(v @ graph.gvp(v)), rel=1e-10)
-    assert graph.g_quadratic(v) == pytest.approx(float(v @ dense_ggn(model, X, loss=loss) @ v),
-                                                  rel=1e-9)
+    G = oracles.model_ggn(model, X, loss=loss)
+    assert graph.g_quadratic(v) == pytest.approx(float(v @ G @ v), rel=1e-9)
 
 
 @pytest.mark.parametrize("k", [1, 3])

@@ -1,4 +1,4 @@
-"""The explicit MLP Jacobian products against dense Jacobians from ``torch.func.jacrev``."""
+"""The explicit MLP Jacobian products against dense Jacobians and Hessians (tests/oracles.py)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,7 @@ from ijr_core import curvature as cv
 from ijr_core.curvature import CurvatureGraph, logit_jacobian_gram
 from ijr_core.mlp_jacobian import MLPJacobian, mlp_chain
 from ijr_core.op_gram import op_gram
-
-
-def dense_jacobian(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """(N, K, P): per-sample logit Jacobians over the trainable parameters, by jacrev."""
-    names = [n for n, _ in cv.trainable_parameters(model)]
-    params = {n: p.detach() for n, p in cv.trainable_parameters(model)}
-    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
-    jac = torch.func.jacrev(
-        lambda p: torch.func.functional_call(model, {**frozen, **p}, (X,)))(params)
-    return torch.cat([jac[n].reshape(*jac[n].shape[:2], -1) for n in names], dim=-1)
+from tests import oracles
 
 
 def _no_bias() -> nn.Module:
@@ -73,7 +64,7 @@ def test_recorded_forward_equals_the_model(case):
 
 def test_products_equal_dense_jacobian(case):
     model, X = case
-    J = dense_jacobian(model, X)  # (N, K, P)
+    J, _ = oracles.dense_jacobian(model, X)  # (N, K, P)
     mlp = MLPJacobian(X, *mlp_chain(model))
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(J.shape[-1], generator=gen, dtype=torch.float64)
@@ -105,10 +96,8 @@ def test_graph_products_match_autograd_and_dense_g():
     auto = cv._LogitLinearization(graph.model, graph.model(X), graph.params)  # its own copy
     torch.testing.assert_close(graph.linearization.jvp(v), auto.jvp(v))
     torch.testing.assert_close(graph.linearization.vjp(w), auto.vjp(w))
-    J = dense_jacobian(model, X)
-    p = torch.softmax(model(X), -1).detach()
-    M = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    G = torch.einsum("nkp,nkl,nlq->pq", J, M, J) / X.shape[0]
+    J, z = oracles.dense_jacobian(model, X)
+    G = oracles.dense_ggn(J, z)
     torch.testing.assert_close(graph.gvp(v), G @ v, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(graph.gram(), J @ J.transpose(1, 2))
     for chunk in (1, 4, 100):  # sample blocks, including a ragged last one
@@ -117,30 +106,18 @@ def test_graph_products_match_autograd_and_dense_g():
 
 @pytest.mark.parametrize("loss", ["ce", "mse"])
 def test_explicit_gradient_and_hvp_equal_dense_hessian(case, loss):
-    """Back-propagation and the R-operator against torch.func.hessian of the mean loss."""
+    """Back-propagation and the R-operator against the dense Hessian of the mean loss."""
     model, X = case
     y = torch.arange(X.shape[0]) % 3
-    names = [n for n, _ in cv.trainable_parameters(model)]
-    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
-    shapes = [p.shape for _, p in cv.trainable_parameters(model)]
-    theta = cv.params_to_vector([p.detach() for _, p in cv.trainable_parameters(model)])
-
-    def mean_loss(vec):
-        params, offset = {}, 0
-        for n, shape in zip(names, shapes, strict=True):
-            params[n] = vec[offset : offset + shape.numel()].view(shape)
-            offset += shape.numel()
-        z = torch.func.functional_call(model, {**frozen, **params}, (X,))
-        return cv.loss_fn(loss)(z, y)
-
-    H = torch.func.hessian(mean_loss)(theta)
-    grad = torch.func.grad(mean_loss)(theta)
+    H = oracles.dense_hessian(model, X, y, loss)
+    grad = oracles.dense_gradient(model, X, y, loss)
     graph = CurvatureGraph(model, X, y, loss=loss)
     assert isinstance(graph.linearization, MLPJacobian)
     torch.testing.assert_close(graph.gradient(), grad, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(float(graph.value), float(mean_loss(theta)))
+    torch.testing.assert_close(float(graph.value),
+                               float(oracles.loss_of(model(X), y, loss).detach()))
     for seed in range(3):
-        v = torch.randn(theta.shape[0], generator=torch.Generator().manual_seed(seed),
+        v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
         torch.testing.assert_close(graph.hvp(v), H @ v, rtol=1e-9, atol=1e-11)
 

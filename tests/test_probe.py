@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian, jacrev
 
 from ijr_core.probe import (
     WARM_RITZ,
@@ -17,6 +16,7 @@ from ijr_core.probe import (
     probe,
 )
 from ijr_core.run import SAMPLE_KEYS
+from tests import oracles
 
 N, D, K = 24, 4, 3
 
@@ -33,36 +33,15 @@ def data(seed=1, n=N):
     return X, y
 
 
-def loss_of(z, y, loss):
-    if loss == "ce":
-        return nn.functional.cross_entropy(z, y)
-    return 0.5 * (z - nn.functional.one_hot(y, K).double()).pow(2).sum(-1).mean()
-
-
 def dense_reference(model, X, y, loss):
-    """H, G, per-sample Jacobians and M by brute force (torch.func)."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def unflat(t):
-        return {n: c.reshape(s) for n, c, s in zip(names, t.split(sizes), shapes, strict=True)}
-
-    def logits(t, x):
-        return functional_call(model, unflat(t), (x,))
-
-    H = hessian(lambda t: loss_of(logits(t, X), y, loss))(theta)
-    J = torch.stack([jacrev(lambda t, x=x: logits(t, x[None])[0])(theta) for x in X])  # N,K,P
-    z = logits(theta, X).detach()
-    p = torch.softmax(z, -1)
-    if loss == "ce":
-        M = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    else:
-        M = torch.eye(K, dtype=torch.float64).expand(N, K, K)
-    G = torch.einsum("nkp,nkl,nlq->pq", J, M, J) / N
-    grad = torch.func.grad(lambda t: loss_of(logits(t, X), y, loss))(theta)
-    return H, G, J, M, z, p, grad
+    """H, G, per-sample Jacobians, M, logits, p and the gradient by brute force
+    (tests/oracles.py)."""
+    J, z = oracles.dense_jacobian(model, X)  # (N, K, P): one forward pass, no batch coupling
+    M = oracles.softmax_hessians(z, loss)
+    G = oracles.dense_ggn(J, z, loss)
+    H = oracles.dense_hessian(model, X, y, loss)
+    grad = oracles.dense_gradient(model, X, y, loss)
+    return H, G, J, M, z, torch.softmax(z, -1), grad
 
 
 @pytest.mark.parametrize("loss", ["ce", "mse"])
@@ -104,11 +83,11 @@ def test_probe_matches_dense_reference(loss):
     np.testing.assert_allclose(s["m_norm_jac"], (mnorm * spec).mean().item(), rtol=1e-6)
     np.testing.assert_allclose(s["lambda_star_jac"], s["gn_sharpness"], rtol=1e-8)  # theorem
     np.testing.assert_allclose(s["grad_norm"], grad.norm().item(), rtol=1e-8)
-    np.testing.assert_allclose(s["train_loss"], loss_of(z, y, loss).item(), rtol=1e-10)
+    np.testing.assert_allclose(s["train_loss"], oracles.loss_of(z, y, loss).item(), rtol=1e-10)
     np.testing.assert_allclose(s["train_acc"], (z.argmax(-1) == y).double().mean().item())
     with torch.no_grad():
         tz = model(tX)
-    np.testing.assert_allclose(s["test_loss"], loss_of(tz, ty, loss).item(), rtol=1e-10)
+    np.testing.assert_allclose(s["test_loss"], oracles.loss_of(tz, ty, loss).item(), rtol=1e-10)
     np.testing.assert_allclose(s["test_acc"], (tz.argmax(-1) == ty).double().mean().item())
     assert s["lr"] == 0.25 and s["two_over_eta"] == 8.0 and snap.step == 7
     if loss == "mse":
