@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, jacrev
 
 from ijr_core.optimizers import OPTIMIZERS, build_optimizer
+from tests import oracles
 
 torch.set_num_threads(1)
 
@@ -64,21 +64,14 @@ def recording(loss_fn, model, log):
 
 
 def flat_grad(model, theta, X, y):
-    """∇L at the parameter list theta, computed on an independent copy of the model."""
-    other = copy.deepcopy(model)
-    with torch.no_grad():
-        for p, t in zip(other.parameters(), theta, strict=True):
-            p.copy_(t)
-    return list(torch.autograd.grad(F.cross_entropy(other(X), y), list(other.parameters())))
+    """∇L at the parameter list theta, per parameter: the autograd oracle on an independent
+    copy of the model (tests/oracles.py)."""
+    g = oracles.dense_gradient(oracles.with_parameters(model, theta), X, y)
+    return list(oracles.split(model, g).values())
 
 
 def named(model):
     return {k: v.detach().clone() for k, v in model.named_parameters()}
-
-
-def jacobian_rows(model, X):
-    """Per-sample logit Jacobians as a dict name -> (N, K, *shape), via torch.func.jacrev."""
-    return jacrev(lambda p: functional_call(model, p, (X,)))(named(model))
 
 
 def test_registry_and_grad_evals():
@@ -157,18 +150,12 @@ def test_parameters_restored_when_the_second_pass_raises(name):
 
 
 def reference_two_step(model, X, y, direction, lr):
-    """θ - lr ∇L(θ + ε), ε = direction(θ, g0), with torch.autograd by hand."""
-    theta = [p.detach().clone().requires_grad_() for p in model.parameters()]
-    names = [k for k, _ in model.named_parameters()]
-
-    def loss_at(ps):
-        return F.cross_entropy(functional_call(model, dict(zip(names, ps, strict=True)), (X,)), y)
-
-    g0 = torch.autograd.grad(loss_at(theta), theta)
+    """θ - lr ∇L(θ + ε), ε = direction(θ, g0), the gradients by autograd on copies."""
+    theta = params(model)
+    g0 = flat_grad(model, theta, X, y)
     eps = direction(theta, g0)
-    shifted = [(t + e).detach().requires_grad_() for t, e in zip(theta, eps, strict=True)]
-    g = torch.autograd.grad(loss_at(shifted), shifted)
-    return [(t - lr * gi).detach() for t, gi in zip(theta, g, strict=True)]
+    g = flat_grad(model, [t + e for t, e in zip(theta, eps, strict=True)], X, y)
+    return [t - lr * gi for t, gi in zip(theta, g, strict=True)]
 
 
 def test_sam_matches_hand_reference():
@@ -207,8 +194,8 @@ def test_ejr_direction_is_sum_of_jacobian_noise_products():
     model = make_model()
     X, y = make_data()
     noise = torch.randn(N, K, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    jac = jacobian_rows(model, X)
-    v = [torch.einsum("nk,nk...->...", noise, jac[k]) for k, _ in model.named_parameters()]
+    J, _ = oracles.dense_jacobian(model, X)
+    v = list(oracles.split(model, torch.einsum("nk,nkp->p", noise, J)).values())
     norm = torch.sqrt(sum((vi * vi).sum() for vi in v))
     expected_eps = [rho * vi / norm for vi in v]
     expected = reference_two_step(model, X, y, lambda theta, g0: expected_eps, lr)
@@ -241,38 +228,37 @@ def test_jacobian_penalty_on_linear_model_is_plain_gd():
 
 
 def penalty_reference(model, X, noise):
-    """θ ↦ ‖Σ_i J_i(θ) ε_i‖² / N via jacrev, as a function of a parameter dict."""
+    """θ ↦ (‖Σ_i J_i(θ) ε_i‖² / N, its gradient by name), θ a parameter dict
+    (tests/oracles.py)."""
 
     def fn(p):
-        jac = jacrev(lambda q: functional_call(model, q, (X,)))(p)
-        return sum((torch.einsum("nk,nk...->...", noise, j) ** 2).sum() for j in jac.values()) / N
+        value, grad = oracles.jacobian_penalty(oracles.with_parameters(model, p), X, noise)
+        return value, oracles.split(model, grad)
 
     return fn
 
 
-def test_jacobian_penalty_gradient_matches_jacrev_and_finite_differences():
+def test_jacobian_penalty_gradient_matches_the_oracle_and_finite_differences():
     beta, lr, seed = 0.3, 0.1, 3
     model = make_model()
     X, y = make_data()
     noise = torch.randn(N, K, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     theta = named(model)
     pen = penalty_reference(model, X, noise)
-    grad_pen = torch.func.grad(pen)(theta)
-    grad_loss = torch.func.grad(
-        lambda p: F.cross_entropy(functional_call(model, p, (X,)), y)
-    )(theta)
+    pen_value, grad_pen = pen(theta)
+    grad_loss = oracles.split(model, oracles.dense_gradient(model, X, y))
 
     # Central finite difference of the penalty along a random direction.
     d = {k: torch.randn_like(v) for k, v in theta.items()}
     h = 1e-5
-    fd = (pen({k: v + h * d[k] for k, v in theta.items()})
-          - pen({k: v - h * d[k] for k, v in theta.items()})) / (2 * h)
+    fd = (pen({k: v + h * d[k] for k, v in theta.items()})[0]
+          - pen({k: v - h * d[k] for k, v in theta.items()})[0]) / (2 * h)
     directional = sum((grad_pen[k] * d[k]).sum() for k in theta)
     assert fd.item() == pytest.approx(directional.item(), rel=1e-6)
 
     method = build_optimizer(make_config("jacobian-penalty", beta=beta, lr=lr, seed=seed), model)
     method.step(model, X, y, F.cross_entropy)
-    assert method.last_penalty == pytest.approx(pen(theta).item(), rel=1e-12)
+    assert method.last_penalty == pytest.approx(pen_value.item(), rel=1e-12)
     for k, p in model.named_parameters():
         expected = theta[k] - lr * (grad_loss[k] + beta * grad_pen[k])
         torch.testing.assert_close(p.detach(), expected, rtol=1e-12, atol=1e-14)
@@ -281,8 +267,7 @@ def test_jacobian_penalty_gradient_matches_jacrev_and_finite_differences():
 def test_jacobian_penalty_expectation_is_mean_frobenius_norm():
     model = make_model()
     X, _ = make_data()
-    jac = jacobian_rows(model, X)
-    rows = torch.cat([j.reshape(N * K, -1) for j in jac.values()], dim=1)  # (N·K, P)
+    rows = oracles.dense_jacobian(model, X)[0].reshape(N * K, -1)  # (N·K, P)
     q = rows @ rows.T  # covariance structure of ε ↦ ‖Σ J_i ε_i‖² = εᵀ Q ε
     mean = torch.trace(q) / N  # Σ_i ‖J_i‖_F² / N
     std = math.sqrt(2 * (q * q).sum().item()) / N  # Var εᵀQε = 2 tr(Q²)
