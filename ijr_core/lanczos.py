@@ -36,24 +36,19 @@ def top_eigenpairs(
     v0: torch.Tensor | None = None,
     return_residuals: bool = False,
     max_iter: int | None = None,
-    device=None,
-    dtype: torch.dtype | None = None,
-    seed: int = 0,
-    n_ritz: int = 0,
-    min_iter: int = 0,
+    **options,
 ):
-    """Top-``k`` eigenpairs as a tuple: :func:`lanczos` (same arguments) for callers that
-    unpack.
+    """Top-``k`` eigenpairs as a tuple, for callers that unpack: :func:`lanczos` with the
+    same arguments (``options``: device, dtype, seed, n_ritz, min_iter).
 
     Returns ``(values (k,) descending, vectors (dim, k))`` and, with ``return_residuals``,
     the residual norms (k,) as a third element; with ``n_ritz`` > 0 the top ``n_ritz`` Ritz
     vectors (dim, ≤ n_ritz), converged or not, come last: a warm start that still holds the
     directions just below the top, so that the next call sees them if they overtake it.
     """
-    pairs = lanczos(matvec, dim, k=k, tol=tol, v0=v0, max_iter=max_iter, device=device,
-                    dtype=dtype, seed=seed, n_ritz=n_ritz, min_iter=min_iter)
+    pairs = lanczos(matvec, dim, k=k, tol=tol, v0=v0, max_iter=max_iter, **options)
     out = (pairs.values, pairs.vectors) + ((pairs.residuals,) if return_residuals else ())
-    return out + ((pairs.ritz,) if n_ritz > 0 else ())
+    return out + ((pairs.ritz,) if options.get("n_ritz", 0) > 0 else ())
 
 
 def lanczos(
