@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -112,4 +113,8 @@ def fingerprint(value) -> str:
     """sha256 of the canonical JSON (sorted keys, floats rounded) of a chart or table."""
     text = json.dumps(_round(canonical(value)), sort_keys=True, ensure_ascii=True,
                       default=str)
+    # Altair numbers unnamed views from a process-wide counter: renumber by first use
+    names: dict[str, str] = {}
+    text = re.sub(r"\b(view|param)_\d+\b",
+                  lambda m: names.setdefault(m.group(0), f"{m.group(1)}_#{len(names)}"), text)
     return hashlib.sha256(text.encode()).hexdigest()
