@@ -1,6 +1,7 @@
 """Every chart and table of app.charts built on fixed synthetic runs, for the spec snapshot
 test (tests/app/test_chart_specs.py): name -> a function of nothing returning a chart, an
-``as_spec`` (spec, data) pair or a DataFrame."""
+``as_spec`` (spec, data) pair or a DataFrame. After an intended change of a chart rewrite
+the snapshot with ``python -m tests.app.chart_cases`` and say why in the commit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import json
 import math
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -118,3 +120,11 @@ def fingerprint(value) -> str:
     text = re.sub(r"\b(view|param)_\d+\b",
                   lambda m: names.setdefault(m.group(0), f"{m.group(1)}_#{len(names)}"), text)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+SNAPSHOT = Path(__file__).with_name("chart_spec_fingerprints.json")
+
+
+if __name__ == "__main__":  # after an intended change of a chart: rewrite the snapshot
+    SNAPSHOT.write_text(json.dumps({n: fingerprint(b()) for n, b in cases().items()},
+                                   indent=1, sort_keys=True) + "\n")
