@@ -3,11 +3,15 @@ learning-rate sweep (η × step heatmap, final ⟨‖J‖²⟩ against η, max �
 
 Pure functions ``runs -> altair``; the frames they draw come from :mod:`app.tables`
 (:func:`~app.tables.overlay_frame`, :func:`~app.tables.sweep_heatmap_frame`,
-:func:`~app.tables.sweep_final_frame`). No streamlit here.
+:func:`~app.tables.sweep_final_frame`). The overlay and the sweep heatmap follow the
+package's idiom (one frame, a cached template, :func:`app.charts.common._finish`); the two
+sweep scatter charts still draw two frames each (a reference line and the points), so their
+specs stayed as they were. No streamlit here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +19,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from app.charts.common import probe_mode_label, run_colors
+from app.charts.common import _finish, probe_mode_label, run_colors
 from app.tables import (
     HEATMAP_METRICS,
     MAX_POINTS,
@@ -60,10 +64,28 @@ def overlay_chart(
     data = overlay_frame(runs, metric, x_axis, smoothing, group_seeds, max_points)
     if log_y:
         data = data[(data["value"] > 0) | data["value"].isna()]
-    labels = list(dict.fromkeys(data["run"]))
     y_title, title = OVERLAY_METRICS.get(metric, (metric, metric))
     if metric == "sharpness":
         title = f"{title}, {probe_mode_label(list(runs.values()))}"
+    params = {
+        "labels": tuple(dict.fromkeys(data["run"])),
+        "y_title": y_title,
+        "title": title,
+        "x_title": X_AXES.get(x_axis, x_axis),
+        "smoothing_on": smoothing > 0,
+        "band": bool((data["kind"] == "band").any()),
+        "eta": bool((data["kind"] == "eta").any()),
+        "log_y": log_y,
+        "unit_y": metric in ("test_acc", "train_acc"),
+        "height": height,
+    }
+    return _finish(_overlay_template, params, data, as_spec=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlay_template(labels, y_title, title, x_title, smoothing_on, band, eta, log_y, unit_y,
+                      height) -> alt.LayerChart:
+    labels = list(labels)
     pick = alt.selection_point(name="legend_pick", fields=["run"], bind="legend")
     color = alt.Color(
         "run:N",
@@ -79,19 +101,18 @@ def overlay_chart(
         ),
     )
     scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
-    if metric in ("test_acc", "train_acc"):
+    if unit_y:
         scale = alt.Scale(domain=[0, 1])
-    x = alt.X("x:Q", title=X_AXES.get(x_axis, x_axis))
+    x = alt.X("x:Q", title=x_title)
     y = alt.Y("value:Q", title=y_title, scale=scale)
-    base = alt.Chart(data)
+    base = alt.Chart()
 
     def faded(on: float, off: float = 0.06):
         return alt.condition(pick, alt.value(on), alt.value(off))
 
-    smoothing_on = smoothing > 0
     tips = [
         alt.Tooltip("run:N"),
-        alt.Tooltip("x:Q", title=X_AXES.get(x_axis, x_axis)),
+        alt.Tooltip("x:Q", title=x_title),
         alt.Tooltip("value:Q", title=y_title, format=".4g"),
     ]
     raw = (
@@ -107,7 +128,7 @@ def overlay_chart(
             .mark_line(strokeWidth=2.5)
             .encode(x=x, y=y, color=color, opacity=faded(1.0), tooltip=tips)
         )
-    if (data["kind"] == "band").any():
+    if band:
         layers.insert(
             0,
             base.transform_filter(alt.datum.kind == "band")
@@ -126,7 +147,7 @@ def overlay_chart(
                 ],
             ),
         )
-    if (data["kind"] == "eta").any():
+    if eta:
         layers.append(
             base.transform_filter(alt.datum.kind == "eta")
             .mark_line(strokeDash=[6, 4], strokeWidth=1.5, interpolate="step-after")
@@ -147,16 +168,26 @@ def sweep_heatmap_chart(
     """(learning rate × step) heatmap of ⟨‖M‖⟩ (the paper's impurity-over-η figure), one row
     per η (largest on top); each run's ARP (phase II) outlined in black."""
     data = sweep_heatmap_frame(sweep, metric)
-    order = [_eta_label(lr) for lr in sorted(sweep.lrs, reverse=True)]
-    label = HEATMAP_METRICS.get(metric, metric)
+    params = {
+        "order": tuple(_eta_label(lr) for lr in sorted(sweep.lrs, reverse=True)),
+        "label": HEATMAP_METRICS.get(metric, metric),
+        "eos": metric == "sharpness_over_2eta",
+        "height": height,
+    }
+    return _finish(_sweep_heatmap_template, params, data, as_spec=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _sweep_heatmap_template(order, label, eos, height) -> alt.LayerChart:
+    order = list(order)
     scale = (
         alt.Scale(scheme="blueorange", domainMid=1.0)  # white-ish at the edge of stability
-        if metric == "sharpness_over_2eta"
+        if eos
         else alt.Scale(scheme="viridis")
     )
     y = alt.Y("eta:O", title="learning rate η", sort=order)
     x = alt.X("step:Q", title="step", scale=alt.Scale(nice=False))
-    base = alt.Chart(data)
+    base = alt.Chart()
     cells = (
         base.transform_filter(alt.datum.kind == "cell")
         .transform_calculate(edge="datum.value")

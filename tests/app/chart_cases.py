@@ -115,9 +115,10 @@ def fingerprint(value) -> str:
     """sha256 of the canonical JSON (sorted keys, floats rounded) of a chart or table."""
     text = json.dumps(_round(canonical(value)), sort_keys=True, ensure_ascii=True,
                       default=str)
-    # Altair numbers unnamed views from a process-wide counter: renumber by first use
+    # Altair names unnamed views and params itself (a process-wide counter, or a hash of the
+    # chart object): an identifier, not behaviour; renumber them by first use
     names: dict[str, str] = {}
-    text = re.sub(r"\b(view|param)_\d+\b",
+    text = re.sub(r"\b(view|param)_(?:[0-9a-f]{16}_)?\d+\b",
                   lambda m: names.setdefault(m.group(0), f"{m.group(1)}_#{len(names)}"), text)
     return hashlib.sha256(text.encode()).hexdigest()
 
