@@ -6,8 +6,8 @@ The report needs no network and no JavaScript: every chart is rendered offline b
 vl-convert and embedded as inline SVG (or as a base64 PNG for the per-sample heatmap,
 whose tens of thousands of cells would make a heavy SVG). It holds the config, the phase
 table (I beginning / II ARP / III later, SCIENCE.md's operational definition), final
-metrics and all charts of :mod:`app.charts` (runs) or :mod:`app.compare_charts` (sweeps
-and groups).
+metrics and the charts of :data:`app.charts.RUN_CHARTS` (runs) or of
+:mod:`app.charts.compare` (sweeps and groups).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import base64
 import html
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from app import charts, compare_charts, exports, scorecard
+from app import charts, exports, scorecard, tables
 from ijr_core import claims
 
 WIDTH = 760
@@ -74,7 +75,7 @@ def _section(title: str, build: Callable[[], Any], png: bool = False) -> str:
 
 def config_table(run: Any) -> pd.DataFrame:
     """(field, value) rows of the run's config."""
-    cfg = compare_charts.config_dict(run)
+    cfg = tables.config_dict(run)
     return pd.DataFrame({"field": list(cfg), "value": [str(v) for v in cfg.values()]})
 
 
@@ -134,7 +135,7 @@ def run_report_html(run: Any, title: str | None = None) -> str:
             ],
         }
     )
-    final = compare_charts.final_metrics({"run": run})
+    final = tables.final_metrics({"run": run})
     parts = [
         "<h2>Summary</h2>",
         _table(summary, index=False),
@@ -143,17 +144,12 @@ def run_report_html(run: Any, title: str | None = None) -> str:
         _table(phase_table(run), index=False),
         _NOTE,
         *_claims_part(claims.run_claims(run)),
-        _section("Sharpness panel", lambda: charts.sharpness_chart(run)),
-        _section("Mean impurity ⟨‖M‖⟩", lambda: charts.m_norm_chart(run)),
-        _section("Jacobian norms", lambda: charts.jacobian_chart(run, log=True)),
-        _section("Loss", lambda: charts.loss_chart(run)),
-        _section("Accuracy", lambda: charts.accuracy_chart(run)),
     ]
-    if len(run.sample_steps):
-        parts += [
-            _section("Per-sample ‖M‖", lambda: charts.heatmap_chart(run, "m_norm"), png=True),
-            _section("λ* against ‖M‖ (final checkpoint)", lambda: charts.scatter_chart(run)),
-        ]
+    has_samples = bool(len(run.sample_steps))
+    for chart in charts.RUN_CHARTS.values():  # every registered run chart, in order
+        if has_samples or not chart.per_sample:
+            build = partial(chart.build, run, **chart.report_options)
+            parts.append(_section(chart.title, build, png=chart.raster))
     parts += ["<h2>Config</h2>", _table(config_table(run), index=False)]
     return _page(title, parts)
 
@@ -170,21 +166,21 @@ def runs_report_html(
         parts += [
             _section(
                 "⟨‖M‖⟩ over η and training (ARP outlined)",
-                lambda: compare_charts.sweep_heatmap_chart(sweep),
+                lambda: charts.sweep_heatmap_chart(sweep),
             ),
             _section(
                 "⟨‖J‖²⟩ against η (final, and at training loss ≤ 0.1)",
-                lambda: compare_charts.final_jac_chart(sweep, matched_loss=0.1),
+                lambda: charts.final_jac_chart(sweep, matched_loss=0.1),
             ),
-            _section("Max ‖H‖ against 2/η", lambda: compare_charts.max_sharpness_chart(sweep)),
+            _section("Max ‖H‖ against 2/η", lambda: charts.max_sharpness_chart(sweep)),
         ]
     for metric in ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc"):
-        title_m = compare_charts.OVERLAY_METRICS[metric][1]
-        parts.append(_section(title_m, lambda m=metric: compare_charts.overlay_chart(runs, m)))
+        title_m = charts.OVERLAY_METRICS[metric][1]
+        parts.append(_section(title_m, lambda m=metric: charts.overlay_chart(runs, m)))
     if optimizers:
-        parts += ["<h2>Optimizers</h2>", _table(compare_charts.optimizer_table(runs))]
-    parts += ["<h2>Final metrics</h2>", _table(compare_charts.final_metrics(runs))]
-    diff = compare_charts.config_diff(runs)
+        parts += ["<h2>Optimizers</h2>", _table(tables.optimizer_table(runs))]
+    parts += ["<h2>Final metrics</h2>", _table(tables.final_metrics(runs))]
+    diff = tables.config_diff(runs)
     parts += [
         "<h2>Config differences</h2>",
         _table(diff) if diff.shape[1] else "<p>The configs are identical.</p>",
@@ -213,7 +209,7 @@ def report_html(folder: str | Path) -> str:
     if kind == "sweep":
         sweep = load_sweep(folder)
         return runs_report_html(
-            compare_charts.sweep_runs(sweep),
+            tables.sweep_runs(sweep),
             f"IJR explorer · learning-rate sweep · {folder.name}",
             sweep,
         )
@@ -224,7 +220,7 @@ def report_html(folder: str | Path) -> str:
         title = f"IJR explorer · grid {' × '.join(grid.axes)} · {folder.name}"
         sweep = grid.sweep() if "lr" in grid.axes else None  # seed means, first values
         fixed = None if sweep is None else sweep.meta["grid"]
-        return runs_report_html(compare_charts.grid_runs(grid, fixed), title, sweep)
+        return runs_report_html(tables.grid_runs(grid, fixed), title, sweep)
     if kind == "group":
         group = runs_store.load_group(folder)
         title = f"IJR explorer · {group['title']} · {folder.name}"

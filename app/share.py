@@ -19,14 +19,9 @@ import streamlit as st
 
 from app import charts, exports, runs_store
 
+# The downloadable charts: every chart of the run-chart registry, by its menu label.
 CHART_EXPORTS: dict[str, Callable[[Any], Any]] = {
-    "sharpness panel": lambda run: charts.sharpness_chart(run),
-    "⟨‖M‖⟩": lambda run: charts.m_norm_chart(run),
-    "Jacobian norms": lambda run: charts.jacobian_chart(run),
-    "loss": lambda run: charts.loss_chart(run),
-    "accuracy": lambda run: charts.accuracy_chart(run),
-    "per-sample ‖M‖ heatmap": lambda run: charts.heatmap_chart(run, "m_norm"),
-    "λ* against ‖M‖": lambda run: charts.scatter_chart(run),
+    chart.label: chart.build for chart in charts.RUN_CHARTS.values()
 }
 
 # The files of a run: (button label, builder(run), file name suffix, mime, key suffix, help).

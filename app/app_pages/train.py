@@ -147,7 +147,7 @@ def live_charts(run, key_prefix: str) -> None:
     if run is None or not len(run.scalars.get("step", [])):
         st.info("Waiting for the first probe (step 0)…")
         return
-    show_chart(charts.sharpness_chart(run, as_spec=True), key=f"{key_prefix}_sharp")
+    show_chart(charts.run_chart("sharpness", run, as_spec=True), key=f"{key_prefix}_sharp")
     h, g, lj = (run.last(n) for n in ("sharpness", "gn_sharpness", "lambda_star_jac"))
     note = ""
     if all(math.isfinite(v) for v in (h, g, lj)) and g:
@@ -156,17 +156,17 @@ def live_charts(run, key_prefix: str) -> None:
     st.caption(captions.sharpness(run) + note)
     left, right = st.columns(2)
     with left:
-        show_chart(charts.m_norm_chart(run, as_spec=True), key=f"{key_prefix}_m")
+        show_chart(charts.run_chart("m_norm", run, as_spec=True), key=f"{key_prefix}_m")
         st.caption(captions.m_norm(run))
-        show_chart(charts.loss_chart(run, as_spec=True), key=f"{key_prefix}_loss")
+        show_chart(charts.run_chart("loss", run, as_spec=True), key=f"{key_prefix}_loss")
         st.caption(CAPTIONS["loss"])
     with right:
         log = bool(st.session_state.get(f"{key_prefix}_jlog", False))
-        show_chart(charts.jacobian_chart(run, log=log, as_spec=True), key=f"{key_prefix}_j")
+        show_chart(charts.run_chart("jacobian", run, log=log, as_spec=True), key=f"{key_prefix}_j")
         # its own line: in a narrow column beside the caption the label was cut to "l…"
         st.toggle("log y", key=f"{key_prefix}_jlog", help="Log scale for the Jacobian norms.")
         st.caption(captions.jacobian(run))
-        show_chart(charts.accuracy_chart(run, as_spec=True), key=f"{key_prefix}_acc")
+        show_chart(charts.run_chart("accuracy", run, as_spec=True), key=f"{key_prefix}_acc")
         st.caption(captions.accuracy(run))
     with st.expander("Claims: what held on this run", expanded=True):
         show_claims(run_claims(run))

@@ -1,0 +1,537 @@
+"""Per-sample charts of a run: the samples × checkpoints heatmap and its cursor strip, the
+histogram and the λ*-against-‖M‖ scatter at a checkpoint, one sample's history, and the
+2-D decision map.
+
+Pure functions ``run -> altair`` (or, with ``as_spec``, (cached spec, data)); see
+:mod:`app.charts.common`. The tables behind them live in :mod:`app.tables`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from app.charts.common import MAX_MARKS, _finish, _frame, _palette
+from app.tables import (
+    HEATMAP_MARKS,
+    SAMPLE_METRICS,
+    _metric_domain,
+    _step_edges,
+    _subsample,
+    heatmap_bins,
+    heatmap_frame,
+    n_classes,
+    sample_history_frame,
+    sample_table,
+)
+
+
+def heatmap_chart(
+    run: Any,
+    metric: str = "m_norm",
+    step_index: int = -1,
+    order: str = "class",
+    mark_noisy: bool = True,
+    max_marks: int = HEATMAP_MARKS,
+    height: int = 360,
+    as_spec: bool = False,
+    title: bool = True,
+):
+    """Samples × checkpoints heatmap of a per-sample metric. Rows are bins of consecutive
+    samples (in the chosen order) when samples × checkpoints exceeds ``max_marks``; a strip on
+    the left marks rows holding noisy-label samples. Clicking a cell selects its (first)
+    sample (param ``pick``).
+
+    The scrubbed checkpoint is not drawn here but by :func:`heatmap_cursor_chart` above it:
+    data that never changes while scrubbing lets the browser keep this chart (tens of
+    thousands of cells) as it is; a cursor inside it cost about 1 s per slider step.
+    ``step_index`` is accepted for symmetry with the other per-step charts and ignored."""
+    cells, b = heatmap_frame(run, metric, order, max_marks)
+    steps = np.asarray(run.sample_steps, dtype=float)
+    rows = int(cells["row"].max()) + 1 if len(cells) else 1
+    parts = [cells]
+    if mark_noisy:
+        first = cells.iloc[:rows]  # the first checkpoint's column of cells
+        noisy = first[first["noisy"] > 0].assign(
+            kind="noisy", step=steps[0] - _noisy_strip(steps), step_end=steps[0]
+        )
+        parts.append(noisy)
+    cols = ["kind", "row", "step", "step_end", "value", "sample", "label", "noisy"]
+    data = _frame(*parts, columns=cols)
+    data["row_end"] = data["row"] + 1
+    domain = _metric_domain(run, metric)
+    params = {
+        "label": SAMPLE_METRICS.get(metric, metric),
+        "y_title": _heatmap_y_title(order, b),
+        "binned": b > 1,
+        "rows": rows,
+        **_heatmap_x_domain(steps, mark_noisy),
+        "domain": tuple(domain) if domain else None,
+        "height": height,
+        "title": title,
+    }
+    return _finish(_heatmap_template, params, data, as_spec)
+
+
+def _noisy_strip(steps: np.ndarray) -> float:
+    """Width (in steps) of the noisy-label strip left of the first checkpoint."""
+    return max((steps[-1] - steps[0]) * 0.025, 1.0) if len(steps) else 1.0
+
+
+def _heatmap_y_title(order: str, per_row: int) -> str:
+    return f"samples ({order}{', ' + str(per_row) + ' per row' if per_row > 1 else ''})"
+
+
+def _heatmap_x_domain(steps: np.ndarray, mark_noisy: bool) -> dict[str, float]:
+    """The heatmap's step axis (x0, x1), shared with its cursor strip so the two line up."""
+    if not len(steps):
+        return {"x0": 0.0, "x1": 1.0}
+    return {"x0": float(steps[0] - (_noisy_strip(steps) if mark_noisy else 0)),
+            "x1": float(_step_edges(steps)[1][-1])}
+
+
+def heatmap_cursor_chart(
+    run: Any,
+    step_index: int = -1,
+    order: str = "class",
+    mark_noisy: bool = True,
+    max_marks: int = HEATMAP_MARKS,
+    as_spec: bool = False,
+    metric: str = "m_norm",
+):
+    """A thin strip to sit right above :func:`heatmap_chart` (same arguments; that one with
+    ``title=False``): the heatmap's title, then a ▼ marker and the step number at the scrubbed
+    checkpoint on the heatmap's step axis. Its y axis carries the heatmap's axis title in
+    transparent ink, so both plots start at the same x."""
+    steps = np.asarray(run.sample_steps, dtype=float)
+    c = int(np.clip(step_index if step_index >= 0 else len(steps) + step_index, 0,
+                    max(len(steps) - 1, 0)))
+    n = len(run.sample_ids)
+    b = heatmap_bins(n, len(steps), max_marks)
+    x = _heatmap_x_domain(steps, mark_noisy)
+    at = float(steps[c]) if len(steps) else 0.0
+    # the step number goes left of the marker in the last fifth, where it would run off
+    side = "right" if at > x["x0"] + 0.8 * (x["x1"] - x["x0"]) else "left"
+    data = pd.DataFrame({"step": [at], "y": [-0.8], "side": [side],
+                         "text": [f"step {int(steps[c])}" if len(steps) else ""]})
+    params = {"y_title": _heatmap_y_title(order, b), **x,
+              "title": f"{SAMPLE_METRICS.get(metric, metric)} per sample over training"}
+    return _finish(_heatmap_cursor_template, params, data, as_spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _heatmap_cursor_template(y_title, x0, x1, title) -> alt.LayerChart:
+    # the heatmap's step labels, in transparent ink and on top: its last label reaches past
+    # the plot's right edge and narrows it; the strip must lose the same width
+    x = alt.X("step:Q", scale=alt.Scale(domain=[x0, x1], nice=False),
+              axis=alt.Axis(title=None, orient="top", labelColor="transparent", ticks=False,
+                            domain=False, grid=False))
+    y = alt.Y("y:Q", scale=alt.Scale(domain=[-1, 1]),
+              # titleLimit: the rotated title keeps its width (one line of text, as on the
+              # heatmap) but not its length, which would make the strip tall
+              axis=alt.Axis(title=y_title, titleColor="transparent", titleLimit=20,
+                            labels=False, ticks=False, domain=False, grid=False))
+    base = alt.Chart().encode(x=x, y=y)
+    marker = base.mark_point(shape="triangle-down", size=220, filled=True, color="#222",
+                             opacity=1)
+    labels = [base.transform_filter(alt.datum.side == side)
+              .mark_text(align=side, dx=10 if side == "left" else -10, fontSize=14, color="#222")
+              .encode(text="text:N") for side in ("left", "right")]
+    return alt.layer(marker, *labels).properties(height=22, title=title,
+                                               view=alt.ViewBackground(stroke=None))
+
+
+@functools.lru_cache(maxsize=64)
+def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height,
+                      title) -> alt.LayerChart:
+    scale = (
+        alt.Scale(scheme="viridis", domain=list(domain)) if domain else alt.Scale(scheme="viridis")
+    )
+    pick = alt.selection_point(name="pick", fields=["sample"], on="click")
+    y = alt.Y(
+        "row:Q",
+        title=y_title,
+        scale=alt.Scale(domain=[rows, 0], nice=False),
+        axis=alt.Axis(labels=False, ticks=False),
+    )
+    x = alt.X("step:Q", title="step", scale=alt.Scale(domain=[x0, x1], nice=False))
+    base = alt.Chart()
+    noisy_tip = alt.Tooltip("noisy:Q", title="noisy fraction", format=".2f")
+    if not binned:  # one sample per row: its label is noisy or not
+        base = base.transform_calculate(noisy_label="datum.noisy > 0.5 ? 'yes' : 'no'")
+        noisy_tip = alt.Tooltip("noisy_label:N", title="noisy label")
+    tip = [
+        alt.Tooltip("sample:Q", title="first sample id" if binned else "sample id"),
+        alt.Tooltip("label:Q"),
+        alt.Tooltip("step:Q"),
+        alt.Tooltip("value:Q", title=label, format=".4g"),
+        noisy_tip,
+    ]
+    heat = (
+        base.transform_filter(alt.datum.kind == "cell")
+        .mark_rect()
+        .encode(
+            x=x,
+            x2="step_end:Q",
+            y=y,
+            y2="row_end:Q",
+            # legend below, not right: the cursor strip above must see the same plot width
+            color=alt.Color("value:Q", title=label, scale=scale,
+                            legend=alt.Legend(orient="bottom", gradientLength=320)),
+            tooltip=tip,
+        )
+        .add_params(pick)
+        .properties(name="pick_view")
+    )
+    noisy_layer = (
+        base.transform_filter(alt.datum.kind == "noisy")
+        .mark_rect(color="#d62728")
+        .encode(
+            x="step:Q",
+            x2="step_end:Q",
+            y="row:Q",
+            y2="row_end:Q",
+            opacity=alt.Opacity(
+                "noisy:Q", scale=alt.Scale(domain=[0, 1], range=[0.25, 1]), legend=None
+            ),
+            tooltip=[
+                alt.Tooltip("sample:Q", title="sample id"),
+                alt.Tooltip("noisy:Q", title="noisy fraction", format=".2f"),
+            ],
+        )
+    )
+    layer = alt.layer(heat, noisy_layer).properties(height=height)
+    return layer.properties(title=f"{label} per sample over training") if title else layer
+
+
+def histogram_chart(
+    run: Any,
+    metric: str = "m_norm",
+    step_index: int = -1,
+    bins: int = 30,
+    height: int = 240,
+    as_spec: bool = False,
+):
+    """Distribution of a per-sample metric at one checkpoint, stacked by class.
+
+    Bin edges are fixed over the whole run (0 .. max over checkpoints) so scrubbing moves
+    the bars, not the axis."""
+    values = np.asarray(run.samples[metric], dtype=np.float64)
+    domain = _metric_domain(run, metric)
+    if domain:
+        lo, hi = domain
+    else:
+        finite = values[np.isfinite(values)]
+        hi = (float(finite.max()) if finite.size else 1.0) or 1.0
+        lo = 0.0 if not finite.size else min(0.0, float(finite.min()))
+    edges = np.linspace(lo, hi, bins + 1)
+    v = values[step_index]
+    labels = np.asarray(run.sample_labels)
+    idx = np.clip(np.digitize(v, edges) - 1, 0, bins - 1)
+    ok = np.isfinite(v)
+    k = n_classes(run)
+    counts = np.zeros((bins, k), dtype=np.int64)
+    np.add.at(counts, (idx[ok], np.clip(labels[ok], 0, k - 1)), 1)
+    bb, kk = np.meshgrid(np.arange(bins), np.arange(k), indexing="ij")
+    data = pd.DataFrame(
+        {
+            "lo": edges[bb.ravel()],
+            "hi": edges[bb.ravel() + 1],
+            "class": kk.ravel().astype(str),
+            "count": counts.ravel(),
+        }
+    )
+    data = data[data["count"] > 0].reset_index(drop=True)
+    params = {
+        "label": SAMPLE_METRICS.get(metric, metric),
+        "lo": float(lo),
+        "hi": float(hi),
+        "step": float(edges[1] - edges[0]),
+        "k": k,
+        "height": height,
+    }
+    return _finish(_histogram_template, params, data, as_spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _histogram_template(label, lo, hi, step, k, height) -> alt.Chart:
+    classes = [str(i) for i in range(k)]
+    return (
+        alt.Chart()
+        .mark_bar()
+        .encode(
+            # plain quantitative bars from lo to hi (not bin=binned, whose ticks sit on bin
+            # edges such as 0.07, 0.13, ...): the axis gets round tick values
+            x=alt.X("lo:Q", title=label, scale=alt.Scale(domain=[lo, hi], nice=False)),
+            x2="hi:Q",
+            y=alt.Y("sum(count):Q", title="samples", stack="zero"),
+            color=alt.Color(
+                "class:N",
+                scale=alt.Scale(domain=classes, range=_palette(k)),
+                legend=alt.Legend(orient="right", columns=1 if k <= 10 else 2),
+            ),
+            tooltip=[
+                alt.Tooltip("class:N"),
+                alt.Tooltip("lo:Q", format=".3g", title="from"),
+                alt.Tooltip("hi:Q", format=".3g", title="to"),
+                alt.Tooltip("count:Q"),
+            ],
+        )
+        .properties(height=height, title=f"{label} at the scrubbed step, by class")
+    )
+
+
+def scatter_chart(
+    run: Any,
+    step_index: int = -1,
+    color_by: str = "class",
+    max_points: int = MAX_MARKS // 2,
+    height: int = 320,
+    as_spec: bool = False,
+):
+    """λ*(x) against ‖M(x)‖ per sample at a checkpoint, with the diagonal λ* = ‖M‖: the
+    theorem's bound λ* ≤ ‖M‖ says every point lies on or below it. Click selects a sample."""
+    df = sample_table(run, step_index)
+    df = df.iloc[_subsample(len(df), max_points)]
+    df = df[np.isfinite(df["m_norm"].to_numpy()) & np.isfinite(df["lambda_star"].to_numpy())]
+    top = _metric_domain(run, "m_norm")[1]
+    lim = float(max(top, df["m_norm"].max() if len(df) else 0.0))
+    lim = float(max(lim, df["lambda_star"].max() if len(df) else 0.0))
+    df = df.assign(
+        kind="point",
+        cls=df["label"].astype(str),
+        noisy_label=np.where(df["noisy"], "noisy", "clean"),
+    )
+    diag = pd.DataFrame({"kind": "diag", "m_norm": [0.0, lim], "lambda_star": [0.0, lim]})
+    data = pd.concat([df, diag], ignore_index=True)
+    for col in ("cls", "noisy_label"):
+        data[col] = data[col].fillna("")
+    params = {"lim": lim, "color_by": color_by, "k": n_classes(run), "height": height}
+    return _finish(_scatter_template, params, data, as_spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _scatter_template(lim, color_by, k, height) -> alt.LayerChart:
+    pick = alt.selection_point(name="pick", fields=["sample"], on="click")
+    if color_by == "noisy":
+        color = alt.Color(
+            "noisy_label:N",
+            title="label",
+            scale=alt.Scale(domain=["clean", "noisy"], range=["#4c78a8", "#d62728"]),
+        )
+    else:
+        classes = [str(i) for i in range(k)]
+        color = alt.Color(
+            "cls:N", title="class", scale=alt.Scale(domain=classes, range=_palette(k))
+        )
+    base = alt.Chart()
+    sc = alt.Scale(domain=[0, lim], nice=False)
+    points = (
+        base.transform_filter(alt.datum.kind == "point")
+        .mark_circle(size=22, opacity=0.7, clip=True)
+        .encode(
+            x=alt.X("m_norm:Q", title="‖M(x)‖", scale=sc),
+            y=alt.Y("lambda_star:Q", title="λ*(x)", scale=sc),
+            color=color,
+            tooltip=[
+                alt.Tooltip("sample:Q", title="sample id"),
+                alt.Tooltip("label:Q"),
+                alt.Tooltip("noisy:N", title="noisy label"),
+                alt.Tooltip("correct:N"),
+                alt.Tooltip("m_norm:Q", title="‖M‖", format=".4g"),
+                alt.Tooltip("lambda_star:Q", title="λ*", format=".4g"),
+                alt.Tooltip("jac_spectral_sq:Q", title="‖J‖²", format=".4g"),
+                alt.Tooltip("p_max:Q", format=".3f"),
+            ],
+        )
+        .add_params(pick)
+        .properties(name="pick_view")
+    )
+    line = (
+        base.transform_filter(alt.datum.kind == "diag")
+        .mark_line(color="#444", strokeDash=[5, 4])
+        .encode(x="m_norm:Q", y="lambda_star:Q")
+    )
+    return alt.layer(line, points).properties(height=height, title="λ* against ‖M‖ per sample")
+
+
+def sample_history_chart(
+    run: Any,
+    sample_index: int,
+    step_index: int | None = None,
+    height: int = 240,
+    as_spec: bool = False,
+):
+    """‖M‖, λ*, p_max (left axis, [0, 1]) and ‖J‖² (right axis) of one sample over training,
+    a rule at the scrubbed checkpoint."""
+    data = sample_history_frame(run, sample_index)
+    steps = np.asarray(run.sample_steps, dtype=float)
+    if step_index is not None and len(steps):
+        cursor = pd.DataFrame({"kind": ["cursor"], "step": [steps[step_index]], "metric": [""]})
+        data = pd.concat([data, cursor], ignore_index=True)
+    sid = int(np.asarray(run.sample_ids)[sample_index])
+    lab = int(np.asarray(run.sample_labels)[sample_index])
+    noisy = " (noisy label)" if bool(np.asarray(run.sample_noisy)[sample_index]) else ""
+    params = {"title": f"Sample {sid}, label {lab}{noisy}", "height": height}
+    return _finish(_history_template, params, data, as_spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _history_template(title, height) -> alt.LayerChart:
+    names = ["‖M‖", "λ*", "p_max", "‖J‖²"]
+    colors = ["#9467bd", "#2ca02c", "#7f7f7f", "#8c564b"]
+    color = alt.Color(
+        "metric:N",
+        scale=alt.Scale(domain=names, range=colors),
+        legend=alt.Legend(orient="top", title=None),
+    )
+    base = alt.Chart()
+    tip = [alt.Tooltip("metric:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".4g")]
+    left = (
+        base.transform_filter(alt.datum.kind == "prob")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y("value:Q", title="‖M‖, λ*, p_max", scale=alt.Scale(domain=[0, 1])),
+            color=color,
+            tooltip=tip,
+        )
+    )
+    right = (
+        base.transform_filter(alt.datum.kind == "J")
+        .mark_line(point=True, strokeDash=[5, 3])
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y("value:Q", title="‖J‖²", axis=alt.Axis(orient="right")),
+            color=color,
+            tooltip=tip,
+        )
+    )
+    cursor = (
+        base.transform_filter(alt.datum.kind == "cursor")
+        .mark_rule(color="#d62728")
+        .encode(x="step:Q")
+    )
+    return (
+        alt.layer(left, right, cursor)
+        .resolve_scale(y="independent")
+        .properties(height=height, title=title)
+    )
+
+
+def decision_map_chart(
+    grid: Mapping[str, np.ndarray],
+    points: Mapping[str, np.ndarray] | None = None,
+    height: int = 360,
+) -> alt.LayerChart:
+    """The 2-D input plane coloured by ‖M‖ of the model's prediction, decision boundaries
+    (cells whose predicted class differs from a neighbour's) in black and the training
+    points coloured by label (noisy labels drawn as crosses).
+
+    grid: xs (G,), ys (H,), m (H, G) ‖M‖, pred (H, G) predicted class.
+    points: x (N,), y (N,), label (N,), optional noisy (N,) bool, sample (N,) ids."""
+    xs, ys = np.asarray(grid["xs"], float), np.asarray(grid["ys"], float)
+    m, pred = np.asarray(grid["m"], float), np.asarray(grid["pred"])
+    dx = float(xs[1] - xs[0]) if xs.size > 1 else 1.0
+    dy = float(ys[1] - ys[0]) if ys.size > 1 else 1.0
+    gx, gy = np.meshgrid(xs, ys)
+    cells = pd.DataFrame(
+        {
+            "kind": "cell",
+            "x": gx.ravel() - dx / 2,
+            "x2": gx.ravel() + dx / 2,
+            "y": gy.ravel() - dy / 2,
+            "y2": gy.ravel() + dy / 2,
+            "m": m.ravel(),
+            "pred": pred.ravel().astype(int),
+        }
+    )
+    edge = np.zeros_like(pred, dtype=bool)
+    edge[:, 1:] |= pred[:, 1:] != pred[:, :-1]
+    edge[1:, :] |= pred[1:, :] != pred[:-1, :]
+    bound = pd.DataFrame({"kind": "edge", "x": gx[edge] - dx / 2, "y": gy[edge] - dy / 2})
+    parts = [cells, bound]
+    k = int(max(pred.max() + 1 if pred.size else 2, 2))
+    if points is not None:
+        lab = np.asarray(points["label"]).astype(int)
+        k = max(k, int(lab.max()) + 1 if lab.size else 2)
+        noisy = np.asarray(points.get("noisy", np.zeros(len(lab), bool)), dtype=bool)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kind": "point",
+                    "x": np.asarray(points["x"], float),
+                    "y": np.asarray(points["y"], float),
+                    "label": lab.astype(str),
+                    "noisy": np.where(noisy, "noisy", "clean"),
+                    "sample": np.asarray(points.get("sample", np.arange(len(lab)))),
+                }
+            )
+        )
+    data = pd.concat(parts, ignore_index=True)
+    sx = alt.Scale(domain=[float(xs[0] - dx / 2), float(xs[-1] + dx / 2)], nice=False)
+    sy = alt.Scale(domain=[float(ys[0] - dy / 2), float(ys[-1] + dy / 2)], nice=False)
+    base = alt.Chart(data)
+    greys = alt.Scale(scheme="greys", domain=[0, 0.5])
+    heat = (
+        base.transform_filter(alt.datum.kind == "cell")
+        .transform_calculate(edge="datum.m")
+        .mark_rect(strokeWidth=0.5)
+        .encode(
+            x=alt.X("x:Q", title="x₁", scale=sx),
+            x2="x2:Q",
+            y=alt.Y("y:Q", title="x₂", scale=sy),
+            y2="y2:Q",
+            color=alt.Color("m:Q", title="‖M‖", scale=greys),
+            # a stroke of the cell's own grey hides the white anti-aliasing seams; it
+            # encodes a copy of m so that the legend-less channel does not hide the legend
+            stroke=alt.Stroke("edge:Q", scale=greys, legend=None),
+            tooltip=[
+                alt.Tooltip("m:Q", title="‖M‖", format=".3f"),
+                alt.Tooltip("pred:Q", title="prediction"),
+            ],
+        )
+    )
+    edges = (
+        base.transform_filter(alt.datum.kind == "edge")
+        .mark_square(size=6, color="black")
+        .encode(
+            x="x:Q",
+            y="y:Q",
+        )
+    )
+    classes = [str(i) for i in range(k)]
+    pts = (
+        base.transform_filter(alt.datum.kind == "point")
+        .mark_point(filled=True, size=28, clip=True)
+        .encode(
+            x="x:Q",
+            y="y:Q",
+            color=alt.Color(
+                "label:N", title="label", scale=alt.Scale(domain=classes, range=_palette(k))
+            ),
+            shape=alt.Shape(
+                "noisy:N",
+                scale=alt.Scale(domain=["clean", "noisy"], range=["circle", "cross"]),
+                title="label noise",
+            ),
+            tooltip=[
+                alt.Tooltip("sample:Q", title="sample id"),
+                alt.Tooltip("label:N"),
+                alt.Tooltip("noisy:N"),
+            ],
+        )
+    )
+    return (
+        alt.layer(heat, edges, pts)
+        .resolve_scale(color="independent")
+        .properties(
+            height=height,
+            title="Input plane: ‖M‖ of the prediction (dark = impure), boundaries",
+        )
+    )
