@@ -13,6 +13,7 @@ import altair as alt
 import streamlit as st
 
 from app import captions, compare_charts, jobs, runs_store, session, share, store, uploads, views
+from app.state import keep, save
 from ijr_core import claims, values
 from ijr_core import grid as grid_lib
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
@@ -70,11 +71,7 @@ KEEP = (*DEFAULTS, "cmp_runs", "sweep_open", "grid_open", "opt_open", "manage_it
 
 def keep_state() -> None:
     """Fill in defaults and keep the page's widget values across sections and pages."""
-    for key, value in DEFAULTS.items():
-        st.session_state.setdefault(key, value)
-    for key in KEEP:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    keep("compare", KEEP, DEFAULTS)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -807,6 +804,7 @@ def main() -> None:
         optimizer_section()
     else:
         manage_section()
+    save("compare", KEEP)
 
 
 try:
