@@ -207,8 +207,8 @@ class GridJob(BackgroundJob):
     thread_name = "ijr-grid"
 
     def __init__(self, config, axes: dict, out_dir: Path, ray_address: str | None = None,
-                 workers: int | None = None) -> None:
-        super().__init__(out_dir)
+                 workers: int | None = None, owner: str | None = None) -> None:
+        super().__init__(out_dir, owner)
         from ijr_core.executors import ThreadExecutor
 
         self.config, self.axes = config, dict(axes)

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import session, state, store
+from app import runs_store, session, state, store
 from app.views import plain
 from ijr_core.run import RunFormatError
 
-CURRENT = "current"
+CURRENT = runs_store.CURRENT
 KEY = "inspect_run"
 
 
 def run_options() -> dict[str, str]:
     """Option value -> label: the session's current run, saved runs, demo runs."""
-    options: dict[str, str] = {}
-    if st.session_state.get("job") is not None:
-        options[CURRENT] = "● current run (this session)"
-    for folder in store.list_runs(session.runs_dir()):
-        options[str(folder)] = "saved · " + store.run_label(folder)
-    for folder in store.demo_runs():
-        options[str(folder)] = "demo · " + store.run_label(folder)
-    return options
+    live = st.session_state.get("job") is not None
+    return {o.key: o.label for o in runs_store.run_options(session.runs_dir(), current=live)}
 
 
 def pick_run(label: str = "Run"):

@@ -77,18 +77,15 @@ def keep_state() -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-CURRENT = "● current · this session's run"
+CURRENT = runs_store.CURRENT_LABEL
 
 
 def run_choices() -> dict[str, str]:
     """Option label -> run folder: this session's live run (from the Train page), saved runs
-    (also inside sweeps/groups), then demos."""
-    out = {CURRENT: ""} if st.session_state.get("job") is not None else {}
-    for label, path in runs_store.all_run_folders(session.runs_dir()).items():
-        out[f"saved · {label}"] = str(path)
-    for path in store.demo_runs():
-        out[f"demo · {path.name}"] = str(path)
-    return out
+    (also inside sweeps/groups), then demos (:func:`app.runs_store.run_options`)."""
+    live = st.session_state.get("job") is not None
+    options = runs_store.run_options(session.runs_dir(), current=live, describe=False)
+    return {o.short: o.key for o in options}
 
 
 def logged_scalars(runs, x_axis, smoothing, group) -> None:
