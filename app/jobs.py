@@ -15,25 +15,14 @@ many long runs does not outlive its tab.
 from __future__ import annotations
 
 import json
-import re
 import threading
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from app.runs_store import write_group
-from app.runtime import BackgroundJob
+from app.runtime import BackgroundJob, stamp_name  # noqa: F401 - stamp_name for pages
 from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 
 SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
-
-
-def stamp_name(label: str) -> str:
-    """Sortable, unique folder name: UTC time, a sanitised label and a short random id
-    (two sessions starting the same job in the same second get different folders)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    clean = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", label).strip("-.")[:80] or "job"
-    return f"{stamp}-{clean}-{uuid.uuid4().hex[:4]}"
 
 
 def _run_step(folder: Path) -> int:

@@ -16,10 +16,7 @@ never from a path that came with a link or an uploaded run.
 from __future__ import annotations
 
 import os
-import re
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from app.runtime import (  # noqa: F401 - the job registry, re-exported for callers
@@ -30,6 +27,7 @@ from app.runtime import (  # noqa: F401 - the job registry, re-exported for call
     active_jobs,
     max_jobs,
     reap_orphans,
+    stamp_name,
 )
 from ijr_core.run import Run
 from ijr_core.trainer import TrainingControl, train
@@ -69,13 +67,11 @@ def check_data_path(config) -> None:
 
 
 def run_folder_name(config) -> str:
-    """Unique, sortable folder name: UTC time, the run's name (or optimizer), its dataset, η
-    and a short id, e.g. ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    label = f"{config.name or config.optimizer}-{config.dataset}"
-    lr = f"{config.lr:g}".replace("+", "")  # 1e+06 -> 1e06 (the "+" is not kept below)
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{lr}").strip("-")[:100]
-    return f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
+    """Unique, sortable folder name (:func:`app.runtime.stamp_name`) from the run's name
+    (or optimizer), its dataset and η, e.g.
+    ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
+    lr = f"{config.lr:g}".replace("+", "")  # 1e+06 -> 1e06 ("1e-06" would read as 1e-6)
+    return stamp_name(f"{config.name or config.optimizer}-{config.dataset}-lr{lr}")
 
 
 class TrainingJob(BackgroundJob):
