@@ -85,6 +85,10 @@ class BackgroundJob:
     def stop(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def progress(self) -> dict:  # pragma: no cover - overridden
+        """At least ``fraction`` (0..1) and ``elapsed`` (s), for the page's progress bar."""
+        raise NotImplementedError
+
     # ---- lifecycle
 
     def start(self):

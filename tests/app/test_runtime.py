@@ -73,3 +73,14 @@ def test_elapsed_excludes_pauses_only_for_jobs_that_pause(tiny_config, runs_dir)
     sweep = jobs.SweepJob(tiny_config, [0.1], runs_dir / "sw")
     sweep.started_at, sweep.ended_at = 100.0, 110.0
     assert sweep.elapsed() == pytest.approx(10.0)
+
+
+def test_every_job_kind_reports_progress_before_it_starts(tiny_config, runs_dir):
+    made = [session.TrainingJob(tiny_config),
+            jobs.SweepJob(tiny_config, [0.1, 0.2], runs_dir / "sw"),
+            jobs.OptimizerJob({"gd": tiny_config}, runs_dir / "opt"),
+            jobs.GridJob(tiny_config, {"lr": [0.1, 0.2]}, runs_dir / "grid")]
+    for job in made:
+        p = job.progress()
+        assert p["fraction"] == 0.0 and p["elapsed"] == 0.0, type(job).__name__
+        assert not job.alive and not job.finished and job.error is None
