@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import state
 from ijr_core.config import PRESETS, ConfigError, RunConfig, field_help, fields_by_group
 
 PRESET_KEY = "preset"
@@ -128,26 +129,15 @@ def _two_over_eta_caption(container) -> None:
         pass
 
 
-SAVED = "_cfg_saved"  # widget values kept under a private key across page switches
-
-
-def _restore_widgets() -> None:
-    """Streamlit drops the state of widgets a page does not draw, so after a visit to
-    another page the form is refilled from the copy saved by the last Train run."""
-    for k, value in st.session_state.get(SAVED, {}).items():
-        if k not in st.session_state:
-            st.session_state[k] = value
-
-
-def _save_widgets(names) -> None:
-    keys = [PRESET_KEY, *(key(n) for n in names)]
-    st.session_state[SAVED] = {k: st.session_state[k] for k in keys if k in st.session_state}
+def _keys(names) -> list[str]:
+    """Session-state keys of the form: the preset and one per field."""
+    return [PRESET_KEY, *(key(n) for n in names)]
 
 
 def sidebar_config() -> tuple[RunConfig | None, str | None]:
     """Draw the preset picker and the grouped fields; return (config, error message)."""
     init_state()
-    _restore_widgets()
+    state.keep("cfg", _keys(field_help()))
     sb = st.sidebar
     sb.selectbox(
         "Preset",
@@ -172,7 +162,7 @@ def sidebar_config() -> tuple[RunConfig | None, str | None]:
     # (batch_size 32 typed for sgd must not make a gd config invalid)
     values = {n: st.session_state.get(key(n)) if applies(meta[n]) else meta[n]["default"]
               for n in meta}
-    _save_widgets(meta)
+    state.save("cfg", _keys(meta))
     try:
         return RunConfig.from_dict(values), None
     except ConfigError as exc:

@@ -6,8 +6,8 @@ read from the run folders the trainer autosaves after every probe (``run.json`` 
 step reached), which also covers sweep runs trained in parallel threads. State written
 by the worker (``error``, ``finished``) is guarded by ``lock``.
 
-A started job registers with :mod:`app.session` like a training job: it counts against the
-server's cap on jobs at once (over it, the job ends at once as failed, saying why), and
+Each job is an :class:`app.runtime.BackgroundJob`, like a training job: it counts against
+the server's cap on jobs at once (over it, the job ends at once as failed, saying why), and
 the reaper stops it when the session that started it ends (tab closed), so a sweep of
 many long runs does not outlive its tab.
 """
@@ -15,27 +15,14 @@ many long runs does not outlive its tab.
 from __future__ import annotations
 
 import json
-import re
 import threading
-import time
-import traceback
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-from app import session
 from app.runs_store import write_group
+from app.runtime import BackgroundJob, stamp_name  # noqa: F401 - stamp_name for pages
 from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 
 SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
-
-
-def stamp_name(label: str) -> str:
-    """Sortable, unique folder name: UTC time, a sanitised label and a short random id
-    (two sessions starting the same job in the same second get different folders)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    clean = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", label).strip("-.")[:80] or "job"
-    return f"{stamp}-{clean}-{uuid.uuid4().hex[:4]}"
 
 
 def _run_step(folder: Path) -> int:
@@ -46,80 +33,11 @@ def _run_step(folder: Path) -> int:
         return 0
 
 
-class _Job:
-    """A function run once in a daemon thread; ``error`` holds a one-line message."""
-
-    def __init__(self, out_dir: Path, owner: str | None = None) -> None:
-        self.id = uuid.uuid4().hex
-        self.owner = owner
-        self.out_dir = Path(out_dir)
-        self.lock = threading.Lock()
-        self.error: str | None = None
-        self.finished = False
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
-        self.thread = threading.Thread(target=self._work, name="ijr-compare-job", daemon=True)
-
-    def start(self):
-        """Start the worker thread, owned by the calling Streamlit session (unless an owner
-        was given); over the server's cap on jobs the job fails at once instead."""
-        self.started_at = time.monotonic()
-        if self.owner is None:
-            self.owner = session.current_session_id()
-        refusal = session._register(self)
-        if refusal is not None:
-            with self.lock:
-                self.error, self.finished, self.ended_at = refusal, True, time.monotonic()
-            return self
-        self.thread.start()
-        return self
-
-    def run_sync(self):
-        """Run in the calling thread (tests, scripts)."""
-        self.started_at = time.monotonic()
-        self._work()
-        return self
-
-    def _work(self) -> None:
-        try:
-            for config in self.configs_to_check():
-                session.check_data_path(config)
-            self.body()
-        except Exception as exc:  # noqa: BLE001 - shown to the user by the page
-            with self.lock:
-                self.error = f"{type(exc).__name__}: {exc}"
-                self.trace = traceback.format_exc()
-        finally:
-            with self.lock:
-                self.finished = True
-                self.ended_at = time.monotonic()
-            session._unregister(self)
-
-    def body(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def configs_to_check(self) -> list:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self.thread.is_alive():
-            self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-    def elapsed(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        end = self.ended_at if self.ended_at is not None else time.monotonic()
-        return end - self.started_at
-
-
-class SweepJob(_Job):
+class SweepJob(BackgroundJob):
     """:func:`ijr_core.sweep.sweep_lr` of ``config`` over ``lrs`` into ``out_dir``; ``stop()``
     ends it early (the runs that started are kept, the sweep is saved as "stopped")."""
+
+    thread_name = "ijr-sweep"
 
     def __init__(
         self, config, lrs, out_dir: Path, workers: int | None = None, owner: str | None = None
@@ -200,8 +118,10 @@ def parse_seeds(text: str, limit: int = 10) -> list[int]:
     return seeds
 
 
-class OptimizerJob(_Job):
+class OptimizerJob(BackgroundJob):
     """Train one config per optimizer (shared seed) one after the other into a group."""
+
+    thread_name = "ijr-optimizers"
 
     def __init__(
         self, configs: dict, out_dir: Path, title: str = "optimizer comparison",
@@ -263,7 +183,7 @@ class OptimizerJob(_Job):
         }
 
 
-class GridJob(_Job):
+class GridJob(BackgroundJob):
     """:func:`ijr_core.grid.run_grid` of ``config`` × ``axes`` into ``out_dir``, in threads
     of this process or on Ray (``ray_address``: "" = a local Ray started on demand, "auto",
     or "host:port"; None = threads). ``stop()`` cancels what has not finished; finished runs
@@ -273,9 +193,11 @@ class GridJob(_Job):
     cluster has gone away, and that must not be the app's server. The child sends the
     progress counts back through a queue."""
 
+    thread_name = "ijr-grid"
+
     def __init__(self, config, axes: dict, out_dir: Path, ray_address: str | None = None,
-                 workers: int | None = None) -> None:
-        super().__init__(out_dir)
+                 workers: int | None = None, owner: str | None = None) -> None:
+        super().__init__(out_dir, owner)
         from ijr_core.executors import ThreadExecutor
 
         self.config, self.axes = config, dict(axes)

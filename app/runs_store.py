@@ -30,14 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from app.store import demo_runs, run_label
 from ijr_core.group import GROUP_SCHEMA_VERSION, load_group, write_group  # noqa: F401
 from ijr_core.group import inside_folder as _inside
 from ijr_core.run import (
     RunFormatError,
-    check_run_json,
     load_run,
     read_json_object,
-    shown_status,
 )
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024
@@ -98,21 +97,6 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def run_label(folder: Path) -> str:
-    """ "<folder> · η=… · <optimizer> · <status> @ <step>" from a run's run.json."""
-    try:
-        doc = check_run_json(Path(folder) / "run.json")
-    except RunFormatError as exc:
-        from app.store import damaged_label
-
-        return damaged_label(folder, exc)
-    cfg = doc.get("config") or {}
-    return (
-        f"{Path(folder).name} · η={cfg.get('lr')} · {cfg.get('optimizer')} · "
-        f"{shown_status(doc)} @ {doc.get('step')}"
-    )
-
-
 def group_members(folder: Path) -> tuple[Path, ...]:
     """Run folders of a sweep or group, in the order its json lists them (missing skipped)."""
     folder = Path(folder)
@@ -166,6 +150,46 @@ def all_run_folders(root: Path) -> dict[str, Path]:
         else:
             for member in entry.members:
                 out[f"{entry.name}/{member.name}"] = member
+    return out
+
+
+CURRENT = "current"
+CURRENT_LABEL = "● current · this session's run"
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """One run a page can open. ``key``: its folder (or :data:`CURRENT`, the session's live
+    run); ``source``: "current", "saved" or "demo"; ``name``: the short name a legend shows
+    (the folder's, "<group>/<run>" for a member of a sweep, grid or comparison); ``label``:
+    the description a picker shows (with the run's optimizer, dataset, η, status, step
+    when described)."""
+
+    key: str
+    source: str
+    name: str
+    label: str
+
+    @property
+    def short(self) -> str:
+        """ "saved · <name>" / "demo · <name>"; the live run's label."""
+        return self.label if self.source == CURRENT else f"{self.source} · {self.name}"
+
+
+def run_options(
+    root: Path, *, current: bool = False, demos: bool = True, describe: bool = True
+) -> list[RunOption]:
+    """Every run the pages offer, in one order: this session's live run (when ``current``),
+    the runs saved under ``root`` newest first (the members of a sweep, grid or comparison
+    after it), then the demo runs (when ``demos``). ``describe`` reads each run.json for its
+    label; without it the label is the short one."""
+    out = [RunOption(CURRENT, CURRENT, "current run", CURRENT_LABEL)] if current else []
+    found = [("saved", name, path) for name, path in all_run_folders(root).items()]
+    if demos:
+        found += [("demo", path.name, path) for path in demo_runs()]
+    for source, name, path in found:
+        label = f"{source} · {run_label(path, name) if describe else name}"
+        out.append(RunOption(str(path), source, name, label))
     return out
 
 

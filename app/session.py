@@ -1,41 +1,41 @@
-"""Background training for the app: one worker thread per browser session.
+"""Background training for the app, and what the app knows about its browser sessions.
 
-A :class:`TrainingJob` runs :func:`ijr_core.trainer.train` in a daemon thread and is steered
-through a :class:`~ijr_core.trainer.TrainingControl`. The worker never calls ``st.*``; the
-page reads consistent copies of the live run (``job.snapshot()``) from a fragment that
-re-runs every second. Each job records the Streamlit session that owns it; a single
-reaper thread stops jobs whose session has ended (tab closed or reloaded), so no orphaned
-worker keeps a CPU busy. ``train`` autosaves after every probe into the job's folder under
-:func:`runs_dir`, so a stopped or finished run is on disk when its status is final.
+A :class:`TrainingJob` (an :class:`app.runtime.BackgroundJob`, like Compare's sweeps, grids
+and optimizer comparisons) runs :func:`ijr_core.trainer.train` in a daemon thread and is
+steered through a :class:`~ijr_core.trainer.TrainingControl`. The worker never calls
+``st.*``; the page reads consistent copies of the live run (``job.snapshot()``) from a
+fragment that re-runs every second. ``train`` autosaves after every probe into the job's
+folder under :func:`runs_dir`, so a stopped or finished run is on disk when its status is
+final. The cap on jobs at once and the reaper of jobs whose session ended
+(:func:`session_alive`) are in :mod:`app.runtime` (re-exported here).
 
-The server is shared, so it bounds what sessions can start: at most :func:`max_jobs`
-background jobs at once (training runs and Compare's sweeps and comparisons, which
-register here too, so the reaper also stops them when their tab goes away), and a job
-reads data only from :func:`data_roots` (the uploads folder and ``$IJR_DATA_DIRS``), never
-from a path that came with a link or an uploaded run.
+A job reads data only from :func:`data_roots` (the uploads folder and ``$IJR_DATA_DIRS``),
+never from a path that came with a link or an uploaded run.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import threading
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
+from app.runtime import (  # noqa: F401 - the job registry, re-exported for callers
+    MAX_JOBS_ENV,
+    BackgroundJob,
+    _register,
+    _unregister,
+    active_jobs,
+    max_jobs,
+    reap_orphans,
+    stamp_name,
+)
 from ijr_core.run import Run
 from ijr_core.trainer import TrainingControl, train
 
 RUNS_ENV = "IJR_RUNS_DIR"
 DATA_ENV = "IJR_DATA_DIRS"  # allow-listed data folders, separated by os.pathsep
-MAX_JOBS_ENV = "IJR_MAX_JOBS"
 FINAL = ("finished", "stopped", "diverged", "failed")
 
-_registry_lock = threading.Lock()
-_registry: dict[str, TrainingJob] = {}  # job id -> job
-_reaper: threading.Thread | None = None
 _runs_dir_override: Path | None = None
 
 
@@ -66,87 +66,49 @@ def check_data_path(config) -> None:
     check(config, data_roots())
 
 
-def max_jobs() -> int:
-    """Most background jobs at once, all sessions together: $IJR_MAX_JOBS, else the
-    number of usable cores (at least 2)."""
-    from ijr_core.config import usable_cores
-
-    try:
-        return max(1, int(os.environ.get(MAX_JOBS_ENV, "")))
-    except ValueError:
-        return max(2, usable_cores())
-
-
 def run_folder_name(config) -> str:
-    """Unique, sortable folder name: UTC time, the run's name (or optimizer), its dataset, η
-    and a short id, e.g. ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    label = f"{config.name or config.optimizer}-{config.dataset}"
-    lr = f"{config.lr:g}".replace("+", "")  # 1e+06 -> 1e06 (the "+" is not kept below)
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-lr{lr}").strip("-")[:100]
-    return f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
+    """Unique, sortable folder name (:func:`app.runtime.stamp_name`) from the run's name
+    (or optimizer), its dataset and η, e.g.
+    ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
+    lr = f"{config.lr:g}".replace("+", "")  # 1e+06 -> 1e06 ("1e-06" would read as 1e-6)
+    return stamp_name(f"{config.name or config.optimizer}-{config.dataset}-lr{lr}")
 
 
-class TrainingJob:
-    """One training run in a background thread.
+class TrainingJob(BackgroundJob):
+    """One training run in a background thread (see :class:`app.runtime.BackgroundJob`).
 
     Thread-safe: the worker writes ``result`` / ``error`` under ``lock``; everything
     else the UI reads goes through the TrainingControl (itself thread-safe) or
     ``snapshot()``, a consistent copy of the live Run."""
 
+    thread_name = "ijr-train"
+
     def __init__(
         self, config, out_dir: str | os.PathLike | None = None, owner: str | None = None
     ) -> None:
-        self.id = uuid.uuid4().hex
-        self.config = config
-        self.out_dir = (
-            Path(out_dir) if out_dir is not None else runs_dir() / run_folder_name(config)
+        super().__init__(
+            out_dir if out_dir is not None else runs_dir() / run_folder_name(config), owner
         )
-        self.owner = owner
+        self.config = config
         self.control = TrainingControl()
-        self.lock = threading.Lock()
         self.result: Run | None = None
-        self.error: str | None = None
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
         self._paused_total = 0.0
         self._paused_since: float | None = None
-        self.thread = threading.Thread(
-            target=self._work, name=f"ijr-train-{self.id[:6]}", daemon=True
-        )
 
     # ---- lifecycle
 
-    def start(self) -> TrainingJob:
-        """Start the worker thread and register the job for orphan reaping."""
-        self.started_at = time.monotonic()
-        refusal = _register(self)
-        if refusal is not None:  # a failed job, shown like one; nothing runs
-            with self.lock:
-                self.error, self.ended_at = refusal, time.monotonic()
-            return self
-        self.thread.start()
-        return self
-
     def run_sync(self) -> Run | None:
         """Train in the calling thread (tests, scripts); returns the Run or None on error."""
-        self.started_at = time.monotonic()
-        self._work()
+        super().run_sync()
         return self.result
 
-    def _work(self) -> None:
-        try:
-            check_data_path(self.config)
-            result = train(self.config, out_dir=self.out_dir, control=self.control)
-            with self.lock:
-                self.result = result
-        except Exception as exc:  # noqa: BLE001 - shown to the user by the page
-            with self.lock:
-                self.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self.lock:
-                self.ended_at = time.monotonic()
-            _unregister(self)
+    def configs_to_check(self) -> list:
+        return [self.config]
+
+    def body(self) -> None:
+        result = train(self.config, out_dir=self.out_dir, control=self.control)
+        with self.lock:
+            self.result = result
 
     # ---- control (called from the UI thread)
 
@@ -173,17 +135,7 @@ class TrainingJob:
     def set_rho(self, rho: float) -> None:
         self.control.set_rho(rho)
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker; True when it has ended."""
-        if self.thread.is_alive():
-            self.thread.join(timeout)
-        return not self.thread.is_alive()
-
     # ---- reading (any thread)
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
 
     def snapshot(self) -> Run | None:
         """A consistent copy of the run (the final Run once training has ended)."""
@@ -215,16 +167,11 @@ class TrainingJob:
     def done(self) -> bool:
         return self.status in FINAL
 
-    def elapsed(self) -> float:
-        """Seconds of training so far, pauses excluded."""
-        if self.started_at is None:
-            return 0.0
-        with self.lock:
-            end = self.ended_at if self.ended_at is not None else time.monotonic()
-            paused = self._paused_total
-            if self._paused_since is not None:
-                paused += end - self._paused_since
-        return max(0.0, end - self.started_at - paused)
+    def paused_seconds(self, now: float) -> float:
+        paused = self._paused_total
+        if self._paused_since is not None:
+            paused += now - self._paused_since
+        return paused
 
     def progress(self) -> dict:
         """step, steps (total), fraction, elapsed (s), steps_per_s."""
@@ -240,36 +187,7 @@ class TrainingJob:
         }
 
 
-# --------------------------------------------------------------------------- orphans
-
-
-def _register(job) -> str | None:
-    """Admit ``job`` (anything with ``id``, ``owner`` and ``stop()``) to the registry the
-    reaper watches; returns why not (too many jobs running) or None."""
-    global _reaper
-    with _registry_lock:
-        limit = max_jobs()
-        if len(_registry) >= limit:
-            return (
-                f"the server is already running {len(_registry)} jobs, the most it runs at "
-                "once; start again when one has ended"
-            )
-        _registry[job.id] = job
-        if _reaper is None or not _reaper.is_alive():
-            _reaper = threading.Thread(target=_reap_forever, name="ijr-reaper", daemon=True)
-            _reaper.start()
-    return None
-
-
-def _unregister(job) -> None:
-    with _registry_lock:
-        _registry.pop(job.id, None)
-
-
-def active_jobs() -> list[TrainingJob]:
-    """Jobs whose worker is still running (all sessions)."""
-    with _registry_lock:
-        return list(_registry.values())
+# --------------------------------------------------------------------------- sessions
 
 
 def session_alive(session_id: str | None) -> bool:
@@ -285,23 +203,6 @@ def session_alive(session_id: str | None) -> bool:
         return runtime.get_instance().is_active_session(session_id)
     except Exception:  # noqa: BLE001 - never stop a job because the check itself failed
         return True
-
-
-def reap_orphans() -> list[TrainingJob]:
-    """Stop every running job whose owning session has ended; returns them."""
-    stopped = [job for job in active_jobs() if not session_alive(job.owner)]
-    for job in stopped:
-        job.stop()
-    return stopped
-
-
-def _reap_forever(period: float = 2.0) -> None:
-    while True:
-        time.sleep(period)
-        reap_orphans()
-        with _registry_lock:
-            if not _registry:
-                return
 
 
 def current_session_id() -> str | None:

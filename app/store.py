@@ -23,23 +23,25 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_DIR = ASSETS / "demo_runs"
 
 
-def run_label(folder: Path) -> str:
-    """Short description of a run folder from its run.json: name, η, status, step."""
+def run_label(folder: Path, shown: str | None = None) -> str:
+    """Short description of a run folder from its run.json: the folder's name (or
+    ``shown``, e.g. "<group>/<run>"), the run's name, dataset, η, status and step."""
+    folder = Path(folder)
     try:
         doc = check_run_json(folder / "run.json")
     except RunFormatError as exc:
-        return damaged_label(folder, exc)
+        return damaged_label(folder, exc, shown)
     cfg = doc.get("config") or {}
     name = cfg.get("name") or cfg.get("optimizer")
-    return (f"{folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
+    return (f"{shown or folder.name} · {name} · {cfg.get('dataset')} · η={cfg.get('lr')} · "
             f"{shown_status(doc)} @ {doc.get('step')}")
 
 
-def damaged_label(folder: Path, exc: Exception) -> str:
+def damaged_label(folder: Path, exc: Exception, shown: str | None = None) -> str:
     """ "<folder> · damaged: <why>" for a run that cannot be opened (listed, never loaded)."""
     folder = Path(folder)
     why = str(exc).replace(str(folder / "run.json"), "run.json").replace(str(folder), "")
-    return f"{folder.name} · damaged: {why[:120]}"
+    return f"{shown or folder.name} · damaged: {why[:120]}"
 
 
 def list_runs(root: Path) -> list[Path]:

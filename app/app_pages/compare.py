@@ -13,6 +13,7 @@ import altair as alt
 import streamlit as st
 
 from app import captions, compare_charts, jobs, runs_store, session, share, store, uploads, views
+from app.state import keep, save
 from ijr_core import claims, values
 from ijr_core import grid as grid_lib
 from ijr_core.config import OPTIMIZER_NAMES, PRESETS, ConfigError, RunConfig
@@ -70,28 +71,21 @@ KEEP = (*DEFAULTS, "cmp_runs", "sweep_open", "grid_open", "opt_open", "manage_it
 
 def keep_state() -> None:
     """Fill in defaults and keep the page's widget values across sections and pages."""
-    for key, value in DEFAULTS.items():
-        st.session_state.setdefault(key, value)
-    for key in KEEP:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    keep("compare", KEEP, DEFAULTS)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-CURRENT = "● current · this session's run"
+CURRENT = runs_store.CURRENT_LABEL
 
 
 def run_choices() -> dict[str, str]:
     """Option label -> run folder: this session's live run (from the Train page), saved runs
-    (also inside sweeps/groups), then demos."""
-    out = {CURRENT: ""} if st.session_state.get("job") is not None else {}
-    for label, path in runs_store.all_run_folders(session.runs_dir()).items():
-        out[f"saved · {label}"] = str(path)
-    for path in store.demo_runs():
-        out[f"demo · {path.name}"] = str(path)
-    return out
+    (also inside sweeps/groups), then demos (:func:`app.runs_store.run_options`)."""
+    live = st.session_state.get("job") is not None
+    options = runs_store.run_options(session.runs_dir(), current=live, describe=False)
+    return {o.short: o.key for o in options}
 
 
 def logged_scalars(runs, x_axis, smoothing, group) -> None:
@@ -807,6 +801,7 @@ def main() -> None:
         optimizer_section()
     else:
         manage_section()
+    save("compare", KEEP)
 
 
 try:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app import charts, maps, share, uploads
-from app.run_picker import CURRENT, KEY, pick_run, remember_step, restore_widgets, save_widgets
+from app import charts, maps, share, state, uploads
+from app.run_picker import CURRENT, KEY, pick_run, remember_step
 from app.views import blowup_step, picked_sample, plain, show_chart, show_claims, status_line
 from ijr_core.claims import run_claims
 
@@ -18,7 +18,7 @@ def step_slider(run) -> int:
     steps = [int(s) for s in run.sample_steps]
     n = len(steps)
     if st.session_state.get("inspect_step") not in steps:
-        kept = st.session_state.get("_inspect_step")
+        kept = state.remembered("inspect_step")
         st.session_state["inspect_step"] = kept if kept in steps else steps[-1]
     if st.session_state.get("playing"):
         i = steps.index(st.session_state["inspect_step"])
@@ -149,7 +149,7 @@ OPTION_KEYS = ("inspect_metric", "inspect_order", "inspect_noisy", "inspect_colo
 
 
 def views(run) -> None:
-    restore_widgets("inspect", OPTION_KEYS)
+    state.keep("inspect", OPTION_KEYS)
     c = step_slider(run)
     step = int(run.sample_steps[c])
     onset = blowup_step(run)
@@ -198,7 +198,7 @@ def views(run) -> None:
         st.caption("The theorem's bound: λ\\* ≤ ‖M‖, so no point lies above the dashed diagonal.")
     plane_or_images(run, c)
     sample_views(run, c)
-    save_widgets("inspect", OPTION_KEYS)
+    state.save("inspect", OPTION_KEYS)
 
 
 def _refresh_button() -> None:

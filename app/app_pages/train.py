@@ -26,7 +26,7 @@ def _start(config) -> None:
     old = _job()
     if old is not None and old.alive:
         old.stop()
-    job = session.TrainingJob(config, owner=session.current_session_id()).start()
+    job = session.TrainingJob(config).start()  # owned by this browser session
     st.session_state["job"] = job
     _fill_live(config.lr, config.rho)
     st.session_state["inspect_source"] = "current"
