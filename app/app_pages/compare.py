@@ -1,6 +1,6 @@
 """Compare page: runs side by side, learning-rate sweeps, optimizer comparisons, managing
-and sharing runs. Charts come from app/compare_charts.py; training runs in background jobs
-(app/jobs.py) whose progress a fragment polls, so the page never freezes."""
+and sharing runs. Charts come from app/charts/ (tables from app/tables.py); training runs in
+background jobs (app/jobs.py) whose progress a fragment polls, so the page never freezes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from app import captions, compare_charts, jobs, runs_store, session, share, store, uploads, views
+from app import captions, charts, jobs, runs_store, session, share, store, uploads, views
 from app.state import keep, save
 from ijr_core import claims, values
 from ijr_core import grid as grid_lib
@@ -97,7 +97,7 @@ def logged_scalars(runs, x_axis, smoothing, group) -> None:
     cols = st.columns(2)
     for i, name in enumerate(names[:8]):
         with cols[i % 2]:
-            show(compare_charts.overlay_chart(runs, name, x_axis, smoothing, group),
+            show(charts.overlay_chart(runs, name, x_axis, smoothing, group),
                  f"cmp_logged_{i}")
     if len(names) > 8:
         st.caption(f"{len(names) - 8} more logged scalars are in the run's scalars.npz.")
@@ -185,10 +185,10 @@ def runs_section() -> None:
     c1, c2, c3, c4 = st.columns(4)
     x_axis = c1.radio(
         "x axis",
-        list(compare_charts.X_AXES),
+        list(charts.X_AXES),
         key="cmp_x",
         horizontal=True,
-        format_func=compare_charts.X_AXES.get,
+        format_func=charts.X_AXES.get,
         help="η·step (the sum of η over steps) is the 'time' of gradient flow.",
     )
     smoothing = c2.slider(
@@ -214,7 +214,7 @@ def runs_section() -> None:
         return
     cols = st.columns(2)
     for i, metric in enumerate(OVERLAYS):
-        chart = compare_charts.overlay_chart(
+        chart = charts.overlay_chart(
             runs,
             metric,
             x_axis,
@@ -230,14 +230,14 @@ def runs_section() -> None:
         "Click a legend entry to show that run alone (shift-click for several; "
         "double-click the chart to reset)."
     )
-    diff = compare_charts.config_diff(runs)
+    diff = charts.config_diff(runs)
     st.subheader("Config differences")
     if diff.shape[1]:
         st.dataframe(diff, width="stretch")
     else:
         st.caption("The configs are identical.")
     st.subheader("Final metrics")
-    st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
+    st.dataframe(views.readable_table(charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
 
 
@@ -425,7 +425,7 @@ def show_sweep(folder: Path) -> None:
         return
     if sweep.meta.get("status") not in (None, "finished"):
         st.warning(f"This sweep is {sweep.meta.get('status')}: showing the runs saved so far.")
-    sweep_views(sweep, compare_charts.sweep_runs(sweep))
+    sweep_views(sweep, charts.sweep_runs(sweep))
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("sweep_dl", folder=folder)
 
@@ -435,12 +435,12 @@ def sweep_views(sweep, runs: dict, grouped: bool = False) -> None:
     (``runs``; with ``grouped`` seed groups as mean ± std bands) and the table."""
     metric = st.columns([1, 2])[0].selectbox(
         "Heatmap of",
-        list(compare_charts.HEATMAP_METRICS),
-        format_func=compare_charts.HEATMAP_METRICS.get,
+        list(charts.HEATMAP_METRICS),
+        format_func=charts.HEATMAP_METRICS.get,
         key="sweep_heat_metric",
         help="‖H‖ / (2/η) = 1 is the edge of stability.",
     )
-    show(compare_charts.sweep_heatmap_chart(sweep, metric), "sweep_heatmap")
+    show(charts.sweep_heatmap_chart(sweep, metric), "sweep_heatmap")
     st.caption(captions.sweep_heatmap(sweep.lrs, sweep.runs))
     matched = st.columns([1, 2])[0].number_input(
         "⟨‖J‖²⟩ also at training loss ≤ (0 = off)",
@@ -454,7 +454,7 @@ def sweep_views(sweep, runs: dict, grouped: bool = False) -> None:
     matched = float(matched) or None
     c1, c2 = st.columns(2)
     with c1:
-        show(compare_charts.final_jac_chart(sweep, matched), "sweep_final_jac")
+        show(charts.final_jac_chart(sweep, matched), "sweep_final_jac")
         st.caption(
             "Implicit Jacobian regularization: at the edge of stability ⟨λ\\*‖J‖²⟩ ≈ 2/η, so "
             "at a matched training loss a larger η has the smaller Jacobian (the “at loss” "
@@ -462,30 +462,30 @@ def sweep_views(sweep, runs: dict, grouped: bool = False) -> None:
             "keep fitting for different numbers of steps."
         )
     with c2:
-        show(compare_charts.max_sharpness_chart(sweep), "sweep_max_h")
+        show(charts.max_sharpness_chart(sweep), "sweep_max_h")
         st.caption(
             "Dashed: ‖H‖ = 2/η. Runs at the edge of stability reach the diagonal; "
             "a point far above it is an early catapult."
         )
     x_axis = st.radio(
         "x axis",
-        list(compare_charts.X_AXES),
+        list(charts.X_AXES),
         key="sweep_x",
         horizontal=True,
-        format_func=compare_charts.X_AXES.get,
+        format_func=charts.X_AXES.get,
     )
     cols = st.columns(2)
     for i, metric in enumerate(OVERLAYS):
         with cols[i % 2]:
-            chart = compare_charts.overlay_chart(runs, metric, x_axis, group_seeds=grouped)
+            chart = charts.overlay_chart(runs, metric, x_axis, group_seeds=grouped)
             show(chart, f"sweep_chart_{metric}")
             st.caption(overlay_caption(metric, runs))
-    table = compare_charts.sweep_final_frame(sweep, matched)
+    table = charts.sweep_final_frame(sweep, matched)
     columns = {
         key: (st.column_config.TextColumn(head) if fmt is None
               else st.column_config.NumberColumn(head, format=fmt))
-        for key, (head, fmt) in {**compare_charts.SWEEP_COLUMNS,
-                                 **compare_charts.SEED_COLUMNS}.items()
+        for key, (head, fmt) in {**charts.SWEEP_COLUMNS,
+                                 **charts.SEED_COLUMNS}.items()
     }
     st.dataframe(table, width="stretch", hide_index=True, column_config=columns)
     if matched is not None and table["jac_at_loss"].isna().any():
@@ -558,7 +558,7 @@ def show_grid(folder: Path) -> None:
     try:
         grid = grid_lib.load_grid(folder, load=store.load_cached)
     except (RunFormatError, ValueError) as exc:
-        st.error(f"Cannot open this grid: {exc}")
+        st.error(f"Cannot open this grid: {views.plain(exc)}")
         return
     present = sum(r is not None for r in grid.runs)
     if grid.status != "finished":
@@ -576,7 +576,7 @@ def show_grid(folder: Path) -> None:
         pick = col.selectbox(axis, options, key=f"grid_fix_{axis}",
                              format_func=lambda k, a=axis: str(grid.axes[a][k]))
         fixed[axis] = grid.axes[axis][pick]
-    runs = compare_charts.grid_runs(grid, fixed)
+    runs = charts.grid_runs(grid, fixed)
     seeds = len(grid.axes.get("seed", [0])) > 1
     if "lr" in grid.axes:
         sweep_views(grid.sweep(fixed), runs, grouped=seeds)
@@ -587,10 +587,10 @@ def show_grid(folder: Path) -> None:
         c = st.columns(2)
         for i, metric in enumerate(OVERLAYS):
             with c[i % 2]:
-                chart = compare_charts.overlay_chart(runs, metric, group_seeds=seeds)
+                chart = charts.overlay_chart(runs, metric, group_seeds=seeds)
                 show(chart, f"grid_chart_{metric}")
                 st.caption(overlay_caption(metric, runs))
-        st.dataframe(views.readable_table(compare_charts.final_metrics(runs)), width="stretch")
+        st.dataframe(views.readable_table(charts.final_metrics(runs)), width="stretch")
     st.caption(f"Built in {1000 * (time.perf_counter() - t0):.0f} ms (server).")
     share.download_panel("grid_dl", folder=folder)
 
@@ -667,14 +667,14 @@ def show_group(folder: Path) -> None:
     if not runs:
         st.info("This comparison has no finished runs.")
         return
-    grouped = any(len(m) > 1 for m in compare_charts.seed_groups(runs).values())
+    grouped = any(len(m) > 1 for m in charts.seed_groups(runs).values())
     if grouped:
-        st.dataframe(views.readable_table(compare_charts.optimizer_summary(runs)), width="stretch")
+        st.dataframe(views.readable_table(charts.optimizer_summary(runs)), width="stretch")
         with st.expander("Every run"):
-            st.dataframe(views.readable_table(compare_charts.optimizer_table(runs)),
+            st.dataframe(views.readable_table(charts.optimizer_table(runs)),
                          width="stretch")
     else:
-        st.dataframe(views.readable_table(compare_charts.optimizer_table(runs)), width="stretch")
+        st.dataframe(views.readable_table(charts.optimizer_table(runs)), width="stretch")
     st.caption(
         "Test accuracy and the last recorded ⟨‖J‖²⟩ and ‖H‖; wall time includes the "
         "probes. Mini-batch methods are measured full-batch at the probes."
@@ -682,7 +682,7 @@ def show_group(folder: Path) -> None:
     cols = st.columns(2)
     for i, metric in enumerate(("sharpness", "jac_spectral_sq_mean", "test_acc", "train_loss")):
         with cols[i % 2]:
-            chart = compare_charts.overlay_chart(runs, metric, group_seeds=grouped)
+            chart = charts.overlay_chart(runs, metric, group_seeds=grouped)
             show(chart, f"opt_chart_{metric}")
             st.caption(overlay_caption(metric, runs))
     with st.expander("Claims: what held in this comparison", expanded=True):
