@@ -300,22 +300,23 @@ OPTIMIZERS: dict[str, type[Method]] = {
 def build_optimizer(config, model: nn.Module) -> Method:
     """The update rule named by ``config.optimizer`` for the parameters of ``model``.
 
-    Reads ``optimizer, lr, momentum, weight_decay, rho, beta, seed`` from ``config``
-    (any object with these attributes; missing ones take defaults). ``gd`` and ``sgd`` are
-    the same update; which batch each step sees is the trainer's business.
+    Reads ``optimizer, lr, momentum, weight_decay, rho, beta, seed`` from ``config`` (a
+    :class:`~ijr_core.config.RunConfig`, or any object with these attributes: the defaults
+    live in RunConfig alone). ``gd`` and ``sgd`` are the same update; which batch each step
+    sees is the trainer's business.
     """
-    name = getattr(config, "optimizer", "gd")
+    name = config.optimizer
     if name not in OPTIMIZERS:
         known = ", ".join(OPTIMIZERS)
         raise ValueError(f"unknown optimizer {name!r}; known optimizers: {known}")
     return OPTIMIZERS[name](
         model,
-        lr=getattr(config, "lr", 0.1),
-        momentum=getattr(config, "momentum", 0.0),
-        weight_decay=getattr(config, "weight_decay", 0.0),
-        rho=getattr(config, "rho", 0.0),
-        beta=getattr(config, "beta", 0.0),
-        seed=getattr(config, "seed", 0),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        rho=config.rho,
+        beta=config.beta,
+        seed=config.seed,
     )
 
 
