@@ -50,21 +50,25 @@ def test_train_live_then_scrub_in_inspect(server, chromium):
     while time.monotonic() < deadline and (first := _probes(page)) < 2:
         time.sleep(0.3)
     assert first >= 2, "no probes arrived"
-    expect(charts.first).to_be_visible()
+    # the live chart, not the demo kept on screen until the first probe
+    demo_note = page.get_by_text("the precomputed demo closest", exact=False)
+    expect(demo_note).to_have_count(0, timeout=60_000)
+    live = charts.first
+    expect(live).to_be_visible(timeout=60_000)
     # the chart frame can be visible a moment before Vega draws its first marks
     deadline = time.monotonic() + 60
     before = 0
-    while time.monotonic() < deadline and (before := _points(charts.first)) == 0:
+    while time.monotonic() < deadline and (before := _points(live)) == 0:
         time.sleep(0.3)
     assert before > 0, "the sharpness chart drew no points"
-    svg = charts.first.locator("svg").first.element_handle()
+    svg = live.locator("svg").first.element_handle()
     deadline = time.monotonic() + 120
     later = first
     while time.monotonic() < deadline and (later := _probes(page)) < first + 3:
         time.sleep(0.3)
     assert later >= first + 3, "the live view stopped updating"
     time.sleep(1.5)  # one more fragment refresh draws the new points
-    after = _points(charts.first)
+    after = _points(live)
     assert after > before, f"the sharpness chart did not gain points ({before}->{after})"
     # the view was updated in place (same SVG element): no re-embedding, no flicker
     assert svg.evaluate("e => e.isConnected")
