@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from app.store import demo_runs, run_label
+from app.store import demo_groups, demo_runs, demo_sweeps, run_label
 from ijr_core.group import GROUP_SCHEMA_VERSION, load_group, write_group  # noqa: F401
 from ijr_core.group import inside_folder as _inside
 from ijr_core.run import (
@@ -150,6 +150,23 @@ def all_run_folders(root: Path) -> dict[str, Path]:
         else:
             for member in entry.members:
                 out[f"{entry.name}/{member.name}"] = member
+    return out
+
+
+def demo_entries(kind: str) -> list[Entry]:
+    """The demos of ``kind`` shipped in assets/demo_runs, as read-only entries: runs, η
+    sweeps or (kind "group") optimizer comparisons; no demo grids are shipped."""
+    if kind == "run":
+        return [Entry(p, "run", f"{p.name} · demo (read-only)") for p in demo_runs()]
+    if kind not in ("sweep", "group"):
+        return []
+    paths = demo_sweeps() if kind == "sweep" else demo_groups()
+    what = "η sweep" if kind == "sweep" else "optimizers"
+    out = []
+    for path in paths:
+        members = group_members(path)
+        label = f"{path.name} · {what} · {len(members)} runs · demo (read-only)"
+        out.append(Entry(path, kind, label, members))
     return out
 
 

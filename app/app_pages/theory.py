@@ -41,6 +41,13 @@ def _live(text: str) -> None:
     st.info(text, icon=":material/monitoring:")
 
 
+def _statement(title: str, latex: str, text: str) -> None:
+    """A section's head: its title, the formula it states and the argument in words."""
+    st.header(title)
+    st.latex(latex)
+    st.markdown(text)
+
+
 def objects() -> None:
     st.header("1 · The objects")
     st.markdown(
@@ -116,12 +123,10 @@ def identity(run, step: int) -> None:
 
 
 def bound(run, c: int | None) -> None:
-    st.header("5 · λ\\* ≤ ‖M‖")
-    st.latex(
+    _statement(
+        "5 · λ\\* ≤ ‖M‖",
         r"(J^\top u)^\top M (J^\top u) \le \|M\|\,\|J^\top u\|^2 \le \|M\|\,\|J\|^2"
-        r"\quad\Rightarrow\quad 0 \le \lambda^*(x) \le \|M(x)\|"
-    )
-    st.markdown(
+        r"\quad\Rightarrow\quad 0 \le \lambda^*(x) \le \|M(x)\|",
         "M is PSD with largest eigenvalue ‖M‖, and ‖Jᵀu‖ ≤ ‖J‖ because ‖u‖ = 1. So "
         "**IJR**: at the edge of stability ⟨λ\\*‖J‖²⟩ is pinned near 2/η; where λ\\* is large "
         "the Jacobian must be small, and a larger η pins it lower."
@@ -142,13 +147,11 @@ def bound(run, c: int | None) -> None:
 
 
 def impurity(run, c: int | None) -> None:
-    st.header("6 · ‖M‖ measures impurity")
-    st.latex(
+    _statement(
+        "6 · ‖M‖ measures impurity",
         r"p_{(2)} \le \|M\| \le p_{(1)},\qquad p_{(1)}(1-p_{(1)}) \le \|M\| \le "
         r"2\,p_{(1)}(1-p_{(1)}),\qquad \|M\| \le 1-\textstyle\sum_k p_k^2 \le 1,\qquad "
-        r"\|M\|\le \tfrac12"
-    )
-    st.markdown(
+        r"\|M\|\le \tfrac12",
         "For K = 2, ‖M‖ = 2p₁p₂ exactly; for uniform p, ‖M‖ = 1/K. Pure predictions "
         "(p₍₁₎ → 1) send ‖M‖ → 0 and switch the regularization off: the implicit "
         "regularization is **weighted by impurity**. Over training ⟨‖M‖⟩ follows an inverted "

@@ -95,23 +95,14 @@ def controls(config, error) -> None:
         st.rerun()
     if not running:  # idle: the live fields show the sidebar's values
         _fill_live(config.lr if config else 0.5, config.rho if config else 0.05)
-    c4.text_input(
-        "η live",
-        key="live_lr",
-        on_change=_set_live,
-        args=("lr",),
-        disabled=not running,
-        help="Change the learning rate while training (Enter applies it): the 2/η line moves "
-        "and ‖H‖ re-settles.",
-    )
-    c5.text_input(
-        "ρ live",
-        key="live_rho",
-        on_change=_set_live,
-        args=("rho",),
-        disabled=not running,
-        help="Perturbation radius of SAM / ASAM / EJR, applied from the next step.",
-    )
+    for col, name, label, tip in (
+        (c4, "lr", "η live", "Change the learning rate while training (Enter applies it): "
+         "the 2/η line moves and ‖H‖ re-settles."),
+        (c5, "rho", "ρ live", "Perturbation radius of SAM / ASAM / EJR, applied from the "
+         "next step."),
+    ):
+        col.text_input(label, key=f"live_{name}", on_change=_set_live, args=(name,),
+                       disabled=not running, help=tip)
     if st.session_state.get("live_error"):
         st.error(st.session_state["live_error"])
     elif running and st.session_state.get("live_note"):
