@@ -20,7 +20,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from app.tables import _cfg
+from app.tables.access import config_value
 
 # Heatmaps carry up to HEATMAP_MARKS rows; Altair's default 5000-row guard would stop
 # them in notebooks and reports (Streamlit uses its own data transformer).
@@ -74,7 +74,7 @@ def probe_mode_label(runs: Sequence[Any]) -> str:
     modes = []
     for run in runs:
         meta = getattr(run, "meta", None) or {}
-        mode = meta.get("probe_mode") or _cfg(run, "probe_mode", None)
+        mode = meta.get("probe_mode") or config_value(run, "probe_mode")
         if mode and mode not in modes:
             modes.append(str(mode))
     if not modes:

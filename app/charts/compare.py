@@ -24,12 +24,12 @@ from app.tables import (
     HEATMAP_METRICS,
     MAX_POINTS,
     X_AXES,
-    _eta_label,
     log_ticks,
     overlay_frame,
     sweep_final_frame,
     sweep_heatmap_frame,
 )
+from app.tables.sweeps import _eta_label
 
 # scalar name -> (axis title, chart title); the metrics the overlay offers.
 OVERLAY_METRICS: dict[str, tuple[str, str]] = {

@@ -28,7 +28,7 @@ from app.charts.common import (
     phase_frame,
     probe_mode_label,
 )
-from app.tables import _cfg, _scalars, n_classes, step_domain
+from app.tables import config_value, n_classes, scalars_of, step_domain
 
 # key -> (scalar name, legend label, colour); top-k eigenvalues beyond the first are added.
 SHARPNESS_SERIES = (
@@ -62,7 +62,7 @@ def sharpness_chart(
     While a run is live the line runs on to the end of the step axis (its last value, a
     row of kind "eta_end") so the target ‖H‖ climbs towards is visible from the start,
     and the y axis leaves headroom above 2/η (an invisible row of kind "pad")."""
-    scalars = _scalars(run)
+    scalars = scalars_of(run)
     series = sharpness_series(scalars)
     domain = tuple(step_domain(run))
     lines = _long(scalars, [(k, n, lab) for k, n, lab, _ in series if k != "two_eta"])
@@ -124,13 +124,13 @@ def _sharpness_template(series: tuple, domain: tuple, height: int,
 
 def m_norm_chart(run: Any, spans: Sequence | None = None, height: int = 240, as_spec: bool = False):
     """⟨‖M‖⟩ over steps (the inverted U), phases shaded, the uniform-prediction level 1/K."""
-    scalars = _scalars(run)
+    scalars = scalars_of(run)
     k = n_classes(run)
     lines = _long(scalars, [("M", "m_norm_mean", "⟨‖M‖⟩")])
     level = pd.DataFrame({"kind": ["level"], "value": [1.0 / k], "series": [f"1/K = {1 / k:.3g}"]})
     data = _frame(lines, level, phase_frame(_spans(run, spans)), columns=_SCALAR_COLUMNS)
     params = {
-        "top": 1.05 if _cfg(run, "loss") == "mse" else 0.5,
+        "top": 1.05 if config_value(run, "loss") == "mse" else 0.5,
         "domain": tuple(step_domain(run)),
         "height": height,
     }
@@ -220,7 +220,7 @@ def _pair_chart(run: Any, kind: str, height: int, as_spec: bool, log=False, y_do
     """The PAIR_CHARTS ``kind`` of ``run`` over steps (see :func:`_pair_template`); on a log
     y scale the values ≤ 0 are dropped."""
     series, colors, y_title, title, hover = PAIR_CHARTS[kind]
-    data = _frame(_long(_scalars(run), series), columns=_SCALAR_COLUMNS)
+    data = _frame(_long(scalars_of(run), series), columns=_SCALAR_COLUMNS)
     data = _positive(data) if log else data
     params = {
         "series": series,
