@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import runs_store, session, state, store
 from app.views import plain
+from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
 
 CURRENT = runs_store.CURRENT
@@ -57,7 +58,7 @@ def remember_step(step: int) -> None:
     state.remember("inspect_step", int(step))
 
 
-def remembered_step(run) -> int:
+def remembered_step(run: RunLike) -> int:
     """Checkpoint index of the step last scrubbed on Inspect (the last one by default)."""
     steps = [int(s) for s in run.sample_steps]
     step = st.session_state.get("inspect_step", state.remembered("inspect_step"))

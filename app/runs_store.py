@@ -26,13 +26,13 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 
 from app.store import demo_groups, demo_runs, demo_sweeps, run_label
 from ijr_core.group import GROUP_SCHEMA_VERSION, load_group, write_group  # noqa: F401
 from ijr_core.group import inside_folder as _inside
+from ijr_core.protocol import RunLike
 from ijr_core.run import (
     RunFormatError,
     load_run,
@@ -213,7 +213,7 @@ def run_options(
 # --------------------------------------------------------------------------- groups
 
 
-def open_sweep(folder: Path, load: Callable[[Path], Any] = load_run):
+def open_sweep(folder: Path, load: Callable[[Path], RunLike] = load_run):
     """A :class:`ijr_core.sweep.Sweep` from a sweep folder, each run read with ``load``
     (e.g. a cached loader, so reopening is instant). A finished sweep must have every run;
     an unfinished one (still running, or interrupted) holds the runs saved so far.

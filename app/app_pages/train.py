@@ -10,6 +10,7 @@ from app import captions, charts, config_ui, session, store, uploads, views
 from app.views import plain, show_chart, show_claims, status_line
 from ijr_core.claims import run_claims
 from ijr_core.config import ConfigError, RunConfig
+from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
 
 # Captions that state numbers or shapes are computed from the run shown (app/captions.py).
@@ -114,7 +115,7 @@ def controls(config, error) -> None:
         )
 
 
-def progress(job: session.TrainingJob, run) -> None:
+def progress(job: session.TrainingJob, run: RunLike | None) -> None:
     p = job.progress()
     status = job.status
     probes = len(run.scalars.get("step", [])) if run is not None else 0
@@ -134,7 +135,7 @@ def progress(job: session.TrainingJob, run) -> None:
     st.markdown(f"Status: {line}")
 
 
-def live_charts(run, key_prefix: str) -> None:
+def live_charts(run: RunLike | None, key_prefix: str) -> None:
     if run is None or not len(run.scalars.get("step", [])):
         st.info("Waiting for the first probe (step 0)…")
         return

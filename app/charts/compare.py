@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
 
 import altair as alt
 import numpy as np
@@ -29,7 +28,9 @@ from app.tables import (
     sweep_final_frame,
     sweep_heatmap_frame,
 )
+from app.tables.access import SweepLike
 from app.tables.sweeps import _eta_label
+from ijr_core.protocol import RunLike
 
 # scalar name -> (axis title, chart title); the metrics the overlay offers.
 OVERLAY_METRICS: dict[str, tuple[str, str]] = {
@@ -46,7 +47,7 @@ OVERLAY_METRICS: dict[str, tuple[str, str]] = {
 
 
 def overlay_chart(
-    runs: Mapping[str, Any],
+    runs: Mapping[str, RunLike],
     metric: str = "sharpness",
     x_axis: str = "step",
     smoothing: float = 0.0,
@@ -163,7 +164,7 @@ def _overlay_template(labels, y_title, title, x_title, smoothing_on, band, eta, 
 
 
 def sweep_heatmap_chart(
-    sweep: Any, metric: str = "m_norm_mean", height: int | None = None
+    sweep: SweepLike, metric: str = "m_norm_mean", height: int | None = None
 ) -> alt.LayerChart:
     """(learning rate × step) heatmap of ⟨‖M‖⟩ (the paper's impurity-over-η figure), one row
     per η (largest on top); each run's ARP (phase II) outlined in black."""
@@ -247,7 +248,7 @@ JAC_COLORS = ("#8c564b", "#e377c2", "#17becf")
 
 
 def final_jac_chart(
-    sweep: Any, matched_loss: float | None = None, height: int = 260
+    sweep: SweepLike, matched_loss: float | None = None, height: int = 260
 ) -> alt.LayerChart:
     """Final ⟨‖J‖²⟩ (spectral and Frobenius) against η, log-log. With ``matched_loss`` a
     third series gives ⟨‖J‖²⟩ where each run's training loss first reaches that level (runs
@@ -312,7 +313,7 @@ def final_jac_chart(
     return alt.layer(*layers, line, pts).properties(height=height, title=title)
 
 
-def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
+def max_sharpness_chart(sweep: SweepLike, height: int = 260) -> alt.LayerChart:
     """Largest ‖H‖ of each run against its 2/η, with the diagonal ‖H‖ = 2/η: runs at the
     edge of stability sit on (or just above) the diagonal."""
     f = sweep_final_frame(sweep)
