@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import runs_store, session, state, store
+from app import runs_store, session, state
 from app.views import plain
 from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
@@ -48,7 +48,7 @@ def pick_run(label: str = "Run"):
     if choice == CURRENT:
         return st.session_state["job"].snapshot()
     try:
-        return store.load_cached(Path(choice))
+        return runs_store.load_cached(Path(choice))
     except RunFormatError as exc:
         st.error(f"Cannot open this run: {plain(exc)}")
         return None

@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import captions, charts, config_ui, session, store, uploads, views
+from app import captions, charts, config_ui, runs_store, session, uploads, views
 from app.views import plain, show_chart, show_claims, status_line
 from ijr_core.claims import run_claims
 from ijr_core.config import ConfigError, RunConfig
@@ -184,7 +184,7 @@ def live_view() -> None:
 
 def demo_view(config, intro: bool = True) -> None:
     """The shipped demo run closest to ``config`` (same dataset), saying how it differs."""
-    match = store.matching_demo(config) if config is not None else None
+    match = runs_store.matching_demo(config) if config is not None else None
     if match is None:
         if intro:
             st.info("Press **Start** to train the sidebar config live (no precomputed demo "
@@ -192,7 +192,7 @@ def demo_view(config, intro: bool = True) -> None:
         return
     folder, diff = match
     try:
-        run = store.load_cached(folder)
+        run = runs_store.load_cached(folder)
     except RunFormatError as exc:
         st.warning(
             f"The demo run could not be loaded ({exc}); rebuild it with "

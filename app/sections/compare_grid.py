@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts, jobs, session, share, store, views
+from app import charts, jobs, runs_store, session, share, views
 from app.sections.common import built_caption, open_folder, overlay_grid
 from app.sections.compare_sweep import sweep_views
 from app.sections.jobs_ui import job_section_head, launch_and_open
@@ -73,7 +73,7 @@ def grid_section() -> None:
 
 def show_grid(folder: Path) -> None:
     t0 = time.perf_counter()
-    grid = open_folder(partial(grid_lib.load_grid, load=store.load_cached), folder, "grid")
+    grid = open_folder(partial(grid_lib.load_grid, load=runs_store.load_cached), folder, "grid")
     if grid is None:
         return
     present = sum(r is not None for r in grid.runs)

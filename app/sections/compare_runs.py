@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts, runs_store, session, store, views
+from app import charts, runs_store, session, views
 from app.sections.common import built_caption, overlay_grid, show, x_axis_radio
 from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
@@ -50,7 +50,7 @@ def load_runs(labels: list[str], choices: dict[str, str]) -> dict[str, RunLike]:
                 out["current run"] = live
             continue
         try:
-            out[label.split(" · ", 1)[-1]] = store.load_cached(Path(choices[label]))
+            out[label.split(" · ", 1)[-1]] = runs_store.load_cached(Path(choices[label]))
         except (RunFormatError, KeyError) as exc:
             st.error(f"Cannot open {views.plain(label)}: {views.plain(exc)}")
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import captions, charts, jobs, runs_store, session, share, store, views
+from app import captions, charts, jobs, runs_store, session, share, views
 from app.sections.common import built_caption, open_folder, overlay_grid, show, x_axis_radio
 from app.sections.jobs_ui import job_section_head, launch_and_open
 from ijr_core import claims, values
@@ -61,7 +61,8 @@ def sweep_section() -> None:
 
 def show_sweep(folder: Path) -> None:
     t0 = time.perf_counter()
-    sweep = open_folder(partial(runs_store.open_sweep, load=store.load_cached), folder, "sweep")
+    load = partial(runs_store.open_sweep, load=runs_store.load_cached)
+    sweep = open_folder(load, folder, "sweep")
     if sweep is None:
         return
     if sweep.meta.get("status") not in (None, "finished"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import runs_store, session, share, store, uploads, views
+from app import runs_store, session, share, uploads, views
 from ijr_core.run import RunFormatError
 
 
@@ -39,7 +39,7 @@ def manage_section() -> None:
     run, readable = None, True
     if entry.kind == "run":
         try:
-            run = store.load_cached(entry.path)
+            run = runs_store.load_cached(entry.path)
         except RunFormatError as exc:
             readable = False
             st.error(f"Cannot open this run: {views.plain(exc)}")
