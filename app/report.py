@@ -166,6 +166,7 @@ def runs_report_html(
             else claims.group_claims(runs))
     parts = _claims_part(card)
     if sweep is not None:
+        final = tables.sweep_final_frame(sweep, matched_loss=0.1)  # both scatter charts
         parts += [
             _section(
                 "⟨‖M‖⟩ over η and training (ARP outlined)",
@@ -173,9 +174,11 @@ def runs_report_html(
             ),
             _section(
                 "⟨‖J‖²⟩ against η (final, and at training loss ≤ 0.1)",
-                lambda: charts.final_jac_chart(sweep, matched_loss=0.1),
+                lambda: charts.final_jac_chart(sweep, matched_loss=0.1, final=final),
             ),
-            _section("Max ‖H‖ against 2/η", lambda: charts.max_sharpness_chart(sweep)),
+            _section(
+                "Max ‖H‖ against 2/η", lambda: charts.max_sharpness_chart(sweep, final=final)
+            ),
         ]
     for metric in ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc"):
         title_m = charts.OVERLAY_METRICS[metric][1]

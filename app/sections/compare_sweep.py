@@ -94,9 +94,10 @@ def sweep_views(sweep, runs: Mapping[str, RunLike], grouped: bool = False) -> No
         "is not confounded by how far each run got.",
     )
     matched = float(matched) or None
+    table = charts.sweep_final_frame(sweep, matched)  # the chart points and the table
     c1, c2 = st.columns(2)
     with c1:
-        show(charts.final_jac_chart(sweep, matched), "sweep_final_jac")
+        show(charts.final_jac_chart(sweep, matched, final=table), "sweep_final_jac")
         st.caption(
             "Implicit Jacobian regularization: at the edge of stability ⟨λ\\*‖J‖²⟩ ≈ 2/η, so "
             "at a matched training loss a larger η has the smaller Jacobian (the “at loss” "
@@ -104,14 +105,13 @@ def sweep_views(sweep, runs: Mapping[str, RunLike], grouped: bool = False) -> No
             "keep fitting for different numbers of steps."
         )
     with c2:
-        show(charts.max_sharpness_chart(sweep), "sweep_max_h")
+        show(charts.max_sharpness_chart(sweep, final=table), "sweep_max_h")
         st.caption(
             "Dashed: ‖H‖ = 2/η. Runs at the edge of stability reach the diagonal; "
             "a point far above it is an early catapult."
         )
     x_axis = x_axis_radio(st, "sweep_x")
     overlay_grid(runs, "sweep", x_axis=x_axis, group_seeds=grouped)
-    table = charts.sweep_final_frame(sweep, matched)
     columns = {
         key: (st.column_config.TextColumn(head) if fmt is None
               else st.column_config.NumberColumn(head, format=fmt))

@@ -161,6 +161,59 @@ SWEEP_COLUMNS = {
 SEED_COLUMNS = {"final_jac_std": ("± std over seeds", "%.3g")}
 
 
+# Column of sweep_final_frame -> legend label of the final ⟨‖J‖²⟩ chart.
+JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖²⟩ (Frobenius)"))
+
+
+def jac_series(matched_loss: float | None = None) -> list[tuple[str, str]]:
+    """(column, label) of the ⟨‖J‖²⟩ series against η: :data:`JAC_SERIES`, and with
+    ``matched_loss`` the value at that training loss."""
+    series = list(JAC_SERIES)
+    if matched_loss is not None:
+        series.append(("jac_at_loss", f"⟨‖J‖²⟩ at train loss ≤ {matched_loss:g}"))
+    return series
+
+
+def final_jac_frame(
+    final: pd.DataFrame, matched_loss: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(rows, band) of the ⟨‖J‖²⟩-against-η chart from ``final`` (:func:`sweep_final_frame`
+    with the same ``matched_loss``). rows: (lr, value, series, status) of the final spectral
+    and Frobenius ⟨‖J‖²⟩ and, with ``matched_loss``, ⟨‖J‖²⟩ where the training loss first
+    reaches it; only positive finite values (the axes are log). band: (lr, lo, hi) = final
+    ⟨‖J‖²⟩ ∓ its std over seeds, rows with hi > 0, lo clipped to hi·10⁻³; None when
+    ``final`` has no seed std."""
+    rows = []
+    for key, label in jac_series(matched_loss):
+        ok = np.isfinite(final[key]) & (final[key] > 0)
+        rows.append(
+            pd.DataFrame(
+                {"lr": final["lr"][ok], "value": final[key][ok], "series": label,
+                 "status": final["status"][ok]}
+            )
+        )
+    band = None
+    if "final_jac_std" in final:
+        band = pd.DataFrame({"lr": final["lr"], "lo": final["final_jac"] - final["final_jac_std"],
+                             "hi": final["final_jac"] + final["final_jac_std"]})
+        band = band[np.isfinite(band["hi"]) & (band["hi"] > 0)]
+        band["lo"] = np.maximum(band["lo"], band["hi"] * 1e-3)
+    return pd.concat(rows, ignore_index=True), band
+
+
+def max_sharpness_frame(final: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points, diagonal) of the max-‖H‖-against-2/η chart from ``final``
+    (:func:`sweep_final_frame`): the runs with a finite max ‖H‖ (without the matched-loss
+    columns), and the two ends of the line ‖H‖ = 2/η, from min(0, smallest value) to 1.05 ×
+    the largest of 2/η and max ‖H‖."""
+    f = final.drop(columns=["step_at_loss", "jac_at_loss"], errors="ignore")
+    f = f[np.isfinite(f["max_sharpness"])]
+    hi = float(max(f["two_over_eta"].max(), f["max_sharpness"].max())) if len(f) else 1.0
+    lo = float(min(f["two_over_eta"].min(), f["max_sharpness"].min())) if len(f) else 0.0
+    ends = [min(lo, 0.0), hi * 1.05]
+    return f, pd.DataFrame({"two_over_eta": ends, "max_sharpness": ends})
+
+
 def log_ticks(values) -> list[float]:
     """Tick values for a log axis over ``values``: 1-2-5 × 10^k within their range (with
     1-9 × 10^k when that gives fewer than three), so a range inside one decade is labelled."""
