@@ -8,13 +8,17 @@ Pure functions: Run -> markdown text (no Streamlit), tested on synthetic runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from app.tables.access import config_value
+from ijr_core.protocol import RunLike
 
 __all__ = ["accuracy", "jacobian", "m_norm", "sharpness"]
 
 
-def _col(run, name: str) -> np.ndarray:
+def _col(run: RunLike, name: str) -> np.ndarray:
     s = run.scalars
     return np.asarray(s[name], dtype=float) if name in s else np.zeros(0)
 
@@ -24,7 +28,7 @@ def _finite(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return steps[ok], values[ok]
 
 
-def sharpness(run) -> str:
+def sharpness(run: RunLike) -> str:
     """Where ‖H‖ stands against 2/η: start, first crossing of ``eos_fraction`` · 2/η, the
     peak ratio and the latest one, each ratio taken against the 2/η of its own step."""
     steps, h = _col(run, "step"), _col(run, "sharpness")
@@ -35,7 +39,7 @@ def sharpness(run) -> str:
     steps, ratio = _finite(steps, ratio)
     if not len(ratio):
         return "No finite sharpness recorded yet."
-    eos = float(getattr(run.config, "eos_fraction", 0.9))
+    eos = float(config_value(run, "eos_fraction", 0.9))
     peak = int(np.argmax(ratio))
     head = (f"‖H‖ went from {ratio[0]:.2f}× 2/η at step {int(steps[0])} to a peak of "
             f"{ratio[peak]:.2f}× at step {int(steps[peak])}; now {ratio[-1]:.2f}× "
@@ -58,7 +62,7 @@ def sharpness(run) -> str:
             "Gauss–Newton ratio.")
 
 
-def m_norm(run) -> str:
+def m_norm(run: RunLike) -> str:
     """The shape of ⟨‖M‖⟩: start (against 1/K), peak and latest value."""
     steps, m = _finite(_col(run, "step"), _col(run, "m_norm_mean"))
     if not len(m):
@@ -82,7 +86,7 @@ def m_norm(run) -> str:
     return text + shape + " Shading: phases I (before EoS), II (ARP), III (later)."
 
 
-def jacobian(run) -> str:
+def jacobian(run: RunLike) -> str:
     """⟨‖J‖²⟩ from first to latest probe, and the IJR reading."""
     steps, j = _finite(_col(run, "step"), _col(run, "jac_spectral_sq_mean"))
     head = ""
@@ -94,7 +98,7 @@ def jacobian(run) -> str:
             "Learning-rate sweep).")
 
 
-def accuracy(run) -> str:
+def accuracy(run: RunLike) -> str:
     """Final train / test accuracy, the test peak, and whether noisy labels are memorised:
     with a fraction ν of labels redrawn uniformly from K classes, predicting every true label
     scores 1 − ν(K−1)/K on the noisy training labels; above that, noise is being fitted."""
@@ -108,7 +112,7 @@ def accuracy(run) -> str:
         best = int(np.flatnonzero(ok)[np.argmax(te[ok])])
         if te[best] > te[-1] + 0.005:
             text += f" Test peaked at {te[best]:.2f} (step {int(steps[best])})."
-    noise = float(getattr(run.config, "label_noise", 0.0) or 0.0)
+    noise = float(config_value(run, "label_noise", 0.0) or 0.0)
     k = int(run.meta.get("n_classes") or 0)
     if noise > 0 and k >= 2 and math.isfinite(tr[-1]):
         clean = 1 - noise * (k - 1) / k
@@ -122,7 +126,7 @@ def accuracy(run) -> str:
     return text
 
 
-def sweep_heatmap(lrs, runs) -> str:
+def sweep_heatmap(lrs: Sequence[float], runs: Sequence[RunLike]) -> str:
     """Per η (largest first): where ⟨‖M‖⟩ peaks and the ARP (phase II) span, and whether a
     larger η entered its ARP earlier in this sweep."""
     rows = sorted(zip((float(x) for x in lrs), runs, strict=True), key=lambda r: -r[0])
@@ -143,7 +147,7 @@ def sweep_heatmap(lrs, runs) -> str:
     return text
 
 
-def overlay_sharpness(runs: dict) -> str:
+def overlay_sharpness(runs: Mapping[str, RunLike]) -> str:
     """Which of the overlaid runs (label -> run) reached ``eos_fraction`` · 2/η, each with
     its peak ‖H‖/(2/η) — instead of claiming that every run does."""
     reached, not_reached = [], []
@@ -155,7 +159,7 @@ def overlay_sharpness(runs: dict) -> str:
         ratio = ratio[np.isfinite(ratio)]
         if not len(ratio):
             continue
-        eos = float(getattr(run.config, "eos_fraction", 0.9))
+        eos = float(config_value(run, "eos_fraction", 0.9))
         (reached if ratio.max() >= eos else not_reached).append(f"{label} ({ratio.max():.2f}×)")
     text = "Dashed: each run's own 2/η; in brackets each run's peak ‖H‖/(2/η)."
     if reached:

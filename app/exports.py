@@ -14,22 +14,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ijr_core.protocol import RunLike
 from ijr_core.run import SAMPLE_KEYS
 
 
-def scalars_frame(run: Any) -> pd.DataFrame:
+def scalars_frame(run: RunLike) -> pd.DataFrame:
     """One row per probe step, one column per scalar metric ("step" first)."""
     s = run.scalars
     cols = ["step", *sorted(k for k in s if k != "step")]
     return pd.DataFrame({k: np.asarray(s[k]) for k in cols}, columns=cols)
 
 
-def scalars_csv(run: Any) -> bytes:
+def scalars_csv(run: RunLike) -> bytes:
     """The run's scalars as UTF-8 CSV (header row, NaN written as empty cells)."""
     return scalars_frame(run).to_csv(index=False).encode("utf-8")
 
 
-def samples_frame(run: Any, step_index: int | None = None) -> pd.DataFrame:
+def samples_frame(run: RunLike, step_index: int | None = None) -> pd.DataFrame:
     """Long table of the per-sample arrays: one row per (checkpoint, sample) with columns
     step, sample_id, label, noisy and one per per-sample metric. ``step_index`` keeps one
     checkpoint only (negative indices count from the end)."""
@@ -54,12 +55,12 @@ def samples_frame(run: Any, step_index: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def samples_csv(run: Any, step_index: int | None = None) -> bytes:
+def samples_csv(run: RunLike, step_index: int | None = None) -> bytes:
     """:func:`samples_frame` as UTF-8 CSV."""
     return samples_frame(run, step_index).to_csv(index=False).encode("utf-8")
 
 
-def samples_npz(run: Any) -> bytes:
+def samples_npz(run: RunLike) -> bytes:
     """NPZ bytes: step (C,), sample_ids / labels / noisy (S,) and one (C, S) float32 array
     per per-sample metric, the layout of a run folder's samples.npz."""
     arrays = {
@@ -74,7 +75,7 @@ def samples_npz(run: Any) -> bytes:
     return buf.getvalue()
 
 
-def scalars_npz(run: Any) -> bytes:
+def scalars_npz(run: RunLike) -> bytes:
     """NPZ bytes of the scalars (the layout of scalars.npz)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in run.scalars.items()})

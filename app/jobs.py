@@ -20,6 +20,7 @@ from pathlib import Path
 
 from app.runs_store import write_group
 from app.runtime import BackgroundJob, stamp_name  # noqa: F401 - stamp_name for pages
+from ijr_core.protocol import RunLike
 from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 
 SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
@@ -58,7 +59,7 @@ class SweepJob(BackgroundJob):
     def configs_to_check(self) -> list:
         return [self.config]
 
-    def _callback(self, i, lr, run) -> None:
+    def _callback(self, i: int, lr: float, run: RunLike) -> None:
         with self.lock:
             self.done_runs += 1
 

@@ -18,6 +18,7 @@ from ijr_core.config import RunConfig
 from ijr_core.curvature import m_norm
 from ijr_core.data import load_dataset
 from ijr_core.models import build_model
+from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
 
 
@@ -26,7 +27,7 @@ def _dataset_for(config_json: str):
     return load_dataset(RunConfig.from_json(config_json))
 
 
-def dataset_of(run):
+def dataset_of(run: RunLike):
     """The run's dataset (rebuilt from its config; deterministic given data_seed). A data
     file outside the app's data folders is never read (the run may be an upload)."""
     from app.session import check_data_path
@@ -35,11 +36,11 @@ def dataset_of(run):
     return _dataset_for(run.config.to_json())
 
 
-def has_params(run) -> bool:
-    return bool(getattr(run, "params", None))
+def has_params(run: RunLike) -> bool:
+    return bool(run.params)
 
 
-def model_at(run, index: int) -> torch.nn.Module:
+def model_at(run: RunLike, index: int) -> torch.nn.Module:
     """The run's model with the parameter snapshot of checkpoint ``index`` loaded (CPU)."""
     dataset = dataset_of(run)
     cfg = run.config.replace(device="cpu")
@@ -70,7 +71,7 @@ def probabilities(model: torch.nn.Module, X: torch.Tensor, chunk: int = 4096) ->
     return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
 
 
-def predictions_at(run, index: int) -> np.ndarray:
+def predictions_at(run: RunLike, index: int) -> np.ndarray:
     """Predicted class of each recorded sample at checkpoint ``index`` (−1 without params)."""
     if not has_params(run):
         return np.full(len(run.sample_ids), -1)
@@ -78,7 +79,9 @@ def predictions_at(run, index: int) -> np.ndarray:
     return probabilities(model_at(run, index), X).argmax(1).numpy()
 
 
-def decision_grid(run, index: int, resolution: int = 70, margin: float = 0.15) -> tuple[dict, dict]:
+def decision_grid(
+    run: RunLike, index: int, resolution: int = 70, margin: float = 0.15
+) -> tuple[dict, dict]:
     """(grid, points) for :func:`app.charts.decision_map_chart` on a 2-D dataset.
 
     The grid spans the training inputs (in the model's standardised coordinates) plus
@@ -108,7 +111,7 @@ def decision_grid(run, index: int, resolution: int = 70, margin: float = 0.15) -
     return grid, points
 
 
-def thumbnail_png(run, sample_id: int, scale: int = 4) -> bytes:
+def thumbnail_png(run: RunLike, sample_id: int, scale: int = 4) -> bytes:
     """PNG of one training image (min–max scaled, nearest-neighbour upscaled).
 
     The standardisation is undone first: per-pixel (x − μ)/σ turns a rarely inked border

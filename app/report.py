@@ -25,6 +25,7 @@ import pandas as pd
 
 from app import charts, exports, scorecard, tables
 from ijr_core import claims
+from ijr_core.protocol import RunLike
 
 WIDTH = 760
 _CSS = """
@@ -73,13 +74,13 @@ def _section(title: str, build: Callable[[], Any], png: bool = False) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}"
 
 
-def config_table(run: Any) -> pd.DataFrame:
+def config_table(run: RunLike) -> pd.DataFrame:
     """(field, value) rows of the run's config."""
     cfg = tables.config_dict(run)
     return pd.DataFrame({"field": list(cfg), "value": [str(v) for v in cfg.values()]})
 
 
-def phase_table(run: Any) -> pd.DataFrame:
+def phase_table(run: RunLike) -> pd.DataFrame:
     """(phase, from step, to step) rows of the run's phase spans."""
     try:
         spans = run.phase_spans()
@@ -118,11 +119,10 @@ _NOTE = (
 )
 
 
-def run_report_html(run: Any, title: str | None = None) -> str:
+def run_report_html(run: RunLike, title: str | None = None) -> str:
     """The report of one run: summary, config, phases, final metrics and every chart."""
-    cfg = getattr(run, "config", None)
-    title = title or f"IJR explorer report · {getattr(cfg, 'name', None) or 'run'}"
-    meta = getattr(run, "meta", {}) or {}
+    title = title or f"IJR explorer report · {tables.config_value(run, 'name') or 'run'}"
+    meta = run.meta or {}
     summary = pd.DataFrame(
         {
             "": ["status", "step reached", "device", "created", "diverged at"],
@@ -155,7 +155,10 @@ def run_report_html(run: Any, title: str | None = None) -> str:
 
 
 def runs_report_html(
-    runs: dict[str, Any], title: str, sweep: Any | None = None, optimizers: bool = False
+    runs: dict[str, RunLike],
+    title: str,
+    sweep: tables.SweepLike | None = None,
+    optimizers: bool = False,
 ) -> str:
     """The report of several runs (a sweep when ``sweep`` is given): the sweep charts,
     overlays of the key metrics, config differences, final metrics and phase tables."""
@@ -163,6 +166,7 @@ def runs_report_html(
             else claims.group_claims(runs))
     parts = _claims_part(card)
     if sweep is not None:
+        final = tables.sweep_final_frame(sweep, matched_loss=0.1)  # both scatter charts
         parts += [
             _section(
                 "⟨‖M‖⟩ over η and training (ARP outlined)",
@@ -170,9 +174,11 @@ def runs_report_html(
             ),
             _section(
                 "⟨‖J‖²⟩ against η (final, and at training loss ≤ 0.1)",
-                lambda: charts.final_jac_chart(sweep, matched_loss=0.1),
+                lambda: charts.final_jac_chart(sweep, matched_loss=0.1, final=final),
             ),
-            _section("Max ‖H‖ against 2/η", lambda: charts.max_sharpness_chart(sweep)),
+            _section(
+                "Max ‖H‖ against 2/η", lambda: charts.max_sharpness_chart(sweep, final=final)
+            ),
         ]
     for metric in ("sharpness", "m_norm_mean", "jac_spectral_sq_mean", "test_acc"):
         title_m = charts.OVERLAY_METRICS[metric][1]

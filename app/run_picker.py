@@ -8,8 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import runs_store, session, state, store
+from app import runs_store, session, state
 from app.views import plain
+from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
 
 CURRENT = runs_store.CURRENT
@@ -47,7 +48,7 @@ def pick_run(label: str = "Run"):
     if choice == CURRENT:
         return st.session_state["job"].snapshot()
     try:
-        return store.load_cached(Path(choice))
+        return runs_store.load_cached(Path(choice))
     except RunFormatError as exc:
         st.error(f"Cannot open this run: {plain(exc)}")
         return None
@@ -57,7 +58,7 @@ def remember_step(step: int) -> None:
     state.remember("inspect_step", int(step))
 
 
-def remembered_step(run) -> int:
+def remembered_step(run: RunLike) -> int:
     """Checkpoint index of the step last scrubbed on Inspect (the last one by default)."""
     steps = [int(s) for s in run.sample_steps]
     step = st.session_state.get("inspect_step", state.remembered("inspect_step"))

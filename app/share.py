@@ -18,6 +18,7 @@ from typing import Any
 import streamlit as st
 
 from app import charts, exports, runs_store
+from ijr_core.protocol import RunLike
 
 # The downloadable charts: every chart of the run-chart registry, by its menu label.
 CHART_EXPORTS: dict[str, Callable[[Any], Any]] = {
@@ -39,13 +40,13 @@ RUN_FILES = (
 )
 
 
-def chart_image(run: Any, name: str, fmt: str, width: int = 720) -> bytes | str:
+def chart_image(run: RunLike, name: str, fmt: str, width: int = 720) -> bytes | str:
     """PNG bytes or SVG text of the chart ``name`` of CHART_EXPORTS for ``run``."""
     chart = CHART_EXPORTS[name](run).properties(width=width)
     return exports.chart_png(chart) if fmt == "png" else exports.chart_svg(chart)
 
 
-def _report(run: Any, folder: Path | None) -> bytes:
+def _report(run: RunLike, folder: Path | None) -> bytes:
     """The HTML report; a folder that cannot be read gives a short page saying why (an
     exception in a deferred download would only fail silently in the browser)."""
     import html
@@ -65,7 +66,7 @@ def _report(run: Any, folder: Path | None) -> bytes:
 
 def download_panel(
     key: str,
-    run: Any = None,
+    run: RunLike | None = None,
     folder: Path | None = None,
     expanded: bool = False,
     report: bool = True,
@@ -118,7 +119,7 @@ def download_panel(
         chart_downloads(run, stem, key)
 
 
-def chart_downloads(run: Any, stem: str, key: str) -> None:
+def chart_downloads(run: RunLike, stem: str, key: str) -> None:
     """Pick a chart; its PNG and SVG are rendered offline (vl-convert) when clicked."""
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     name = c1.selectbox("Chart image", list(CHART_EXPORTS), key=f"{key}_chart")

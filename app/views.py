@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts
+from ijr_core.protocol import RunLike
 
 
 def show_chart(chart, key: str, on_select: str | None = None):
@@ -66,10 +67,10 @@ def plain(text: object, limit: int = 2000) -> str:
     return _ACTIVE.sub(r"\\\1", s)
 
 
-def status_line(status: str, run) -> str:
+def status_line(status: str, run: RunLike | None) -> str:
     """One-line status with the step where a run diverged / failed / stopped (what comes
     from the run's metadata shown as plain text)."""
-    meta = getattr(run, "meta", {}) or {}
+    meta = {} if run is None else run.meta or {}
     if status == "diverged":
         why = plain(meta.get("diverged_reason", ""))
         return f":red[**diverged**] at step {plain(meta.get('diverged_at'))} ({why})"
@@ -78,7 +79,7 @@ def status_line(status: str, run) -> str:
     if meta.get("interrupted") and status in ("running", "paused"):
         return f":orange[**interrupted**] while {status}: {plain(meta['interrupted'])}"
     if status == "stopped":
-        stopped = meta.get("stopped_at", getattr(run, "step", "?"))
+        stopped = meta.get("stopped_at", "?" if run is None else run.step)
         return f":orange[**stopped**] at step {plain(stopped)}"
     if status == "finished":
         return ":green[**finished**]"
@@ -87,7 +88,7 @@ def status_line(status: str, run) -> str:
     return f":blue[**{status}**]"
 
 
-def blowup_step(run, factor: float = 100.0) -> int | None:
+def blowup_step(run: RunLike, factor: float = 100.0) -> int | None:
     """First recorded step where the training loss is infinite or above ``factor`` × its
     first finite value (None if never): from there a diverging run's per-sample values
     describe a blown-up network, not training. NaN is a gap (rows logged between probes
@@ -99,7 +100,7 @@ def blowup_step(run, factor: float = 100.0) -> int | None:
         return None
     with np.errstate(invalid="ignore"):
         bad = np.isinf(loss) | (finite & (loss > factor * max(loss[finite][0], 1e-12)))
-    if getattr(run, "status", None) == "diverged" and np.isnan(loss[-1]):
+    if np.isnan(loss[-1]) and run.status == "diverged":
         bad[-1] = True
     hits = np.flatnonzero(bad)
     return int(steps[hits[0]]) if len(hits) else None

@@ -329,7 +329,7 @@ def run_json_is_a_fifo(tmp):
 @attack("6 damaged run breaks a page")
 def deep_json_breaks_run_lists(tmp):
     """One damaged folder in the runs folder must not break the lists of every session."""
-    from app import runs_store, store
+    from app import runs_store
 
     runs = use_runs_dir(tmp)
     real_run(runs, "good")
@@ -339,7 +339,7 @@ def deep_json_breaks_run_lists(tmp):
     grp = runs / "grp"
     grp.mkdir()
     (grp / "group.json").write_text("{" + '"a":[' * 100_000 + "]" * 100_000 + "}")
-    labels = [store.run_label(f) for f in store.list_runs(runs)]
+    labels = [runs_store.run_label(f) for f in runs_store.list_runs(runs)]
     entries = runs_store.list_entries(runs)
     if not any("good" in s for s in labels) or not entries:
         return "traceback", "the good run is not listed"

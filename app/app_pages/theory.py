@@ -9,12 +9,13 @@ import numpy as np
 import streamlit as st
 
 from app.run_picker import pick_run, remember_step, remembered_step
+from ijr_core.protocol import RunLike
 
 INSPECT = "app_pages/inspect.py"
 TRAIN = "app_pages/train.py"
 
 
-def _scalar_at(run, name: str, step: int) -> float:
+def _scalar_at(run: RunLike, name: str, step: int) -> float:
     """The scalar at the last probe at or before ``step`` (NaN if none)."""
     steps = np.asarray(run.scalars.get("step", []))
     values = run.scalars.get(name)
@@ -28,7 +29,7 @@ def _fmt(x: float, spec: str = ".4g") -> str:
     return "—" if not math.isfinite(x) else format(x, spec)
 
 
-def _samples_at(run, c: int | None, *names: str) -> tuple[np.ndarray, ...] | None:
+def _samples_at(run: RunLike | None, c: int | None, *names: str) -> tuple[np.ndarray, ...] | None:
     """The per-sample arrays ``names`` at checkpoint ``c`` (as float) and the mask of the
     samples where all of them are finite; None without a run, a checkpoint or those arrays."""
     if run is None or c is None or not all(name in run.samples for name in names):
@@ -39,6 +40,13 @@ def _samples_at(run, c: int | None, *names: str) -> tuple[np.ndarray, ...] | Non
 
 def _live(text: str) -> None:
     st.info(text, icon=":material/monitoring:")
+
+
+def _statement(title: str, latex: str, text: str) -> None:
+    """A section's head: its title, the formula it states and the argument in words."""
+    st.header(title)
+    st.latex(latex)
+    st.markdown(text)
 
 
 def objects() -> None:
@@ -61,7 +69,7 @@ def objects() -> None:
     )
 
 
-def edge_of_stability(run, step: int) -> None:
+def edge_of_stability(run: RunLike | None, step: int) -> None:
     st.header("2 · Edge of stability: ‖H‖ ≈ 2/η")
     st.markdown(
         "Under full-batch gradient descent with step η, the sharpness rises (progressive "
@@ -80,7 +88,7 @@ def edge_of_stability(run, step: int) -> None:
     st.page_link(TRAIN, label="See it live: the sharpness panel", icon=":material/show_chart:")
 
 
-def gauss_newton(run, step: int) -> None:
+def gauss_newton(run: RunLike | None, step: int) -> None:
     st.header("3 · Gauss–Newton: ‖H‖ ≈ ‖G‖")
     st.latex(
         r"H = G + \Big\langle \textstyle\sum_k \frac{\partial \ell}{\partial z_k}"
@@ -94,7 +102,7 @@ def gauss_newton(run, step: int) -> None:
         _live(f"At step {step}: ‖H‖ = {_fmt(h)}, ‖G‖ = {_fmt(g)}, ratio {_fmt(h / g, '.4f')}.")
 
 
-def identity(run, step: int) -> None:
+def identity(run: RunLike | None, step: int) -> None:
     st.header("4 · The identity ‖G‖ = ⟨λ\\*‖J‖²⟩")
     st.markdown("Let u be the unit top eigenvector of G. Then, exactly,")
     st.latex(
@@ -115,13 +123,11 @@ def identity(run, step: int) -> None:
         )
 
 
-def bound(run, c: int | None) -> None:
-    st.header("5 · λ\\* ≤ ‖M‖")
-    st.latex(
+def bound(run: RunLike | None, c: int | None) -> None:
+    _statement(
+        "5 · λ\\* ≤ ‖M‖",
         r"(J^\top u)^\top M (J^\top u) \le \|M\|\,\|J^\top u\|^2 \le \|M\|\,\|J\|^2"
-        r"\quad\Rightarrow\quad 0 \le \lambda^*(x) \le \|M(x)\|"
-    )
-    st.markdown(
+        r"\quad\Rightarrow\quad 0 \le \lambda^*(x) \le \|M(x)\|",
         "M is PSD with largest eigenvalue ‖M‖, and ‖Jᵀu‖ ≤ ‖J‖ because ‖u‖ = 1. So "
         "**IJR**: at the edge of stability ⟨λ\\*‖J‖²⟩ is pinned near 2/η; where λ\\* is large "
         "the Jacobian must be small, and a larger η pins it lower."
@@ -141,14 +147,12 @@ def bound(run, c: int | None) -> None:
     )
 
 
-def impurity(run, c: int | None) -> None:
-    st.header("6 · ‖M‖ measures impurity")
-    st.latex(
+def impurity(run: RunLike | None, c: int | None) -> None:
+    _statement(
+        "6 · ‖M‖ measures impurity",
         r"p_{(2)} \le \|M\| \le p_{(1)},\qquad p_{(1)}(1-p_{(1)}) \le \|M\| \le "
         r"2\,p_{(1)}(1-p_{(1)}),\qquad \|M\| \le 1-\textstyle\sum_k p_k^2 \le 1,\qquad "
-        r"\|M\|\le \tfrac12"
-    )
-    st.markdown(
+        r"\|M\|\le \tfrac12",
         "For K = 2, ‖M‖ = 2p₁p₂ exactly; for uniform p, ‖M‖ = 1/K. Pure predictions "
         "(p₍₁₎ → 1) send ‖M‖ → 0 and switch the regularization off: the implicit "
         "regularization is **weighted by impurity**. Over training ⟨‖M‖⟩ follows an inverted "
@@ -168,11 +172,11 @@ def impurity(run, c: int | None) -> None:
     st.page_link(TRAIN, label="See the inverted U: the ⟨‖M‖⟩ chart", icon=":material/show_chart:")
 
 
-def phases(run) -> None:
+def phases(run: RunLike | None) -> None:
     st.header("7 · Phases and the active regularization period (ARP)")
     from ijr_core.phases import PhaseRules
 
-    r = PhaseRules.from_config(getattr(run, "config", None))
+    r = PhaseRules.from_config(None if run is None else run.config)
     k, w = r.phase_sustain, r.arp_smoothing
     st.markdown(
         f"""
@@ -221,7 +225,7 @@ def ejr() -> None:
     )
 
 
-def step_picker(run) -> int:
+def step_picker(run: RunLike) -> int:
     """Checkpoint index of the numbers below: a step slider shared with Inspect (moving
     either moves both), so a lecturer can show each link at the edge of stability."""
     steps = [int(x) for x in run.sample_steps]

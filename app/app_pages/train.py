@@ -6,10 +6,11 @@ import math
 
 import streamlit as st
 
-from app import captions, charts, config_ui, session, store, uploads, views
+from app import captions, charts, config_ui, runs_store, session, uploads, views
 from app.views import plain, show_chart, show_claims, status_line
 from ijr_core.claims import run_claims
 from ijr_core.config import ConfigError, RunConfig
+from ijr_core.protocol import RunLike
 from ijr_core.run import RunFormatError
 
 # Captions that state numbers or shapes are computed from the run shown (app/captions.py).
@@ -95,23 +96,14 @@ def controls(config, error) -> None:
         st.rerun()
     if not running:  # idle: the live fields show the sidebar's values
         _fill_live(config.lr if config else 0.5, config.rho if config else 0.05)
-    c4.text_input(
-        "η live",
-        key="live_lr",
-        on_change=_set_live,
-        args=("lr",),
-        disabled=not running,
-        help="Change the learning rate while training (Enter applies it): the 2/η line moves "
-        "and ‖H‖ re-settles.",
-    )
-    c5.text_input(
-        "ρ live",
-        key="live_rho",
-        on_change=_set_live,
-        args=("rho",),
-        disabled=not running,
-        help="Perturbation radius of SAM / ASAM / EJR, applied from the next step.",
-    )
+    for col, name, label, tip in (
+        (c4, "lr", "η live", "Change the learning rate while training (Enter applies it): "
+         "the 2/η line moves and ‖H‖ re-settles."),
+        (c5, "rho", "ρ live", "Perturbation radius of SAM / ASAM / EJR, applied from the "
+         "next step."),
+    ):
+        col.text_input(label, key=f"live_{name}", on_change=_set_live, args=(name,),
+                       disabled=not running, help=tip)
     if st.session_state.get("live_error"):
         st.error(st.session_state["live_error"])
     elif running and st.session_state.get("live_note"):
@@ -123,7 +115,7 @@ def controls(config, error) -> None:
         )
 
 
-def progress(job: session.TrainingJob, run) -> None:
+def progress(job: session.TrainingJob, run: RunLike | None) -> None:
     p = job.progress()
     status = job.status
     probes = len(run.scalars.get("step", [])) if run is not None else 0
@@ -143,7 +135,7 @@ def progress(job: session.TrainingJob, run) -> None:
     st.markdown(f"Status: {line}")
 
 
-def live_charts(run, key_prefix: str) -> None:
+def live_charts(run: RunLike | None, key_prefix: str) -> None:
     if run is None or not len(run.scalars.get("step", [])):
         st.info("Waiting for the first probe (step 0)…")
         return
@@ -192,7 +184,7 @@ def live_view() -> None:
 
 def demo_view(config, intro: bool = True) -> None:
     """The shipped demo run closest to ``config`` (same dataset), saying how it differs."""
-    match = store.matching_demo(config) if config is not None else None
+    match = runs_store.matching_demo(config) if config is not None else None
     if match is None:
         if intro:
             st.info("Press **Start** to train the sidebar config live (no precomputed demo "
@@ -200,7 +192,7 @@ def demo_view(config, intro: bool = True) -> None:
         return
     folder, diff = match
     try:
-        run = store.load_cached(folder)
+        run = runs_store.load_cached(folder)
     except RunFormatError as exc:
         st.warning(
             f"The demo run could not be loaded ({exc}); rebuild it with "

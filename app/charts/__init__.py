@@ -28,7 +28,6 @@ from app.charts.common import (
 )
 from app.charts.compare import (
     JAC_COLORS,
-    JAC_SERIES,
     OVERLAY_METRICS,
     final_jac_chart,
     max_sharpness_chart,
@@ -68,6 +67,7 @@ from app.tables import (
     HEATMAP_MARKS,
     HEATMAP_METRICS,
     HEATMAP_ORDERS,
+    JAC_SERIES,
     MAX_POINTS,
     OPTIMIZER_METRICS,
     SAMPLE_METRICS,

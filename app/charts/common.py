@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
-from app.tables import _cfg
+from app.tables.access import RunOrScalars, config_value
+from ijr_core.protocol import RunLike
 
 # Heatmaps carry up to HEATMAP_MARKS rows; Altair's default 5000-row guard would stop
 # them in notebooks and reports (Streamlit uses its own data transformer).
@@ -68,13 +68,12 @@ def run_colors(labels: Sequence[str]) -> list[str]:
     return _palette(len(labels))
 
 
-def probe_mode_label(runs: Sequence[Any]) -> str:
+def probe_mode_label(runs: Sequence[RunLike]) -> str:
     """"probe mode: train" (or the modes of several runs): which function the curvature of
     a chart that compares with 2/η belongs to (ijr_core/model_view.py)."""
     modes = []
     for run in runs:
-        meta = getattr(run, "meta", None) or {}
-        mode = meta.get("probe_mode") or _cfg(run, "probe_mode", None)
+        mode = (run.meta or {}).get("probe_mode") or config_value(run, "probe_mode")
         if mode and mode not in modes:
             modes.append(str(mode))
     if not modes:
@@ -119,14 +118,15 @@ def phase_frame(spans: Sequence[tuple[str, int, int]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "phase", "start", "end"])
 
 
-def _spans(run: Any, spans: Sequence | None) -> Sequence:
+def _spans(run: RunOrScalars, spans: Sequence | None) -> Sequence:
+    """``spans`` when given, else the run's phase spans (none for a bare scalars mapping,
+    or when the phases cannot be computed)."""
     if spans is not None:
         return spans
-    fn = getattr(run, "phase_spans", None)
-    if fn is None:
+    if isinstance(run, Mapping):
         return []
     try:
-        return fn()
+        return run.phase_spans()
     except (KeyError, ValueError):
         return []
 

@@ -5,18 +5,19 @@ Pure functions ``runs -> altair``; the frames they draw come from :mod:`app.tabl
 (:func:`~app.tables.overlay_frame`, :func:`~app.tables.sweep_heatmap_frame`,
 :func:`~app.tables.sweep_final_frame`). The overlay and the sweep heatmap follow the
 package's idiom (one frame, a cached template, :func:`app.charts.common._finish`); the two
-sweep scatter charts still draw two frames each (a reference line and the points), so their
-specs stayed as they were. No streamlit here.
+sweep scatter charts draw the sweep's one per-η frame (:func:`~app.tables.sweep_final_frame`,
+which a page builds once for both and its table) through
+:func:`~app.tables.final_jac_frame` and :func:`~app.tables.max_sharpness_frame`, each with
+a reference layer (seed band, diagonal), so their specs stayed as they were. No streamlit
+here.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
 
 import altair as alt
-import numpy as np
 import pandas as pd
 
 from app.charts.common import _finish, probe_mode_label, run_colors
@@ -24,12 +25,14 @@ from app.tables import (
     HEATMAP_METRICS,
     MAX_POINTS,
     X_AXES,
-    _eta_label,
     log_ticks,
     overlay_frame,
     sweep_final_frame,
     sweep_heatmap_frame,
 )
+from app.tables.access import SweepLike
+from app.tables.sweeps import _eta_label, final_jac_frame, jac_series, max_sharpness_frame
+from ijr_core.protocol import RunLike
 
 # scalar name -> (axis title, chart title); the metrics the overlay offers.
 OVERLAY_METRICS: dict[str, tuple[str, str]] = {
@@ -46,7 +49,7 @@ OVERLAY_METRICS: dict[str, tuple[str, str]] = {
 
 
 def overlay_chart(
-    runs: Mapping[str, Any],
+    runs: Mapping[str, RunLike],
     metric: str = "sharpness",
     x_axis: str = "step",
     smoothing: float = 0.0,
@@ -163,7 +166,7 @@ def _overlay_template(labels, y_title, title, x_title, smoothing_on, band, eta, 
 
 
 def sweep_heatmap_chart(
-    sweep: Any, metric: str = "m_norm_mean", height: int | None = None
+    sweep: SweepLike, metric: str = "m_norm_mean", height: int | None = None
 ) -> alt.LayerChart:
     """(learning rate × step) heatmap of ⟨‖M‖⟩ (the paper's impurity-over-η figure), one row
     per η (largest on top); each run's ARP (phase II) outlined in black."""
@@ -240,35 +243,25 @@ def _sweep_heatmap_template(order, label, eos, height) -> alt.LayerChart:
     )
 
 
-JAC_SERIES = (("final_jac", "⟨‖J‖²⟩ (spectral)"), ("final_jac_f", "⟨‖J‖²⟩ (Frobenius)"))
-
-
 JAC_COLORS = ("#8c564b", "#e377c2", "#17becf")
 
 
 def final_jac_chart(
-    sweep: Any, matched_loss: float | None = None, height: int = 260
+    sweep: SweepLike,
+    matched_loss: float | None = None,
+    height: int = 260,
+    final: pd.DataFrame | None = None,
 ) -> alt.LayerChart:
     """Final ⟨‖J‖²⟩ (spectral and Frobenius) against η, log-log. With ``matched_loss`` a
     third series gives ⟨‖J‖²⟩ where each run's training loss first reaches that level (runs
     that never do are left out): implicit Jacobian regularization shows there as a falling
-    curve (the final values also depend on how long each run kept fitting)."""
-    f = sweep_final_frame(sweep, matched_loss)
-    series = list(JAC_SERIES)
-    if matched_loss is not None:
-        series.append(("jac_at_loss", f"⟨‖J‖²⟩ at train loss ≤ {matched_loss:g}"))
-    rows = []
-    for key, label in series:
-        ok = np.isfinite(f[key]) & (f[key] > 0)
-        rows.append(
-            pd.DataFrame(
-                {"lr": f["lr"][ok], "value": f[key][ok], "series": label, "status": f["status"][ok]}
-            )
-        )
-    data = pd.concat(rows, ignore_index=True)
+    curve (the final values also depend on how long each run kept fitting). ``final``: the
+    sweep's :func:`~app.tables.sweep_final_frame` with ``matched_loss``, when already built."""
+    f = sweep_final_frame(sweep, matched_loss) if final is None else final
+    data, band = final_jac_frame(f, matched_loss)
     present = [
         (label, color)
-        for (_, label), color in zip(series, JAC_COLORS, strict=False)
+        for (_, label), color in zip(jac_series(matched_loss), JAC_COLORS, strict=False)
         if (data["series"] == label).any()
     ]
     base = alt.Chart(data).encode(
@@ -290,11 +283,7 @@ def final_jac_chart(
     )
     line = base.mark_line()
     layers = []
-    if "final_jac_std" in f:  # mean ± std over seeds (of a grid), clipped above 0 on log axes
-        band = pd.DataFrame({"lr": f["lr"], "lo": f["final_jac"] - f["final_jac_std"],
-                             "hi": f["final_jac"] + f["final_jac_std"]})
-        band = band[np.isfinite(band["hi"]) & (band["hi"] > 0)]
-        band["lo"] = np.maximum(band["lo"], band["hi"] * 1e-3)
+    if band is not None:  # mean ± std over seeds (of a grid), clipped above 0 on log axes
         layers.append(
             alt.Chart(band).mark_area(opacity=0.2, color=JAC_COLORS[0])
             .encode(x="lr:Q", y="lo:Q", y2="hi:Q")
@@ -312,16 +301,13 @@ def final_jac_chart(
     return alt.layer(*layers, line, pts).properties(height=height, title=title)
 
 
-def max_sharpness_chart(sweep: Any, height: int = 260) -> alt.LayerChart:
+def max_sharpness_chart(
+    sweep: SweepLike, height: int = 260, final: pd.DataFrame | None = None
+) -> alt.LayerChart:
     """Largest ‖H‖ of each run against its 2/η, with the diagonal ‖H‖ = 2/η: runs at the
-    edge of stability sit on (or just above) the diagonal."""
-    f = sweep_final_frame(sweep)
-    f = f[np.isfinite(f["max_sharpness"])]
-    hi = float(max(f["two_over_eta"].max(), f["max_sharpness"].max())) if len(f) else 1.0
-    lo = float(min(f["two_over_eta"].min(), f["max_sharpness"].min())) if len(f) else 0.0
-    diag = pd.DataFrame(
-        {"two_over_eta": [min(lo, 0.0), hi * 1.05], "max_sharpness": [min(lo, 0.0), hi * 1.05]}
-    )
+    edge of stability sit on (or just above) the diagonal. ``final``: the sweep's
+    :func:`~app.tables.sweep_final_frame`, when already built."""
+    f, diag = max_sharpness_frame(sweep_final_frame(sweep) if final is None else final)
     # few ticks, overlapping labels dropped: at a report's fixed width 27 labels collided
     x = alt.X("two_over_eta:Q", title="2/η", axis=alt.Axis(tickCount=8, labelOverlap=True))
     y = alt.Y("max_sharpness:Q", title="max ‖H‖ over training",

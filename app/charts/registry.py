@@ -16,6 +16,7 @@ from app.charts.scalars import (
     m_norm_chart,
     sharpness_chart,
 )
+from ijr_core.protocol import RunLike
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ RUN_CHARTS: Mapping[str, RunChart] = MappingProxyType({
 })
 
 
-def run_chart(name: str, run: Any, **options: Any) -> Any:
+def run_chart(name: str, run: RunLike, **options: Any) -> Any:
     """The registered chart ``name`` of ``run`` (``options`` go to its chart function)."""
     try:
         chart = RUN_CHARTS[name]

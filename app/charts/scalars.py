@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import altair as alt
 import numpy as np
@@ -28,7 +27,7 @@ from app.charts.common import (
     phase_frame,
     probe_mode_label,
 )
-from app.tables import _cfg, _scalars, n_classes, step_domain
+from app.tables import RunOrScalars, config_value, n_classes, scalars_of, step_domain
 
 # key -> (scalar name, legend label, colour); top-k eigenvalues beyond the first are added.
 SHARPNESS_SERIES = (
@@ -53,7 +52,7 @@ def sharpness_series(scalars: Mapping[str, np.ndarray]) -> list[tuple[str, str, 
 
 
 def sharpness_chart(
-    run: Any, spans: Sequence | None = None, height: int = 280, as_spec: bool = False
+    run: RunOrScalars, spans: Sequence | None = None, height: int = 280, as_spec: bool = False
 ):
     """‖H‖ (top-k), ‖G‖, ⟨λ*‖J‖²⟩ and the 2/η line over steps, phases I/II/III shaded.
 
@@ -62,7 +61,7 @@ def sharpness_chart(
     While a run is live the line runs on to the end of the step axis (its last value, a
     row of kind "eta_end") so the target ‖H‖ climbs towards is visible from the start,
     and the y axis leaves headroom above 2/η (an invisible row of kind "pad")."""
-    scalars = _scalars(run)
+    scalars = scalars_of(run)
     series = sharpness_series(scalars)
     domain = tuple(step_domain(run))
     lines = _long(scalars, [(k, n, lab) for k, n, lab, _ in series if k != "two_eta"])
@@ -122,15 +121,17 @@ def _sharpness_template(series: tuple, domain: tuple, height: int,
     )
 
 
-def m_norm_chart(run: Any, spans: Sequence | None = None, height: int = 240, as_spec: bool = False):
+def m_norm_chart(
+    run: RunOrScalars, spans: Sequence | None = None, height: int = 240, as_spec: bool = False
+):
     """⟨‖M‖⟩ over steps (the inverted U), phases shaded, the uniform-prediction level 1/K."""
-    scalars = _scalars(run)
+    scalars = scalars_of(run)
     k = n_classes(run)
     lines = _long(scalars, [("M", "m_norm_mean", "⟨‖M‖⟩")])
     level = pd.DataFrame({"kind": ["level"], "value": [1.0 / k], "series": [f"1/K = {1 / k:.3g}"]})
     data = _frame(lines, level, phase_frame(_spans(run, spans)), columns=_SCALAR_COLUMNS)
     params = {
-        "top": 1.05 if _cfg(run, "loss") == "mse" else 0.5,
+        "top": 1.05 if config_value(run, "loss") == "mse" else 0.5,
         "domain": tuple(step_domain(run)),
         "height": height,
     }
@@ -191,17 +192,17 @@ PAIR_CHARTS = {
 }
 
 
-def jacobian_chart(run: Any, log: bool = False, height: int = 240, as_spec: bool = False):
+def jacobian_chart(run: RunOrScalars, log: bool = False, height: int = 240, as_spec: bool = False):
     """⟨‖J‖²⟩ (spectral, λ_max(JᵀJ)) and ⟨‖J‖_F²⟩ (tr JᵀJ) over steps; optional log y."""
     return _pair_chart(run, "jacobian", height, as_spec, log=log)
 
 
-def loss_chart(run: Any, log: bool = True, height: int = 220, as_spec: bool = False):
+def loss_chart(run: RunOrScalars, log: bool = True, height: int = 220, as_spec: bool = False):
     """Train and test loss over steps (log y by default: catapult spikes stay readable)."""
     return _pair_chart(run, "loss", height, as_spec, log=log)
 
 
-def accuracy_chart(run: Any, height: int = 220, as_spec: bool = False):
+def accuracy_chart(run: RunOrScalars, height: int = 220, as_spec: bool = False):
     """Train and test accuracy over steps, y fixed to [0, 1]."""
     return _pair_chart(run, "accuracy", height, as_spec, y_domain=(0, 1))
 
@@ -216,11 +217,11 @@ LOG_AXIS = alt.Axis(
 )
 
 
-def _pair_chart(run: Any, kind: str, height: int, as_spec: bool, log=False, y_domain=None):
+def _pair_chart(run: RunOrScalars, kind: str, height: int, as_spec: bool, log=False, y_domain=None):
     """The PAIR_CHARTS ``kind`` of ``run`` over steps (see :func:`_pair_template`); on a log
     y scale the values ≤ 0 are dropped."""
     series, colors, y_title, title, hover = PAIR_CHARTS[kind]
-    data = _frame(_long(_scalars(run), series), columns=_SCALAR_COLUMNS)
+    data = _frame(_long(scalars_of(run), series), columns=_SCALAR_COLUMNS)
     data = _positive(data) if log else data
     params = {
         "series": series,

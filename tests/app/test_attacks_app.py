@@ -14,7 +14,7 @@ from app_constants import APP
 from streamlit.testing.v1 import AppTest
 from waiting import wait_until
 
-from app import jobs, runs_store, session, store
+from app import jobs, runs_store, session
 from ijr_core.run import load_run
 from ijr_core.sweep import load_sweep
 from ijr_core.trainer import train
@@ -178,7 +178,7 @@ def test_a_run_left_running_by_a_killed_process_is_listed_as_interrupted(runs_di
     doc = json.loads((folder / "run.json").read_text())
     doc.update(status="running", writer={**doc["writer"], "pid": dead})
     (folder / "run.json").write_text(json.dumps(doc))
-    assert "interrupted @" in store.run_label(folder)
+    assert "interrupted @" in runs_store.run_label(folder)
     assert "interrupted @" in runs_store.run_label(folder)
     assert "interrupted" in load_run(folder).meta
     from app.views import status_line

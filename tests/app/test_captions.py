@@ -54,10 +54,10 @@ def test_accuracy_caption_tells_memorisation_from_a_clean_plateau():
 
 
 def test_sweep_heatmap_caption_lists_each_etas_arp_from_the_runs():
-    from app import store
+    from app import runs_store
     from ijr_core.sweep import load_sweep
 
-    sweep = load_sweep(store.demo_sweeps()[0])
+    sweep = load_sweep(runs_store.demo_sweeps()[0])
     text = captions.sweep_heatmap(sweep.lrs, sweep.runs)
     for lr, run in zip(sweep.lrs, sweep.runs, strict=True):
         (a, b) = next((int(x), int(y)) for p, x, y in run.phase_spans() if p == "II")

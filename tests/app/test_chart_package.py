@@ -1,6 +1,7 @@
-"""The charts package (app/charts/) and app/tables.py: specs unchanged by the split, the
-import boundary (no streamlit in charts or tables, no altair in tables), the run-chart
-registry and the re-exports that keep ``from app import charts, compare_charts`` working."""
+"""The charts package (app/charts/) and the tables package (app/tables/): specs unchanged
+by the split, the import boundary (no streamlit in charts or tables, no altair in tables),
+the run-chart registry and the re-exports that keep ``from app import charts,
+compare_charts`` working."""
 
 from __future__ import annotations
 
@@ -43,13 +44,17 @@ def _imports(path: Path) -> set[str]:
 CHART_FILES = sorted((ROOT / "app" / "charts").glob("*.py")) + [ROOT / "app/compare_charts.py"]
 
 
-@pytest.mark.parametrize("path", CHART_FILES + [ROOT / "app/tables.py"], ids=lambda p: p.name)
+TABLE_FILES = sorted((ROOT / "app" / "tables").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", CHART_FILES + TABLE_FILES, ids=lambda p: p.name)
 def test_charts_and_tables_never_import_streamlit(path):
     assert "streamlit" not in _imports(path)
 
 
-def test_tables_never_import_altair():
-    assert not {"altair", "streamlit", "vl_convert"} & _imports(ROOT / "app/tables.py")
+@pytest.mark.parametrize("path", TABLE_FILES, ids=lambda p: p.name)
+def test_tables_never_import_altair(path):
+    assert not {"altair", "streamlit", "vl_convert"} & _imports(path)
 
 
 def test_importing_charts_and_tables_pulls_no_ui_library():
@@ -58,6 +63,8 @@ def test_importing_charts_and_tables_pulls_no_ui_library():
     code = (
         "import sys, importlib, pkgutil\n"
         "import app.tables\n"
+        "for m in pkgutil.iter_modules(app.tables.__path__):\n"
+        "    importlib.import_module('app.tables.' + m.name)\n"
         "bad = [m for m in ('streamlit', 'altair') if m in sys.modules]\n"
         "assert not bad, ('app.tables pulled', bad)\n"
         "import app.charts, app.compare_charts\n"
@@ -73,7 +80,7 @@ def test_every_public_name_is_reexported_by_both_entry_points():
     for name in charts.__all__:
         assert getattr(compare_charts, name) is getattr(charts, name)
     assert compare_charts.overlay_chart is charts.compare.overlay_chart
-    assert charts.final_metrics.__module__ == "app.tables"
+    assert charts.final_metrics.__module__ == "app.tables.runs"
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,8 @@ import pytest
 
 from app import charts
 from app.synthetic import synthetic_run
+from ijr_core.config import RunConfig
+from ijr_core.record import Run
 
 
 @pytest.fixture(scope="module")
@@ -264,15 +265,13 @@ def test_decision_map_marks_boundaries_between_predicted_classes():
 def test_live_two_over_eta_line_spans_the_step_axis_with_headroom():
     """Regression: while a run was live the 2/η line stopped at the last probe and sat on
     the top edge of the plot; it now runs to the end of the axis with headroom above."""
-    scalars = {
-        "step": np.array([0.0, 25.0, 50.0]),
-        "sharpness": np.array([0.5, 1.0, 1.5]),
-        "two_over_eta": np.array([4.0, 4.0, 4.0]),
-    }
-    run = SimpleNamespace(
-        scalars=scalars, config=SimpleNamespace(steps=800), phase_spans=lambda: []
-    )
-    chart = charts.sharpness_chart(run)
+    def run_at(steps):  # a RunLike run configured for 800 steps, probed at ``steps``
+        run = Run(RunConfig(steps=800))
+        for step, h in zip(steps, [0.5, 1.0, 1.5], strict=True):
+            run.append_scalars(step, sharpness=h, two_over_eta=4.0)
+        return run
+
+    chart = charts.sharpness_chart(run_at([0, 25, 50]), spans=[])
     data = chart.data
     end = data[data["kind"] == "eta_end"]
     assert list(end["step"]) == [800.0] and list(end["value"]) == [4.0]
@@ -282,8 +281,7 @@ def test_live_two_over_eta_line_spans_the_step_axis_with_headroom():
     assert "eta_end" in json.dumps(_layer_for(chart, "eta")["transform"])
     assert _layer_for(chart, "pad")["mark"]["opacity"] == 0
     # a finished run: nothing to extend
-    scalars = {**scalars, "step": np.array([0.0, 400.0, 800.0])}
-    done = charts.sharpness_chart(SimpleNamespace(**{**vars(run), "scalars": scalars}))
+    done = charts.sharpness_chart(run_at([0, 400, 800]), spans=[])
     assert not (done.data["kind"] == "eta_end").any()
 
 

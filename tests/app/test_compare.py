@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import compare_charts, runs_store, store
+from app import compare_charts, runs_store
 from app.synthetic import synthetic_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "app_pages" / "compare.py")
@@ -71,11 +71,11 @@ def test_runs_section_overlays_demo_runs(runs_dir):
 def test_demo_sweep_loads_with_four_runs_and_is_small():
     from ijr_core.sweep import is_sweep_folder, load_sweep
 
-    demos = store.demo_sweeps()
+    demos = runs_store.demo_sweeps()
     assert [p.name for p in demos] == ["4-lr-sweep"]
     assert is_sweep_folder(demos[0])
-    assert demos[0] not in store.demo_runs()  # demo_runs() lists run folders only
-    assert all((p / "run.json").is_file() for p in store.demo_runs())
+    assert demos[0] not in runs_store.demo_runs()  # demo_runs() lists run folders only
+    assert all((p / "run.json").is_file() for p in runs_store.demo_runs())
     sweep = load_sweep(demos[0])
     assert sweep.status == "finished" and len(sweep.runs) == 4
     assert sweep.lrs.tolist() == [0.2, 0.3, 0.4, 0.5]
@@ -94,7 +94,7 @@ def test_demo_sweep_loads_with_four_runs_and_is_small():
 
 def test_sweep_section_opens_the_demo_sweep_on_first_visit(runs_dir):
     at = _app("Learning-rate sweep")
-    demo = str(store.demo_sweeps()[0])
+    demo = str(runs_store.demo_sweeps()[0])
     assert at.selectbox(key="sweep_open").value == demo
     assert "demo (read-only)" in at.selectbox(key="sweep_open").format_func(demo)
     assert _charts(at) == 3 + 4  # heatmap, final ‖J‖², max ‖H‖ + four overlays
@@ -106,7 +106,7 @@ def test_sweep_section_opens_the_demo_sweep_on_first_visit(runs_dir):
 
 def test_optimizer_section_opens_the_demo_comparison_on_first_visit(runs_dir):
     at = _app("Optimizers")
-    (demo,) = store.demo_groups()
+    (demo,) = runs_store.demo_groups()
     assert at.selectbox(key="opt_open").value == str(demo)
     assert "demo (read-only)" in at.selectbox(key="opt_open").format_func(str(demo))
     table = at.dataframe[0].value
@@ -116,7 +116,7 @@ def test_optimizer_section_opens_the_demo_comparison_on_first_visit(runs_dir):
 
 def test_demo_items_are_read_only_on_the_manage_section(runs_dir):
     at = _app("Manage & share")
-    demos = [*store.demo_runs(), *store.demo_sweeps()]
+    demos = [*runs_store.demo_runs(), *runs_store.demo_sweeps()]
     options = at.selectbox(key="manage_item").options
     for demo in demos:
         label = at.selectbox(key="manage_item").format_func(str(demo))

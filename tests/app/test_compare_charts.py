@@ -193,6 +193,17 @@ def test_final_jac_and_max_sharpness_charts():
     assert spec["layer"][1]["encoding"]["x"]["field"] == "two_over_eta"
 
 
+def test_both_sweep_scatter_charts_draw_one_shared_final_frame():
+    """A page builds the per-η frame once (with the matched loss, for its table) and hands
+    it to both scatter charts: each draws what it draws from the sweep itself."""
+    sweep = _sweep()
+    final = cc.sweep_final_frame(sweep, matched_loss=1.5)
+    shared = cc.final_jac_chart(sweep, 1.5, final=final).to_dict()
+    assert shared == cc.final_jac_chart(sweep, 1.5).to_dict()
+    shared = cc.max_sharpness_chart(sweep, final=final).to_dict()
+    assert shared == cc.max_sharpness_chart(sweep).to_dict()
+
+
 def test_optimizer_table_columns():
     runs = {m: synthetic_run(n_samples=10, n_checkpoints=10) for m in ("gd", "sam")}
     for m, run in runs.items():

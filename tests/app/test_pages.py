@@ -62,16 +62,16 @@ def test_train_page_renders_with_demo_charts(runs_dir):
 
 
 def test_demo_chart_follows_the_preset_and_says_how_it_differs(runs_dir):
-    from app import store
+    from app import runs_store
 
     at = _app(runs_dir)
-    demo = store.matching_demo(RunConfig.from_dict({}, base=PRESETS["edge-of-stability"]))
+    demo = runs_store.matching_demo(RunConfig.from_dict({}, base=PRESETS["edge-of-stability"]))
     assert demo is not None and demo[0].name in at.info[0].value
     at.selectbox(key="preset").set_value("two-moons").run()
     info = at.info[0].value
     assert "3-two-moons" in info and "same setting" in info
     # the sharpness caption is computed from the two-moons demo (2/η = 6.667), not digits
-    run = store.load_cached(store.DEMO_DIR / "3-two-moons")
+    run = runs_store.load_cached(runs_store.DEMO_DIR / "3-two-moons")
     peak = max(run.scalars["sharpness"] / run.scalars["two_over_eta"])
     assert any(f"peak of {peak:.2f}×" in c.value for c in at.caption)
     at.text_input(key="cfg_lr").set_value("0.1").run()

@@ -7,7 +7,7 @@ import pytest
 from app_constants import APP
 from streamlit.testing.v1 import AppTest
 
-from app import runs_store, store
+from app import runs_store
 from app.synthetic import synthetic_run
 
 
@@ -25,7 +25,7 @@ def saved(runs_dir):
 def test_run_options_lists_current_saved_members_then_demos(runs_dir, saved):
     single, group = saved
     options = runs_store.run_options(runs_dir, current=True)
-    demos = store.demo_runs()
+    demos = runs_store.demo_runs()
     assert [o.key for o in options] == [
         runs_store.CURRENT, str(group / "gd"), str(group / "sam"), str(single),
         *map(str, demos)]

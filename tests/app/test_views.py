@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from app import maps, store
+from app import maps, runs_store
 from app.session import TrainingJob
 from app.views import blowup_step, picked_sample, status_line
 from ijr_core.curvature import m_norm
@@ -55,21 +55,21 @@ def test_store_lists_labels_and_rejects_a_damaged_folder(tmp_path):
     bad = tmp_path / "a-bad"
     bad.mkdir()
     (bad / "run.json").write_text("{not json")
-    assert store.list_runs(tmp_path) == [good, bad]  # newest (by name) first
-    assert "damaged: run.json is not valid JSON" in store.run_label(bad)
+    assert runs_store.list_runs(tmp_path) == [good, bad]  # newest (by name) first
+    assert "damaged: run.json is not valid JSON" in runs_store.run_label(bad)
     with pytest.raises(RunFormatError):
-        store.load_cached(bad)
-    assert store.load_cached(good).status == "finished"
-    assert store.list_runs(tmp_path / "missing") == []
+        runs_store.load_cached(bad)
+    assert runs_store.load_cached(good).status == "finished"
+    assert runs_store.list_runs(tmp_path / "missing") == []
 
 
 def test_demo_runs_load_and_are_small():
-    demos = store.demo_runs()
+    demos = runs_store.demo_runs()
     assert len(demos) >= 2
     total = sum(f.stat().st_size for d in demos for f in d.iterdir())
     assert total < 10e6
     for folder in demos:
-        run = store.load_cached(folder)
+        run = runs_store.load_cached(folder)
         assert run.status == "finished"
         assert len(run.sample_steps) >= 10 and len(run.params) == len(run.sample_steps)
 
