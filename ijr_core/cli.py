@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import math
 import sys
@@ -31,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+from ijr_core.exports import runs_json, scalars_csv
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -498,9 +498,9 @@ def cmd_export(args) -> int:
     else:
         pairs = [(None, load_run(args.dir))]
     if args.csv is not None:
-        text, target = export_csv(pairs, is_sweep), args.csv
+        text, target = scalars_csv(pairs, is_sweep), args.csv
     else:
-        text, target = export_json(pairs, is_sweep), args.json
+        text, target = runs_json(pairs, is_sweep), args.json
     if target == "-":
         sys.stdout.write(text)
     else:
@@ -615,54 +615,6 @@ def format_sweep(sweep) -> str:
         lines.append(f"sweep {status}" + (f"; not run: {', '.join(map(str, not_done))}"
                                           if not_done else ""))
     return "\n".join(lines)
-
-
-def _clean(x: float):
-    return float(x) if math.isfinite(x) else None
-
-
-def export_csv(pairs, sweep: bool = False) -> str:
-    """Scalars as CSV, one row per probe step (with an ``lr_sweep`` column for sweeps);
-    ``pairs``: (learning rate of the sweep or None, run)."""
-    keys: list[str] = []
-    for _, run in pairs:
-        keys += [k for k in run.scalars if k not in keys]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow((["lr_sweep"] if sweep else []) + keys + ["phase"])
-    for lr, run in pairs:
-        phases = run.phases()
-        cols = [run.scalar(k) for k in keys]
-        for i in range(len(run)):
-            row = [f"{lr:g}"] if sweep else []
-            row += [_csv_value(k, c[i]) for k, c in zip(keys, cols, strict=True)]
-            writer.writerow(row + [phases[i]])
-    return buf.getvalue()
-
-
-def _csv_value(key: str, value) -> str:
-    if key == "step":
-        return str(int(value))
-    return repr(float(value)) if math.isfinite(value) else ""
-
-
-def export_json(pairs, sweep: bool = False) -> str:
-    """Run summary + scalars (NaN → null) as JSON; a list of those for sweeps."""
-    docs = []
-    for lr, run in pairs:
-        doc = {
-            "status": run.status,
-            "step": run.step,
-            "config": run.config.to_dict() if run.config is not None else None,
-            "meta": run.meta,
-            "phases": [list(s) for s in run.phase_spans()],
-            "scalars": {k: [_clean(float(x)) for x in v] for k, v in run.scalars.items()},
-        }
-        if lr is not None:
-            doc["lr_sweep"] = lr
-        docs.append(doc)
-    out = docs if sweep else docs[0]
-    return json.dumps(out, indent=1, default=str) + "\n"
 
 
 # --------------------------------------------------------------------------- entry
