@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ijr_core import exports as core_exports
+from ijr_core.names import safe_name
 from ijr_core.run import SAMPLE_KEYS
 
 
@@ -99,8 +100,6 @@ def chart_png(chart: Any, scale: float = 2.0) -> bytes:
 
 
 def safe_filename(text: str, default: str = "run") -> str:
-    """A file-name stem from free text: letters, digits, "-", "_" and "." only."""
-    import re
-
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return stem[:100] or default
+    """A file-name stem from free text: :func:`ijr_core.names.safe_name` (letters, digits
+    and ``_.=+-``, at most 100 characters)."""
+    return safe_name(text, default)

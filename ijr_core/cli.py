@@ -249,11 +249,10 @@ def _progress(quiet: bool, total: int, label: str, poll):
 def _default_out(name: str) -> Path:
     """runs/<name>-<time>, the name reduced to one short, safe path component (a run named
     "../../x" stays inside runs/)."""
-    import re
+    from ijr_core.names import safe_name
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", name).strip("-.")[:100] or "run"
-    return Path("runs") / f"{safe}-{stamp}"
+    return Path("runs") / f"{safe_name(name)}-{stamp}"
 
 
 def _out_dir(args, name: str, kind: str) -> Path:

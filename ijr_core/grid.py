@@ -26,7 +26,6 @@ import itertools
 import json
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.executors import SweepControl, ThreadExecutor
+from ijr_core.names import grid_member_name
 from ijr_core.run import STATUSES, Run, RunFormatError, atomic_write_text, load_run, now_iso
 from ijr_core.values import parse_values
 
@@ -135,16 +135,6 @@ def config_key(config: RunConfig | Mapping) -> str:
     d = config.to_dict() if isinstance(config, RunConfig) else dict(config)
     doc = {k: v for k, v in sorted(d.items()) if k not in IDENTITY_EXCLUDED}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def folder_name(index: int, combo: Mapping) -> str:
-    """Folder of the index-th run, e.g. ``003-lr=0.5-seed=1`` (safe characters only)."""
-    parts = [f"{index:03d}"] + [f"{k}={_short(v)}" for k, v in combo.items()]
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))[:120]
-
-
-def _short(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- progress
@@ -390,7 +380,7 @@ def run_grid(
     if not isinstance(control, SweepControl):
         raise TypeError(f"control must be a SweepControl, got {type(control).__name__}")
     folder = None if out_dir is None else Path(out_dir)
-    names = [folder_name(i, v) for i, v in enumerate(values)]
+    names = [grid_member_name(i, v) for i, v in enumerate(values)]
     runs: list[Run | None] = [None] * len(plan)
     kept: set[int] = set()
     if folder is not None:

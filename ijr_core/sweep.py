@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ijr_core.executors import SweepControl, ThreadExecutor, default_workers
+from ijr_core.names import sweep_member_name as run_folder_name
 from ijr_core.run import (
     Run,
     RunFormatError,
@@ -124,11 +125,6 @@ class Sweep:
             run.save(out / name)
         _write_sweep_json(out, self.config, self.lrs, names, self.meta, status=self.status)
         return out
-
-
-def run_folder_name(index: int, lr: float) -> str:
-    """Folder name of the index-th run of a sweep, e.g. ``lr-03-0.25``."""
-    return f"lr-{index:02d}-{lr:g}"
 
 
 def _write_sweep_json(out: Path, config, lrs, names, meta, status: str) -> None:
