@@ -56,7 +56,8 @@ def parse_axes(specs: Mapping[str, str] | Sequence[str]) -> dict[str, list]:
     """Axes from ``["lr=0.1,0.5", "seed=0:2:3"]`` or ``{"lr": "0.1,0.5"}``: each field's
     values in the grammar of :mod:`ijr_core.values`, typed like the field ("none" for an
     optional one). Raises ConfigError naming the field."""
-    from ijr_core.config import _field_types, _parse_str
+    from ijr_core.config import _field_types
+    from ijr_core.config_codec import parse_str
 
     pairs = []
     if isinstance(specs, Mapping):
@@ -81,7 +82,7 @@ def parse_axes(specs: Mapping[str, str] | Sequence[str]) -> dict[str, list]:
         try:
             axes[name] = parse_values(
                 text, kind, name,
-                parse_one=lambda tok, n=name: _parse_str(n, tok, types[n]),
+                parse_one=lambda tok, n=name: parse_str(n, tok, types[n]),
             )
         except ConfigError:
             raise
