@@ -43,7 +43,7 @@ def _csv(config: RunConfig) -> RawData:
     if len(distinct) < 2:
         raise DatasetError(f"{path}: the label column has fewer than 2 classes")
     features = _numeric_features(path, header, body, col)
-    names = sorted(distinct, key=int if all(map(_is_int, distinct)) else None)
+    names = sorted(distinct, key=int if all(_reads_as(int, d) for d in distinct) else None)
     index = {name: i for i, name in enumerate(names)}
     y = np.array([index[s] for s in labels], dtype=np.int64)
     order = data_rng(config, "shuffle").permutation(len(y))
@@ -89,7 +89,7 @@ def _has_header(rows: list[list[str]], label_spec: str | None) -> bool:
     """The first row is a header when it names the label column or has more
     non-numeric cells than the second row (labels may be non-numeric in every row)."""
     def non_numeric(row):
-        return sum(not _is_number(c) for c in row)
+        return sum(not _reads_as(float, c) for c in row)
 
     if non_numeric(rows[0]) == 0:
         return False
@@ -103,7 +103,7 @@ def _label_column(path: Path, header: list[str] | None, n_cols: int, spec: str |
         return n_cols - 1
     if header is not None and spec in [h.strip() for h in header]:
         return [h.strip() for h in header].index(spec)
-    if _is_int(spec) and -n_cols <= int(spec) < n_cols:
+    if _reads_as(int, spec) and -n_cols <= int(spec) < n_cols:
         return int(spec) % n_cols
     known = f"not among the {n_cols} header names" if header else "no header row"
     raise DatasetError(f"{path}: label column {spec!r} not found ({known}; "
@@ -128,17 +128,10 @@ def _numeric_features(path: Path, header, body, col: int) -> np.ndarray:
     return out
 
 
-def _is_number(s: str) -> bool:
+def _reads_as(kind: type, s: str) -> bool:
+    """True when ``kind(s)`` (int or float) parses the cell."""
     try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_int(s: str) -> bool:
-    try:
-        int(s)
+        kind(s)
     except ValueError:
         return False
     return True
