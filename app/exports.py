@@ -14,20 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ijr_core import exports as core_exports
+from ijr_core.names import safe_name
 from ijr_core.protocol import RunLike
 from ijr_core.run import SAMPLE_KEYS
 
 
-def scalars_frame(run: RunLike) -> pd.DataFrame:
-    """One row per probe step, one column per scalar metric ("step" first)."""
-    s = run.scalars
-    cols = ["step", *sorted(k for k in s if k != "step")]
-    return pd.DataFrame({k: np.asarray(s[k]) for k in cols}, columns=cols)
-
-
 def scalars_csv(run: RunLike) -> bytes:
-    """The run's scalars as UTF-8 CSV (header row, NaN written as empty cells)."""
-    return scalars_frame(run).to_csv(index=False).encode("utf-8")
+    """The run's scalars as UTF-8 CSV: :func:`ijr_core.exports.scalars_csv` (the columns are
+    documented there), the same bytes as ``python -m ijr_core export RUN --csv``."""
+    return core_exports.scalars_csv([(None, run)]).encode("utf-8")
 
 
 def samples_frame(run: RunLike, step_index: int | None = None) -> pd.DataFrame:
@@ -105,8 +101,6 @@ def chart_png(chart: Any, scale: float = 2.0) -> bytes:
 
 
 def safe_filename(text: str, default: str = "run") -> str:
-    """A file-name stem from free text: letters, digits, "-", "_" and "." only."""
-    import re
-
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return stem[:100] or default
+    """A file-name stem from free text: :func:`ijr_core.names.safe_name` (letters, digits
+    and ``_.=+-``, at most 100 characters)."""
+    return safe_name(text, default)

@@ -16,13 +16,14 @@ closed tab leaves no worker keeping a CPU busy. Whatever the worker writes (``er
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
+
+# The folder name of a job's output (UTC time, safe label, random id): ijr_core's one namer.
+from ijr_core.names import stamped_name as stamp_name  # noqa: F401 - app.jobs, app.session
 
 MAX_JOBS_ENV = "IJR_MAX_JOBS"
 
@@ -40,15 +41,6 @@ def max_jobs() -> int:
         return max(1, int(os.environ.get(MAX_JOBS_ENV, "")))
     except ValueError:
         return max(2, usable_cores())
-
-
-def stamp_name(label: str) -> str:
-    """The folder name of a job's output: UTC time (so names sort by age), the label made
-    safe (letters, digits and ``_.=+-``, at most 80) and a short random id (two sessions
-    starting the same job in the same second get different folders)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    clean = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", label).strip("-.")[:80] or "job"
-    return f"{stamp}-{clean}-{uuid.uuid4().hex[:6]}"
 
 
 class BackgroundJob:

@@ -8,6 +8,12 @@ same probe subset from a random start with tol 1e-9 (max 200 iterations). Relati
 rounding (~1e-6). Also counted: Lanczos products (H, G) per probe, median over the
 warm-started probes (all but step 0).
 
+Deterministic: every run trains on exactly ``--threads`` torch threads (RunConfig.torch_threads).
+Left on "auto", the trainer's thread policy (ijr_core.threads) times 1 thread against all
+free cores and keeps the faster, so the count, hence the float reduction order, hence the
+(chaotic, edge-of-stability) trajectories and errors, changed from one invocation to the
+next with the machine's load. Everything else is seeded (data, init, batches, Lanczos starts).
+
 Exit code 1 if any error exceeds 2 · eig_tol (usable as a check), else 0.
 
     python bench/check_probe_accuracy.py [--quick] [--threads 1]
@@ -100,7 +106,7 @@ def check(label: str, cfg) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter settings (< 1 min)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of every run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -112,7 +118,7 @@ def main() -> None:
     everything = []
     with mock.patch.multiple(cv.CurvatureGraph, **{n: counted(n) for n in COUNT}):
         for label, cfg in (QUICK if args.quick else SETTINGS).items():
-            rows = check(label, cfg.replace(device="cpu"))
+            rows = check(label, cfg.replace(device="cpu", torch_threads=args.threads))
             everything += rows
             errs = {k: [abs(r[k][-1]) for r in rows] for k in KEYS}
             both = errs["sharpness"] + errs["gn_sharpness"]

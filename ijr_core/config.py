@@ -14,159 +14,70 @@ Every field carries `metadata` with
 - optionally ``when``: {other field: allowed values}, the settings under which this field
   has any effect (e.g. rho only for sam/asam/ejr); see `RunConfig.relevant_fields`.
 
-The name tuples (`DATASET_NAMES`, `MODEL_NAMES`, ...) are the single source of allowed
-names; `data.DATASETS` and `models.MODELS` register exactly these names (tested), so this
-module never imports the heavy modules and there are no import cycles.
+Layout: this module holds `RunConfig` (the one frozen source of defaults) and keeps every
+name below importable from here; the allowed names and `ConfigError` are in
+:mod:`ijr_core.config_names`, the work limits in :mod:`ijr_core.config_limits`, the field
+types, checks and text codec in :mod:`ijr_core.config_codec`, the presets in
+:mod:`ijr_core.presets`, devices and cores in :mod:`ijr_core.devices`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
+
+from ijr_core.config_codec import (
+    check_bounds,
+    check_type,
+    field_types,
+    format_value,
+    parse_str,
+    query_dict,
+    type_name,
+)
+from ijr_core.config_limits import (
+    DATASET_SHAPES,
+    LIMITS,
+    MAX_CHECKPOINTS,
+    MAX_CLASSES,
+    MAX_DATA_VALUES,
+    MAX_FEATURES,
+    MAX_PARAMS,
+    MAX_PROBE_WORK,
+    MAX_SAMPLES,
+    MAX_STORED_VALUES,
+    check_work,
+    param_count,
+)
+from ijr_core.config_names import (
+    ACTIVATION_NAMES,
+    DATASET_NAMES,
+    DEVICE_NAMES,
+    FILE_DATASETS,
+    GROUPS,
+    IMAGE_DATASETS,
+    LOSS_NAMES,
+    MODEL_NAMES,
+    OPTIMIZER_NAMES,
+    PROBE_MODES,
+    TOY_DATASETS,
+    ConfigError,
+    registrar,
+)
+from ijr_core.devices import resolve_device, usable_cores
 
 __all__ = [
-    "ACTIVATION_NAMES",
-    "DATASET_NAMES",
-    "DEVICE_NAMES",
-    "FILE_DATASETS",
-    "GROUPS",
-    "LIMITS",
-    "IMAGE_DATASETS",
-    "LOSS_NAMES",
-    "MODEL_NAMES",
-    "OPTIMIZER_NAMES",
-    "PRESETS",
-    "TOY_DATASETS",
-    "ConfigError",
-    "RunConfig",
-    "field_help",
-    "fields_by_group",
-    "param_count",
-    "resolve_device",
-    "usable_cores",
+    "ACTIVATION_NAMES", "DATASET_NAMES", "DEVICE_NAMES", "FILE_DATASETS", "GROUPS", "LIMITS",
+    "IMAGE_DATASETS", "LOSS_NAMES", "MODEL_NAMES", "OPTIMIZER_NAMES", "PRESETS", "PROBE_MODES",
+    "TOY_DATASETS", "ConfigError", "RunConfig", "field_help", "fields_by_group", "param_count",
+    "resolve_device", "usable_cores",
+    # from config_limits and config_names, for the modules that import them from here
+    "MAX_CHECKPOINTS", "MAX_CLASSES", "MAX_DATA_VALUES", "MAX_FEATURES", "MAX_PARAMS",
+    "MAX_PROBE_WORK", "MAX_SAMPLES", "MAX_STORED_VALUES", "check_work", "registrar",
 ]
-
-DATASET_NAMES = (
-    "digits", "moons", "circles", "blobs", "spirals", "mnist", "fashion-mnist", "cifar10", "csv",
-)
-IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
-FILE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "csv")
-TOY_DATASETS = ("moons", "circles", "blobs", "spirals")
-MODEL_NAMES = ("mlp", "cnn", "linear")
-OPTIMIZER_NAMES = ("gd", "sgd", "sam", "asam", "ejr", "jacobian-penalty")
-ACTIVATION_NAMES = ("tanh", "relu", "gelu", "elu", "softplus")
-LOSS_NAMES = ("ce", "mse")
-DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
-PROBE_MODES = ("train", "eval")  # what they mean: ijr_core/model_view.py
-GROUPS = ("data", "model", "optimizer", "probes", "advanced")
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed.
-
-    Attributes: ``field`` (name of the offending field, or None for a whole-config
-    problem), ``value`` (the bad value) and ``allowed`` (what would be accepted).
-    """
-
-    def __init__(self, field_name: str | None, value: object, allowed: str):
-        self.field = field_name
-        self.value = value
-        self.allowed = allowed
-        where = f"{field_name}: " if field_name else ""
-        super().__init__(f"{where}{value!r} is not allowed; {allowed}")
-
-    def __reduce__(self):  # rebuilt from its parts when sent between processes
-        return type(self), (self.field, self.value, self.allowed)
-
-
-# -- limits: the most work one configuration may ask for -------------------------------
-# The app is served to a room and opens links and uploads from anyone, so one click must
-# not take the server's memory or CPU for hours. RunConfig enforces every limit (those that
-# need the data's shape also when the dataset is loaded and the model built), each with a
-# ConfigError saying which setting to lower.
-MAX_SAMPLES = 100_000  # n_train + n_test
-MAX_FEATURES = 4096  # input dimension (columns of a CSV)
-MAX_CLASSES = 100  # classes of a dataset (labels of a CSV)
-MAX_DATA_VALUES = 50_000_000  # (n_train + n_test) × features: 200 MB as float32
-MAX_PARAMS = 2_000_000  # trainable parameters of the model
-MAX_CHECKPOINTS = 1000  # checkpoint_limit
-MAX_STORED_VALUES = 100_000_000  # checkpoint_limit × (parameters + 6 × probe_size): 400 MB
-MAX_PROBE_WORK = 2e12  # probes × probe_size × parameters (~ an hour of probing)
-LIMITS = {
-    "samples": MAX_SAMPLES, "features": MAX_FEATURES, "classes": MAX_CLASSES,
-    "data_values": MAX_DATA_VALUES, "params": MAX_PARAMS,
-    "checkpoints": MAX_CHECKPOINTS, "stored_values": MAX_STORED_VALUES,
-    "probe_work": MAX_PROBE_WORK,
-}
-# Input dimension, classes and image shape of the datasets whose shape is fixed (csv:
-# known once the file is read, then checked by `check_work` again).
-_SHAPES = {
-    "digits": (64, 10, (1, 8, 8)), "mnist": (784, 10, (1, 28, 28)),
-    "fashion-mnist": (784, 10, (1, 28, 28)), "cifar10": (3072, 10, (3, 32, 32)),
-    **{name: (2, 2, None) for name in TOY_DATASETS},
-}
-
-
-def param_count(
-    model: str, width: int, depth: int, in_dim: int, n_classes: int,
-    image_shape: tuple[int, int, int] | None = None,
-) -> int:
-    """Trainable parameters of `models.build_model` (weights + biases), without building it.
-
-    mlp: D·w + w + (depth−1)(w² + w) + w·K + K; linear: D·K + K; cnn: 3×3 convs
-    C·w·9 + w, then (depth−1)(9w² + w), then a linear layer from w·h·w' to K, where each
-    conv halves the side (rounding up)."""
-    if model == "linear":
-        return in_dim * n_classes + n_classes
-    if model == "cnn" and image_shape is not None:
-        c, h, w = image_shape
-        for _ in range(depth):
-            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-        convs = c * width * 9 + width + (depth - 1) * (9 * width * width + width)
-        return convs + width * h * w * n_classes + n_classes
-    hidden = in_dim * width + width + (depth - 1) * (width * width + width)
-    return hidden + width * n_classes + n_classes
-
-
-def check_work(config: RunConfig, in_dim: int, n_classes: int, image_shape=None) -> None:
-    """Raise ConfigError when `config` on data of this shape asks for more than LIMITS."""
-    n = config.n_train + config.n_test
-    if in_dim > MAX_FEATURES:
-        raise ConfigError("data_path", config.data_path,
-                          f"the data has {in_dim} features; at most {MAX_FEATURES}")
-    if n_classes > MAX_CLASSES:
-        raise ConfigError("data_path" if config.dataset == "csv" else "n_classes", n_classes,
-                          f"{n_classes} classes; at most {MAX_CLASSES}")
-    if n * in_dim > MAX_DATA_VALUES:
-        raise ConfigError("n_train", config.n_train,
-                          f"(n_train + n_test) × {in_dim} features = {n * in_dim:,} values; "
-                          f"at most {MAX_DATA_VALUES:,}: use fewer samples")
-    p = param_count(config.model, config.width, config.depth, in_dim, n_classes, image_shape)
-    if p > MAX_PARAMS:
-        raise ConfigError("width", config.width,
-                          f"the {config.model} has {p:,} parameters at width {config.width}, "
-                          f"depth {config.depth}; at most {MAX_PARAMS:,}: lower width or depth")
-    stored = config.checkpoint_limit * (p + 6 * min(config.probe_size, config.n_train))
-    if stored > MAX_STORED_VALUES:
-        raise ConfigError("checkpoint_limit", config.checkpoint_limit,
-                          f"keeping {config.checkpoint_limit} checkpoints of {p:,} parameters "
-                          f"and the per-sample values is {stored:,} values; at most "
-                          f"{MAX_STORED_VALUES:,}: lower checkpoint_limit or the model size")
-    probes = config.steps // config.probe_every + 2
-    work = probes * min(config.probe_size, config.n_train) * p
-    if work > MAX_PROBE_WORK:
-        raise ConfigError("probe_every", config.probe_every,
-                          f"{probes:,} probes × probe_size × {p:,} parameters = {work:.3g}; at "
-                          f"most {MAX_PROBE_WORK:.3g}: probe less often or on fewer samples")
-
 
 _DEEP = {"model": ("mlp", "cnn")}
 _SEED_MAX = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
@@ -293,9 +204,9 @@ class RunConfig:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            value = _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
+            value = check_type(f.name, getattr(self, f.name), _field_types()[f.name])
             object.__setattr__(self, f.name, value)
-            _check_bounds(f, value)
+            check_bounds(f, value)
         self._check_cross_field()
 
     def _check_cross_field(self):
@@ -321,8 +232,8 @@ class RunConfig:
         if n > MAX_SAMPLES:
             raise ConfigError("n_train", self.n_train,
                               f"n_train + n_test = {n:,}; at most {MAX_SAMPLES:,}")
-        if self.dataset in _SHAPES:
-            d, k, image = _SHAPES[self.dataset]
+        if self.dataset in DATASET_SHAPES:
+            d, k, image = DATASET_SHAPES[self.dataset]
             k = self.n_classes if self.dataset in ("blobs", "spirals") else k
             check_work(self, d, k, image)
 
@@ -356,7 +267,7 @@ class RunConfig:
             )
         values = (base or cls()).to_dict()
         for k, v in d.items():
-            values[k] = _parse_str(k, v, known[k]) if isinstance(v, str) else v
+            values[k] = parse_str(k, v, known[k]) if isinstance(v, str) else v
         return cls(**values)
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -385,7 +296,7 @@ class RunConfig:
             ref = _preset(preset)
             head["preset"] = preset
         base = ref.to_dict()
-        items = {k: _format(v) for k, v in self.to_dict().items() if v != base[k]}
+        items = {k: format_value(v) for k, v in self.to_dict().items() if v != base[k]}
         return urlencode({**head, **items})
 
     @classmethod
@@ -401,7 +312,7 @@ class RunConfig:
         With ``strict=False`` keys that are not fields (e.g. an app's page name) are
         ignored instead of raising ConfigError.
         """
-        d = _query_dict(q)
+        d = query_dict(q)
         if "preset" in d:
             base = _preset(d.pop("preset"))
         if not strict:
@@ -417,7 +328,7 @@ class RunConfig:
         entry left out). For shared links, where one typo or a tracking parameter should not
         throw the rest away. Entries that are only allowed together (``n_train=50`` with
         ``batch_size=32`` on a preset with batch size 64) are applied together."""
-        d = _query_dict(q)
+        d = query_dict(q)
         errors: list[ConfigError] = []
         if "preset" in d:
             try:
@@ -466,7 +377,7 @@ class RunConfig:
 def field_help() -> dict[str, dict]:
     """Field name -> metadata dict (help, group, choices, bounds) with the default added."""
     return {
-        f.name: {**f.metadata, "default": f.default, "type": _type_name(_field_types()[f.name])}
+        f.name: {**f.metadata, "default": f.default, "type": type_name(_field_types()[f.name])}
         for f in dataclasses.fields(RunConfig)
     }
 
@@ -479,236 +390,12 @@ def fields_by_group() -> dict[str, list[str]]:
     return out
 
 
-# -- typing and validation -----------------------------------------------------------
-
-@cache
 def _field_types() -> dict[str, tuple[type, bool]]:
-    """Field name -> (base type, optional) from the resolved annotations."""
-    hints = typing.get_type_hints(RunConfig)
-    out = {}
-    for f in dataclasses.fields(RunConfig):
-        t = hints[f.name]
-        args = typing.get_args(t)
-        if typing.get_origin(t) in (typing.Union, types.UnionType) and type(None) in args:
-            (base,) = [a for a in args if a is not type(None)]
-            out[f.name] = (base, True)
-        else:
-            out[f.name] = (t, False)
-    return out
+    """RunConfig's field name -> (base type, optional)."""
+    return field_types(RunConfig)
 
 
-def _type_name(tp: tuple[type, bool]) -> str:
-    base, optional = tp
-    return base.__name__ + (" or None" if optional else "")
-
-
-def _check_type(name: str, value, tp: tuple[type, bool]):
-    """Return `value` as the field's plain Python type, else raise ConfigError.
-
-    Integers (also numpy's) are accepted for float fields; bools are never numbers;
-    an empty string of an optional string field means None.
-    """
-    base, optional = tp
-    if optional and (value is None or (base is str and value == "")):
-        return None
-    if isinstance(value, bool) or value is None:
-        ok = base is bool and value is not None
-    elif base is int:
-        ok = isinstance(value, numbers.Integral)
-    elif base is float:
-        ok = isinstance(value, numbers.Real)
-    else:
-        ok = isinstance(value, base)
-    if not ok:
-        raise ConfigError(name, value, f"expected {_type_name(tp)}, got {type(value).__name__}")
-    value = base(value)
-    if base is float and not math.isfinite(value):
-        raise ConfigError(name, value, "expected a finite number")
-    return value
-
-
-def _check_bounds(f: dataclasses.Field, value) -> None:
-    """Enforce `choices` and `min`/`max` of the field's metadata."""
-    if value is None:
-        return
-    m = f.metadata
-    choices = m.get("choices")
-    if choices is not None:
-        if f.name == "device" and _is_cuda_index(value):
-            return
-        if value not in choices:
-            raise ConfigError(f.name, value, f"known {f.name} names: {', '.join(choices)}")
-        return
-    lo, hi = m.get("min"), m.get("max")
-    lo_bad = lo is not None and (value <= lo if m.get("min_open") else value < lo)
-    hi_bad = hi is not None and (value >= hi if m.get("max_open") else value > hi)
-    if lo_bad or hi_bad:
-        raise ConfigError(f.name, value, f"must be in {_interval(m)}")
-
-
-def _interval(m: Mapping) -> str:
-    lo, hi = m.get("min"), m.get("max")
-    left = "(" if m.get("min_open") or lo is None else "["
-    right = ")" if m.get("max_open") or hi is None else "]"
-    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-
-
-def _is_cuda_index(value: str) -> bool:
-    head, _, idx = value.partition(":")
-    return head == "cuda" and idx.isdigit()
-
-
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-def _parse_str(name: str, s: str, tp: tuple[type, bool]):
-    """Parse a query/CLI string into the field's type; ConfigError if it cannot be."""
-    base, optional = tp
-    text = s.strip()
-    if base is str:
-        return s
-    if optional and text.lower() in ("", "none", "null"):
-        return None
-    try:
-        if base is bool:
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ValueError
-        if base is int:
-            return int(text)
-        if base is float:
-            return float(text)
-    except ValueError:
-        pass
-    raise ConfigError(name, s, f"expected {_type_name(tp)}")
-
-
-def _format(v) -> str:
-    """Value -> query string text that `_parse_str` maps back to the same value."""
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v) if isinstance(v, float) else str(v)
-
-
-def _query_dict(q: str | Mapping) -> dict[str, str]:
-    """A query string or mapping (str -> str or list of str) as str -> str, the last of
-    repeated keys winning."""
-    if isinstance(q, str):
-        q = parse_qs(q.lstrip("?"), keep_blank_values=True)
-    if not isinstance(q, Mapping):
-        raise ConfigError(None, q, "expected a query string or a mapping")
-    d = {}
-    for k, v in q.items():
-        if isinstance(v, (list, tuple)):
-            if not v:
-                continue
-            v = v[-1]
-        d[k] = v if isinstance(v, str) else str(v)
-    return d
-
-
-def _preset(name: str) -> RunConfig:
-    if name not in PRESETS:
-        raise ConfigError("preset", name, f"known presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-
-# -- devices -------------------------------------------------------------------------
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    import os
-
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
-def registrar(registry: dict, known: tuple[str, ...]):
-    """``register(name)`` decorators filling ``registry``; a name must be listed in ``known``
-    (the tuples above, which RunConfig validates against)."""
-
-    def register(name: str):
-        assert name in known, f"add {name!r} to the names in config.py"
-
-        def deco(fn):
-            registry[name] = fn
-            return fn
-
-        return deco
-
-    return register
-
-
-def resolve_device(name: str = "auto"):
-    """torch.device for `name`: "auto" picks cuda, then mps, then cpu.
-
-    Asking explicitly for a device that is not available raises ConfigError.
-    """
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ConfigError("device", name, "MPS is not available here; use auto or cpu")
-        return torch.device("mps")
-    if name == "cuda" or _is_cuda_index(name):
-        if not torch.cuda.is_available():
-            raise ConfigError("device", name, "CUDA is not available here; use auto or cpu")
-        idx = int(name.partition(":")[2] or 0)
-        if idx >= torch.cuda.device_count():
-            raise ConfigError("device", name, f"only {torch.cuda.device_count()} CUDA devices")
-        return torch.device(name)
-    raise ConfigError("device", name, f"known device names: {', '.join(DEVICE_NAMES)}, cuda:N")
-
-
-# -- presets -------------------------------------------------------------------------
-
-_DIGITS = RunConfig()  # SCIENCE.md's digits setting: 30 % label noise, η = 0.5
-# The default: the digits setting with more label noise and a smaller step, tuned by
-# measurement (notes/issue14.md) to show the whole textbook picture in 800 steps.
-_EOS = RunConfig(name="edge-of-stability", label_noise=0.5, lr=0.3)
-
-PRESETS: dict[str, RunConfig] = {
-    # Digits, 1000 samples, 50 % label noise, MLP 64-128-128-10 tanh, GD η = 0.3. Measured
-    # (seeds 0/1/2, 800 steps, ≈ 4 s on a quiet 2-core CPU): ‖H‖ starts at 0.08 · 2/η,
-    # crosses 0.9 · 2/η at step ≈ 300, peaks at 1.25-1.36 · 2/η and stays within 0.9-1.2 ·
-    # 2/η (median) for ≥ 0.6 of the run; ⟨‖M‖⟩ rises 0.12 → 0.27 and falls to 0.05: phases
-    # I (0-300) → II (300-600) → III. With 30 % noise and η = 0.5 ‖H‖ overshoots to 1.6 · 2/η
-    # and then falls to 0.4 · 2/η; with less noise it never reaches 2/η (the fit turns pure
-    # first).
-    "edge-of-stability": _EOS,
-    # Same data and η with mini-batches of 32 (epoch-wise shuffling): the full-batch ‖H‖
-    # stays at ≤ 0.67 · 2/η over 800 steps for seeds 0-2, where GD overshoots to 1.57 · 2/η.
-    "sgd-vs-gd": _DIGITS.replace(name="sgd-vs-gd", optimizer="sgd", batch_size=32),
-    # EJR on an SGD base (batch 64); compare with sgd / sam by changing `optimizer` only.
-    # Measured after 800 steps, seeds 0/1: final ⟨‖J‖²⟩ ≈ 700 (EJR), ≈ 120 (SAM) against
-    # ≈ 1780 (SGD); test accuracy 0.71-0.75 / 0.86-0.88 / 0.67-0.72. At ρ = 0.05 EJR is
-    # indistinguishable from SGD (⟨‖J‖²⟩ 1740), hence ρ = 1.
-    "ejr-vs-sam": _DIGITS.replace(name="ejr-vs-sam", optimizer="ejr", batch_size=64, rho=1.0),
-    # 2-D data for decision maps. Measured (seeds 0-2): ‖H‖ starts near 1.9-2.3, crosses
-    # 0.9 · 2/η = 6 by step 175 and then hovers around 2/η = 6.7 (6.0-7.3).
-    "two-moons": RunConfig(
-        name="two-moons", dataset="moons", n_train=500, n_test=500, noise=0.2,
-        label_noise=0.2, width=64, depth=3, lr=0.3, steps=800, probe_every=25,
-        probe_size=500,
-    ),
-    # Base of learning-rate sweeps: the default, probed a little more often. Measured at
-    # η = 0.2 / 0.5 / 0.8: ‖H‖ reaches 2/η at step ≈ 540 / 140 / 60; above η ≈ 0.5 it
-    # overshoots to ≈ 1.5 · 2/η before settling (the demo sweep stays at η ≤ 0.5).
-    "lr-sweep": _EOS.replace(name="lr-sweep", probe_every=20),
-}
+# The presets are RunConfigs, so their module imports this one: imported last, once
+# RunConfig exists (ijr_core/__init__ imports this module first, so the order always holds).
+from ijr_core.presets import PRESETS  # noqa: E402
+from ijr_core.presets import preset as _preset  # noqa: E402

@@ -17,18 +17,17 @@ is called, and only the others are trained.
 
 :func:`train_all` is the one engine: :func:`ijr_core.sweep.sweep_lr` is the grid over the
 single axis ``lr`` with its own index file (sweep.json).
+
+Layout: this module holds :class:`Grid`, :func:`run_grid` and the grid folder (grid.json,
+resume, loading) and keeps every name below importable from here; the axes, their
+expansion and :func:`config_key` are in :mod:`ijr_core.grid_axes`, the training engine
+(:class:`GridProgress`, :class:`GridSink`, :func:`train_all`) in :mod:`ijr_core.grid_engine`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import math
 import os
-import re
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,246 +36,24 @@ import numpy as np
 
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.executors import SweepControl, ThreadExecutor
+from ijr_core.grid_axes import IDENTITY_EXCLUDED, MAX_RUNS, config_key, expand, parse_axes
+from ijr_core.grid_engine import GridProgress, GridSink, train_all
+from ijr_core.names import grid_member_name
 from ijr_core.run import STATUSES, Run, RunFormatError, atomic_write_text, load_run, now_iso
-from ijr_core.values import parse_values
+
+__all__ = [
+    "GRID_SCHEMA_VERSION", "MAX_INDEX_BYTES", "RESULTS", "Grid", "GridCallback", "complete_runs",
+    "is_grid_folder", "load_grid", "run_grid", "seed_mean_run",
+    # from grid_axes and grid_engine, for the code that imports them from here
+    "IDENTITY_EXCLUDED", "MAX_RUNS", "GridProgress", "GridSink", "config_key", "expand",
+    "parse_axes", "train_all",
+]
 
 GRID_SCHEMA_VERSION = 1
-MAX_RUNS = 1000
 MAX_INDEX_BYTES = 8 * 1024 * 1024  # grid.json / run.json read when resuming
-IDENTITY_EXCLUDED = ("name", "device")
 RESULTS = ("finished", "diverged")  # complete on disk: never trained again
 
 GridCallback = Callable[[int, dict, Run], None]
-
-
-# --------------------------------------------------------------------------- axes
-
-
-def parse_axes(specs: Mapping[str, str] | Sequence[str]) -> dict[str, list]:
-    """Axes from ``["lr=0.1,0.5", "seed=0:2:3"]`` or ``{"lr": "0.1,0.5"}``: each field's
-    values in the grammar of :mod:`ijr_core.values`, typed like the field ("none" for an
-    optional one). Raises ConfigError naming the field."""
-    from ijr_core.config import _field_types, _parse_str
-
-    pairs = []
-    if isinstance(specs, Mapping):
-        pairs = list(specs.items())
-    else:
-        for spec in specs:
-            name, sep, text = str(spec).partition("=")
-            if not sep:
-                raise ConfigError(name.strip() or None, spec,
-                                  "an axis is FIELD=VALUES, e.g. lr=0.1,0.5 or seed=0:2:3")
-            pairs.append((name.strip(), text))
-    types = _field_types()
-    axes: dict[str, list] = {}
-    for name, text in pairs:
-        if name not in types:
-            raise ConfigError(name, text, f"unknown field {name!r}; known fields: "
-                                          f"{', '.join(types)}")
-        if name in axes:
-            raise ConfigError(name, text, "this axis is given twice")
-        base, _ = types[name]
-        kind = base if base in (int, float) else str
-        try:
-            axes[name] = parse_values(
-                text, kind, name,
-                parse_one=lambda tok, n=name: _parse_str(n, tok, types[n]),
-            )
-        except ConfigError:
-            raise
-        except ValueError as exc:
-            raise ConfigError(name, text, str(exc).removeprefix(f"{name}: ")) from None
-    return axes
-
-
-def expand(base: RunConfig, axes: Mapping[str, Sequence]) -> list[tuple[dict, RunConfig]]:
-    """(axis values, config) of every run, the last axis varying fastest; every config is
-    validated here. ConfigError (naming the field) on an unknown field, an empty axis, a
-    value the field does not allow, or more than MAX_RUNS runs."""
-    if not isinstance(base, RunConfig):
-        raise TypeError(f"base must be a RunConfig, got {type(base).__name__}")
-    if not isinstance(axes, Mapping) or not axes:
-        raise ConfigError(None, axes, "give at least one axis, e.g. {'lr': [0.1, 0.5]}")
-    axes = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in axes.items()}
-    names = list(axes)
-    known = base.to_dict()
-    for name in names:
-        if name not in known:
-            raise ConfigError(name, axes[name], f"unknown field {name!r}; known fields: "
-                                                f"{', '.join(known)}")
-        values = axes[name]
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ConfigError(name, values, "an axis needs a non-empty list of values")
-    total = math.prod(len(axes[n]) for n in names)
-    if total > MAX_RUNS:
-        raise ConfigError(names[0], total, f"a grid has at most {MAX_RUNS} runs, this one "
-                                           f"{' × '.join(str(len(axes[n])) for n in names)}")
-    return [(combo, _replace(base, combo))
-            for combo in (dict(zip(names, vals, strict=True))
-                          for vals in itertools.product(*(axes[n] for n in names)))]
-
-
-def _replace(base: RunConfig, combo: dict) -> RunConfig:
-    try:
-        return base.replace(**combo)
-    except ConfigError as exc:
-        if len(combo) == 1:
-            raise
-        what = ", ".join(f"{k}={v}" for k, v in combo.items())
-        raise ConfigError(exc.field, exc.value, f"{exc.allowed} (in the run {what})") from None
-    except (TypeError, ValueError) as exc:
-        name = next(iter(combo))
-        raise ConfigError(name, combo[name], str(exc)) from None
-
-
-def config_key(config: RunConfig | Mapping) -> str:
-    """Identity of a run: a hash of its configuration without ``name`` and ``device``."""
-    d = config.to_dict() if isinstance(config, RunConfig) else dict(config)
-    doc = {k: v for k, v in sorted(d.items()) if k not in IDENTITY_EXCLUDED}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def folder_name(index: int, combo: Mapping) -> str:
-    """Folder of the index-th run, e.g. ``003-lr=0.5-seed=1`` (safe characters only)."""
-    parts = [f"{index:03d}"] + [f"{k}={_short(v)}" for k, v in combo.items()]
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))[:120]
-
-
-def _short(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class GridProgress:
-    """Counts of a grid while it trains (thread-safe): runs done / total, running, failed,
-    skipped (complete on disk already), retried starts, and an ETA from the steps done so
-    far: elapsed · (1 − f) / f, f = steps done / steps of the runs this session trains."""
-
-    def __init__(self, steps: Mapping[int, int], total: int, skipped: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._steps_of = dict(steps)  # index -> steps of the runs to train
-        self.total, self.skipped = total, skipped
-        self._step: dict[int, int] = {}
-        self._running: set[int] = set()
-        self._done: dict[int, str] = {}
-        self._failed: set[int] = set()
-        self._attempts: dict[int, int] = {}
-        self.nodes: dict[int, str] = {}  # index -> node of its latest start (Ray)
-        self._t0 = time.perf_counter()
-
-    def started(self, i: int, attempt: int = 1, node: str | None = None) -> None:
-        """Run ``i`` started (its ``attempt``-th start: a Ray task retried after its worker
-        or node died starts again from step 0); idempotent."""
-        with self._lock:
-            if i in self._done or i in self._failed:
-                return
-            if attempt > self._attempts.get(i, 0):
-                self._attempts[i] = attempt
-                self._step[i] = 0
-            self._running.add(i)
-            if node is not None:
-                self.nodes[i] = node
-
-    def steps(self) -> dict[int, int]:
-        """Index -> step reached (last probe) of each run trained this session."""
-        with self._lock:
-            return dict(self._step)
-
-    def running(self) -> dict[int, str | None]:
-        """Index -> node (None in this process) of each run in progress."""
-        with self._lock:
-            return {i: self.nodes.get(i) for i in self._running}
-
-    def step(self, i: int, step: int) -> None:
-        with self._lock:
-            if i in self._running:
-                self._step[i] = max(0, min(int(step), self._steps_of.get(i, step)))
-
-    def done(self, i: int, status: str) -> None:
-        with self._lock:
-            self._running.discard(i)
-            self._done[i] = status
-            self._step[i] = self._steps_of.get(i, 0)
-            if status == "failed":
-                self._failed.add(i)
-
-    def failed(self, i: int) -> None:
-        with self._lock:
-            self._running.discard(i)
-            self._failed.add(i)
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            todo = sum(self._steps_of.values())
-            done_steps = sum(self._step.get(i, 0) for i in self._steps_of)
-            finished = len(self._done) - len(self._failed & set(self._done))
-            running, failed = len(self._running), len(self._failed)
-            retries = sum(a - 1 for a in self._attempts.values())
-            diverged = sum(1 for s in self._done.values() if s == "diverged")
-        elapsed = time.perf_counter() - self._t0
-        frac = done_steps / todo if todo else 1.0
-        eta = elapsed * (1 - frac) / frac if 0 < frac < 1 else (0.0 if frac >= 1 else None)
-        return {"total": self.total, "done": self.skipped + finished, "skipped": self.skipped,
-                "running": running, "failed": failed, "diverged": diverged, "retries": retries,
-                "fraction": (self.skipped + finished) / self.total if self.total else 1.0,
-                "step_fraction": frac, "elapsed": elapsed, "eta": eta}
-
-    def line(self, elapsed: bool = True) -> str:
-        """One line: ``4/6 done · 2 running · 0 failed · elapsed 40 s · eta 31 s``."""
-        s = self.snapshot()
-        eta = "?" if s["eta"] is None else f"{s['eta']:.0f} s"
-        extra = f" · {s['skipped']} resumed" if s["skipped"] else ""
-        extra += f" · {s['retries']} retried" if s["retries"] else ""
-        extra += f" · elapsed {s['elapsed']:.0f} s" if elapsed else ""
-        return (f"{s['done']}/{s['total']} done · {s['running']} running · "
-                f"{s['failed']} failed{extra} · eta {eta}")
-
-
-class GridSink:
-    """What executors report to: keeps the runs, updates the progress, calls the callback
-    (``callback(i, run)``, never two at once). A run that cannot be trained at all stops the
-    grid when ``fail_fast`` (sweeps), else it is counted as failed and the grid goes on."""
-
-    def __init__(self, n: int, progress: GridProgress, callback=None,
-                 fail_fast: bool = True) -> None:
-        self.runs: list[Run | None] = [None] * n
-        self.errors: dict[int, str] = {}
-        self.progress, self.callback, self.fail_fast = progress, callback, fail_fast
-        self._lock = threading.Lock()
-
-    def started(self, i: int, attempt: int = 1, node: str | None = None) -> None:
-        self.progress.started(i, attempt, node)
-
-    def step(self, i: int, step: int) -> None:
-        self.progress.step(i, step)
-
-    def done(self, i: int, run: Run) -> None:
-        with self._lock:
-            self.runs[i] = run
-            self.progress.done(i, run.status)
-            if self.callback is not None:
-                self.callback(i, run)
-
-    def failed(self, i: int, exc: BaseException) -> bool:
-        with self._lock:
-            self.errors[i] = f"{type(exc).__name__}: {exc}"[:500]
-            self.progress.failed(i)
-        return self.fail_fast
-
-
-def train_all(jobs, executor, sink: GridSink, control: SweepControl) -> None:
-    """Train ``jobs`` ((index, config, folder) triples) with ``executor``, reporting to
-    ``sink``; detaches the control afterwards. The one engine of grids and sweeps."""
-    try:
-        executor.run(list(jobs), sink, control)
-    finally:
-        control._detach()
-
-
-# --------------------------------------------------------------------------- the grid
 
 
 @dataclass
@@ -390,7 +167,7 @@ def run_grid(
     if not isinstance(control, SweepControl):
         raise TypeError(f"control must be a SweepControl, got {type(control).__name__}")
     folder = None if out_dir is None else Path(out_dir)
-    names = [folder_name(i, v) for i, v in enumerate(values)]
+    names = [grid_member_name(i, v) for i, v in enumerate(values)]
     runs: list[Run | None] = [None] * len(plan)
     kept: set[int] = set()
     if folder is not None:

@@ -33,6 +33,9 @@ from typing import Any
 import numpy as np
 
 from ijr_core.executors import SweepControl, ThreadExecutor, default_workers
+from ijr_core.grid_axes import expand
+from ijr_core.grid_engine import GridProgress, GridSink, train_all
+from ijr_core.names import sweep_member_name as run_folder_name
 from ijr_core.run import (
     Run,
     RunFormatError,
@@ -126,11 +129,6 @@ class Sweep:
         return out
 
 
-def run_folder_name(index: int, lr: float) -> str:
-    """Folder name of the index-th run of a sweep, e.g. ``lr-03-0.25``."""
-    return f"lr-{index:02d}-{lr:g}"
-
-
 def _write_sweep_json(out: Path, config, lrs, names, meta, status: str) -> None:
     doc = {
         "schema_version": SWEEP_SCHEMA_VERSION,
@@ -182,8 +180,6 @@ def sweep_lr(
     ``executor``: where the runs train (default ``ThreadExecutor(workers)``; a
     :class:`~ijr_core.executors.RayExecutor` sends them to a Ray cluster).
     """
-    from ijr_core.grid import GridProgress, GridSink, expand, train_all
-
     lrs_arr = _check_lrs(lrs)
     configs = [c for _, c in expand(config, {"lr": [float(x) for x in lrs_arr]})]
     if executor is None:

@@ -376,7 +376,7 @@ def test_csv_errors_never_quote_the_file(tmp_path, content, match):
 
 
 def test_only_regular_files_of_bounded_size_are_read(tmp_path, monkeypatch):
-    import ijr_core.data as datamod
+    import ijr_core.data_csv as datamod
 
     with pytest.raises(DatasetError, match="not a regular file"):
         load_dataset(RunConfig(dataset="csv", data_path="/dev/zero"))

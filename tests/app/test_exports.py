@@ -23,9 +23,22 @@ def run():
 def test_scalars_csv_round_trip(run):
     back = pd.read_csv(io.BytesIO(exports.scalars_csv(run)))
     assert list(back.columns)[0] == "step"
-    assert set(back.columns) == set(run.scalars)
+    assert set(back.columns) == set(run.scalars) | {"phase"}
+    assert list(back["phase"]) == list(run.phases())
     for key, arr in run.scalars.items():
         np.testing.assert_allclose(back[key].to_numpy(dtype=float), arr, equal_nan=True)
+
+
+def test_scalars_csv_download_is_the_cli_export(run, tmp_path, capsys):
+    """The app's download and `python -m ijr_core export RUN --csv` give the same bytes."""
+    from ijr_core.cli import main
+    from ijr_core.run import load_run
+
+    run.save(tmp_path / "r")
+    assert main(["export", str(tmp_path / "r"), "--csv"]) == 0
+    cli_bytes = capsys.readouterr().out.encode("utf-8")
+    assert exports.scalars_csv(load_run(tmp_path / "r")) == cli_bytes
+    assert exports.scalars_csv(run) == cli_bytes  # the run in memory, before saving
 
 
 def test_samples_csv_long_format(run):
