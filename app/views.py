@@ -18,8 +18,7 @@ def show_chart(chart, key: str, on_select: str | None = None,
     ``as_spec=True``, through ``st.vega_lite_chart`` with the data passed apart from the
     spec: a re-render with new data keeps the same spec and the browser updates the view
     in place (no flicker). Returns the selection state of the params ``selections`` when
-    ``on_select`` is given. ``width="stretch"`` gives each view of a vconcat the column's
-    width (a compound chart's autosize cannot fit it)."""
+    ``on_select`` is given; ``width`` is Streamlit's (None: its default)."""
     spec, data = chart if isinstance(chart, tuple) else charts.split_spec(chart)
     if isinstance(data, dict):  # named datasets of a compound chart (charts.scrub_chart)
         spec, data = {**spec, "datasets": data}, None

@@ -198,7 +198,7 @@ def views(run) -> None:
     event = show_chart(
         charts.scrub_chart(run, metric, order, mark_noisy, color_by, start=start,
                            as_spec=True),
-        key=key, on_select="rerun", selections=("pick", charts.SCRUB_PARAM), width="stretch",
+        key=key, on_select="rerun", selections=("pick", charts.SCRUB_PARAM),
     )
     _take_pick(event)
     st.caption(

@@ -399,14 +399,14 @@ def scrub_chart(
     max_marks: int = HEATMAP_MARKS,
     max_points: int = SCRUB_POINTS,
     max_checkpoints: int = MAX_SCRUB_CHECKPOINTS,
-    panel_width: int = 340,
+    panel_width: int = 330,
     as_spec: bool = False,
 ):
     """Inspect's step-dependent views as one chart, scrubbed in the browser: the cursor
     strip (:func:`heatmap_cursor_chart`) with a range input and clickable checkpoints,
     the heatmap (:func:`heatmap_chart`) below it, then the histogram and the scatter
     (:func:`histogram_chart`, :func:`scatter_chart`) side by side, ``panel_width`` pixels
-    each. Their data hold every scrubbable checkpoint (:mod:`app.scrub_frames`); the one
+    each (the strip and the heatmap span both). Their data hold every scrubbable checkpoint (:mod:`app.scrub_frames`); the one
     point selection ``at`` on the ``checkpoint`` position (starting at ``start``, an index
     into :func:`app.scrub_frames.scrub_indices`) filters the strip, the histogram and the
     scatter, so one step drives all of them. A click on a heatmap cell or a scatter point
@@ -447,7 +447,11 @@ def _scrub_template(key: tuple, panel_width: int) -> alt.VConcatChart:
     row = alt.hconcat(part["hist"].properties(width=panel_width),
                       part["point"].properties(width=panel_width)).resolve_scale(
                           color="independent")
-    return (alt.vconcat(part["tick"], part["heat"], row, spacing=8)
+    # the strip and the heatmap as wide as the row below (its legends included): fixed
+    # widths, since the autosize of a chart with a row inside cannot fit a column
+    wide = 2 * panel_width + 150
+    return (alt.vconcat(part["tick"].properties(width=wide), part["heat"].properties(width=wide),
+                        row, spacing=8)
             .resolve_scale(color="independent", x="independent", y="independent")
             .properties(autosize={"type": "pad"}))
 
