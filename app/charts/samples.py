@@ -450,17 +450,17 @@ def _scrub_template(key: tuple, panel_width: int) -> alt.VConcatChart:
     # the strip and the heatmap as wide as the row below (its legends included): fixed
     # widths, since the autosize of a chart with a row inside cannot fit a column
     wide = 2 * panel_width + 150
-    return (alt.vconcat(part["tick"].properties(width=wide), part["heat"].properties(width=wide),
-                        row, spacing=8)
-            .resolve_scale(color="independent", x="independent", y="independent")
-            .properties(autosize={"type": "pad"}))
+    with warnings.catch_warnings():  # one "pick" in two views is meant: Altair merges them
+        warnings.filterwarnings("ignore", "Automatically deduplicated selection")
+        return (alt.vconcat(part["tick"].properties(width=wide),
+                            part["heat"].properties(width=wide), row, spacing=8)
+                .resolve_scale(color="independent", x="independent", y="independent")
+                .properties(autosize={"type": "pad"}))
 
 
 @functools.lru_cache(maxsize=32)
 def _cached_scrub_spec(key: tuple, panel_width: int) -> str:
-    with warnings.catch_warnings():  # one "pick" in two views is meant: Altair merges them
-        warnings.filterwarnings("ignore", "Automatically deduplicated selection")
-        spec = _scrub_template(key, panel_width).to_dict(validate=False)
+    spec = _scrub_template(key, panel_width).to_dict(validate=False)
     spec.pop("datasets", None)
     spec.get("config", {}).pop("view", None)
     if not spec.get("config"):

@@ -43,13 +43,17 @@ def _imports(path: Path) -> set[str]:
 CHART_FILES = sorted((ROOT / "app" / "charts").glob("*.py")) + [ROOT / "app/compare_charts.py"]
 
 
-@pytest.mark.parametrize("path", CHART_FILES + [ROOT / "app/tables.py"], ids=lambda p: p.name)
+PURE_FILES = [ROOT / "app/tables.py", ROOT / "app/scrub_frames.py"]
+
+
+@pytest.mark.parametrize("path", CHART_FILES + PURE_FILES, ids=lambda p: p.name)
 def test_charts_and_tables_never_import_streamlit(path):
     assert "streamlit" not in _imports(path)
 
 
-def test_tables_never_import_altair():
-    assert not {"altair", "streamlit", "vl_convert"} & _imports(ROOT / "app/tables.py")
+@pytest.mark.parametrize("path", PURE_FILES, ids=lambda p: p.name)
+def test_tables_never_import_altair(path):
+    assert not {"altair", "streamlit", "vl_convert"} & _imports(path)
 
 
 def test_importing_charts_and_tables_pulls_no_ui_library():
