@@ -122,10 +122,14 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print("ms per step, charts redrawn in the browser (ours):", " ".join(f"{t:.0f}" for t in charts))
-    print("ms per step, server round trip (baseline):      ", " ".join(f"{t:.0f}" for t in server))
+    def row(times: list[float]) -> str:
+        return " ".join(f"{t:.0f}" for t in times)
+
+    print("ms per step, charts redrawn in the browser (ours):", row(charts))
+    print("ms per step, server round trip (baseline):      ", row(server))
     ours, base = statistics.median(charts), statistics.median(server)
-    print(f"median: ours {ours:.0f} ms, baseline {base:.0f} ms, baseline / ours = {base / ours:.1f}")
+    print(f"median: ours {ours:.0f} ms, baseline {base:.0f} ms, baseline / ours = "
+          f"{base / ours:.1f}")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def _heatmap_cursor_template(y_title, x0, x1, title, at=None, positions=0,
             name=at, fields=["checkpoint"], value=[{"checkpoint": start}], on="click",
             nearest=True, clear=False, toggle=False,
             bind=alt.binding_range(min=0, max=max(positions - 1, 0), step=1,
-                                   name="checkpoint "))
+                                   name="step "))
         layers.append(base.mark_point(shape="triangle-down", size=60, filled=True,
                                       color="#bbb", opacity=1)
                       .encode(tooltip=[alt.Tooltip("step:Q")]).add_params(pick))
@@ -406,9 +406,10 @@ def scrub_chart(
     strip (:func:`heatmap_cursor_chart`) with a range input and clickable checkpoints,
     the heatmap (:func:`heatmap_chart`) below it, then the histogram and the scatter
     (:func:`histogram_chart`, :func:`scatter_chart`) side by side, ``panel_width`` pixels
-    each (the strip and the heatmap span both). Their data hold every scrubbable checkpoint (:mod:`app.scrub_frames`); the one
-    point selection ``at`` on the ``checkpoint`` position (starting at ``start``, an index
-    into :func:`app.scrub_frames.scrub_indices`) filters the strip, the histogram and the
+    each (the strip and the heatmap span both). Their data hold every scrubbable
+    checkpoint (:mod:`app.scrub_frames`); the one point selection ``at`` on the
+    ``checkpoint`` position (starting at ``start``, an index into
+    :func:`app.scrub_frames.scrub_indices`) filters the strip, the histogram and the
     scatter, so one step drives all of them. A click on a heatmap cell or a scatter point
     selects its sample (param ``pick``).
 
