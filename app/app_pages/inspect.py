@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import streamlit.components.v1 as components
 
 from app import charts, maps, share, state, uploads
 from app.run_picker import CURRENT, KEY, pick_run, remember_step
@@ -30,7 +31,8 @@ def scrubbed(run, indices, options: tuple) -> tuple[int, int, str]:
     The step lives in the browser: the scrub chart's point selection ``at`` moves every
     chart at once and reports its position back (a rerun follows for the server's views).
     The position is that report when the chart in place has one, else the step remembered
-    (Theory shares it), else the last checkpoint; Play advances it. The chart starts at
+    (Theory shares it), else the last checkpoint; Play steps the chart's slider in the
+    browser (:func:`play_in_browser`) and ends at the last position. The chart starts at
     that position and keeps its key (and the browser its view) until the chart itself has
     to change: other options, other checkpoints, another start (a new key, never reused,
     so the browser cannot restore a stale selection into it)."""
@@ -48,14 +50,33 @@ def scrubbed(run, indices, options: tuple) -> tuple[int, int, str]:
         pos = nearest_position(indices, steps.index(kept) if kept in steps else len(steps) - 1)
         if old_sig != sig or start != pos:
             serial, start = serial + 1, pos
-    if st.session_state.get("playing"):
-        if pos >= len(indices) - 1:
-            st.session_state["playing"] = False
-            st.rerun(scope="app")  # stops the play timer
-        serial, pos, start = serial + 1, pos + 1, pos + 1
+    if st.session_state.get("playing") and pos >= len(indices) - 1:
+        st.session_state["playing"] = False
+        st.session_state["inspect_anchor"] = (serial, sig, start)
+        remember_step(steps[int(indices[pos])])
+        st.rerun(scope="app")  # the button says Play again
     st.session_state["inspect_anchor"] = (serial, sig, start)
     remember_step(steps[int(indices[pos])])
     return pos, start, f"inspect_scrub_{serial}"
+
+
+# Play moves the scrub chart's own slider, one position per tick, as a key press would: the
+# charts move in the browser and report each step back like a user's scrub. The script runs
+# in a component's frame of the same origin and ends with it (Pause removes the frame).
+_PLAY_JS = """<script>
+const tick = () => {
+  const input = window.parent.document.querySelector('.vega-bindings input[type=range]');
+  if (!input || +input.value >= +input.max) return;
+  input.stepUp();
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+};
+setInterval(tick, %d);
+</script>"""
+
+
+def play_in_browser(interval_ms: int = 700) -> None:
+    """Advance the scrub chart's slider every ``interval_ms`` while this element is shown."""
+    components.html(_PLAY_JS % int(interval_ms), height=0)
 
 
 def _index_of(run, sample_id: int | None) -> int | None:
@@ -272,7 +293,9 @@ def page() -> None:
             serial = st.session_state.get("inspect_anchor", (0,))[0]
             st.session_state["inspect_anchor"] = (serial + 1, None, None)  # a new chart
         st.rerun()
-    st.fragment(views, run_every=0.7 if playing else None)(run)
+    if playing:
+        play_in_browser()
+    st.fragment(views)(run)
 
 
 page()
