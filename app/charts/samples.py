@@ -168,17 +168,20 @@ def _heatmap_cursor_template(y_title, x0, x1, title, at=None, positions=0,
             nearest=True, clear=False, toggle=False,
             bind=alt.binding_range(min=0, max=max(positions - 1, 0), step=1,
                                    name="step "))
-        layers.append(base.mark_point(shape="triangle-down", size=60, filled=True,
+        # the checkpoints, small and along the top edge: the chosen one's label, at the
+        # bottom next to its ▼, then never runs over them
+        layers.append(base.mark_point(shape="triangle-down", size=36, filled=True,
                                       color="#bbb", opacity=1)
-                      .encode(tooltip=[alt.Tooltip("step:Q")]).add_params(pick))
+                      .encode(y=alt.YDatum(0.85), tooltip=[alt.Tooltip("step:Q")])
+                      .add_params(pick))
         base = base.transform_filter({"param": at, "empty": False})
     marker = base.mark_point(shape="triangle-down", size=220, filled=True, color="#222",
                              opacity=1)
     labels = [base.transform_filter(alt.datum.side == side)
               .mark_text(align=side, dx=10 if side == "left" else -10, fontSize=14, color="#222")
               .encode(text="text:N") for side in ("left", "right")]
-    return alt.layer(*layers, marker, *labels).properties(height=22, title=title,
-                                                         view=alt.ViewBackground(stroke=None))
+    return alt.layer(*layers, marker, *labels).properties(
+        height=22 if at is None else 34, title=title, view=alt.ViewBackground(stroke=None))
 
 
 @functools.lru_cache(maxsize=64)
@@ -335,7 +338,20 @@ def _scatter_parts(run: RunLike, points: pd.DataFrame, color_by: str,
     data = pd.concat([df, diag], ignore_index=True)
     for col in ("cls", "noisy_label"):
         data[col] = data[col].fillna("")
-    return {"lim": lim, "color_by": color_by, "k": n_classes(run), "height": height}, data
+    return {"lim": lim, "color_by": color_by, "k": n_classes(run), "height": height}, _compact(data)
+
+
+def _compact(data: pd.DataFrame) -> pd.DataFrame:
+    """The frame as the browser gets it, smaller (Arrow): text columns as categories, other
+    float64 columns as float32 (ids and labels below 2²⁴ stay exact)."""
+    out = data.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]) and out[col].dtype == np.float64:
+            out[col] = out[col].astype(np.float32)
+        elif pd.api.types.is_string_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            if out[col].map(type).eq(str).all():
+                out[col] = out[col].astype("category")
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -432,8 +448,8 @@ def scrub_chart(
     )
     datasets = {
         "tick": tick_frame(run, indices, strip["x0"], strip["x1"]),
-        "heat": heat,
-        "hist": histogram_frame(run, metric, indices, edges),
+        "heat": _compact(heat),
+        "hist": _compact(histogram_frame(run, metric, indices, edges)),
         "point": points,
     }
     key = tuple((name, template, tuple(sorted(p.items()))) for name, template, p in views)
