@@ -148,7 +148,7 @@ _NO_STALE_FADE = (
 _BINDINGS_ON_TOP = (
     "<style>.vega-embed:has(>.vega-bindings){display:flex;flex-direction:column}"
     ".vega-embed>.vega-bindings{order:-1;margin:0 0 4px 0}"
-    ".vega-embed .vega-bind input[type=range]{width:min(60vw,520px)}"
+    ".vega-embed .vega-bind input[type=range]{width:min(60vw,560px) !important}"
     # the range's own number is a position on the slider, not a step: the chart labels it
     ".vega-embed .vega-bind input[type=range]+span{display:none}"
     "</style>"

@@ -147,3 +147,11 @@ def test_scrub_chart_is_valid_vega_lite(run):
     names = {v["data"]["name"] for v in _views(spec) if "data" in v}
     assert names == {"tick", "heat", "hist", "point"}
     assert set(spec["datasets"]) == names
+
+
+def test_a_run_with_one_checkpoint_has_a_one_position_scrubber():
+    one = synthetic_run(n_samples=12, n_checkpoints=1, seed=2)
+    spec, data = charts.scrub_chart(one, as_spec=True)
+    (at,) = [p for p in spec["params"] if p["name"] == charts.SCRUB_PARAM]
+    assert at["bind"]["max"] == 0 and at["value"] == [{"checkpoint": 0}]
+    assert len(data["tick"]) == 1 and set(data["point"]["checkpoint"].dropna()) == {0}
