@@ -23,9 +23,10 @@ from app.views import (
     status_line,
 )
 from ijr_core.claims import run_claims
+from ijr_core.protocol import RunLike
 
 
-def scrubbed(run, indices, options: tuple) -> tuple[int, int, str]:
+def scrubbed(run: RunLike, indices: np.ndarray, options: tuple) -> tuple[int, int, str]:
     """(scrubber position shown, position the chart starts at, the chart's key).
 
     The step lives in the browser: the scrub chart's point selection ``at`` moves every

@@ -1,9 +1,11 @@
 """Per-sample charts of a run: the samples × checkpoints heatmap and its cursor strip, the
-histogram and the λ*-against-‖M‖ scatter at a checkpoint, one sample's history, and the
-2-D decision map.
+histogram and the λ*-against-‖M‖ scatter at a checkpoint, one sample's history, the
+2-D decision map, and Inspect's scrub chart (strip, heatmap, histogram and scatter in one,
+every checkpoint's rows in the browser, one selection choosing the step).
 
-Pure functions ``run -> altair`` (or, with ``as_spec``, (cached spec, data)); see
-:mod:`app.charts.common`. The tables behind them live in :mod:`app.tables`.
+Pure functions ``run -> altair`` (or, with ``as_spec``, (cached spec, data); the scrub
+chart's data are named datasets); see :mod:`app.charts.common`. The tables behind them
+live in :mod:`app.tables` and :mod:`app.scrub_frames`.
 """
 
 from __future__ import annotations
