@@ -12,13 +12,14 @@ import streamlit as st
 from app import charts
 
 
-def show_chart(chart, key: str, on_select: str | None = None,
-               selections: tuple[str, ...] = ("pick",), width: str | None = None):
+def show_chart(
+    chart, key: str, on_select: str | None = None, selections: tuple[str, ...] = ("pick",)
+):
     """Render an Altair chart, or the (spec, data) pair a chart function returns with
     ``as_spec=True``, through ``st.vega_lite_chart`` with the data passed apart from the
     spec: a re-render with new data keeps the same spec and the browser updates the view
     in place (no flicker). Returns the selection state of the params ``selections`` when
-    ``on_select`` is given; ``width`` is Streamlit's (None: its default)."""
+    ``on_select`` is given."""
     spec, data = chart if isinstance(chart, tuple) else charts.split_spec(chart)
     if isinstance(data, dict):  # named datasets of a compound chart (charts.scrub_chart)
         spec, data = {**spec, "datasets": data}, None
@@ -26,8 +27,6 @@ def show_chart(chart, key: str, on_select: str | None = None,
     spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
     readable(spec)
     kwargs = {"key": key}
-    if width:
-        kwargs["width"] = width
     if on_select:
         kwargs.update(on_select=on_select, selection_mode=list(selections))
     return st.vega_lite_chart(data, spec, **kwargs)

@@ -41,7 +41,8 @@ def _at_step(page, label: str):
 def _scatter(chart) -> list[str]:
     """Positions of the scatter's points (Vega's SVG transforms) in the scrub chart."""
     return chart.locator("[class*='point_view'] path").evaluate_all(
-        "ps => ps.map(p => p.getAttribute('transform'))")
+        "ps => ps.map(p => p.getAttribute('transform'))"
+    )
 
 
 def test_train_live_then_scrub_in_inspect(server, chromium):

@@ -85,8 +85,12 @@ def test_point_frame_drops_points_it_cannot_draw(run):
     base = synthetic_run(n_samples=20, n_checkpoints=4, seed=1)
     samples = {k: np.array(v, dtype=float) for k, v in base.samples.items()}
     samples["lambda_star"][2, :5] = np.nan
-    broken = SimpleNamespace(samples=samples, sample_ids=base.sample_ids,
-                             sample_labels=base.sample_labels, sample_noisy=base.sample_noisy)
+    broken = SimpleNamespace(
+        samples=samples,
+        sample_ids=base.sample_ids,
+        sample_labels=base.sample_labels,
+        sample_noisy=base.sample_noisy,
+    )
     frame = point_frame(broken, [0, 1, 2, 3])
     assert (frame["checkpoint"] == 2).sum() == 15
     assert np.isfinite(frame[["m_norm", "lambda_star"]].to_numpy()).all()
@@ -112,8 +116,7 @@ def _views(spec: dict) -> list[dict]:
 
 
 def test_one_selection_drives_strip_histogram_and_scatter(run):
-    spec, data = charts.scrub_chart(run, "lambda_star", start=3, max_checkpoints=8,
-                                    as_spec=True)
+    spec, data = charts.scrub_chart(run, "lambda_star", start=3, max_checkpoints=8, as_spec=True)
     (at,) = [p for p in spec["params"] if p["name"] == charts.SCRUB_PARAM]
     assert at["select"]["fields"] == ["checkpoint"]
     assert at["bind"]["input"] == "range" and at["bind"]["max"] == 7
