@@ -13,18 +13,23 @@ from app import charts
 from ijr_core.protocol import RunLike
 
 
-def show_chart(chart, key: str, on_select: str | None = None):
+def show_chart(
+    chart, key: str, on_select: str | None = None, selections: tuple[str, ...] = ("pick",)
+):
     """Render an Altair chart, or the (spec, data) pair a chart function returns with
     ``as_spec=True``, through ``st.vega_lite_chart`` with the data passed apart from the
     spec: a re-render with new data keeps the same spec and the browser updates the view
-    in place (no flicker). Returns the selection state when ``on_select`` is given."""
+    in place (no flicker). Returns the selection state of the params ``selections`` when
+    ``on_select`` is given."""
     spec, data = chart if isinstance(chart, tuple) else charts.split_spec(chart)
+    if isinstance(data, dict):  # named datasets of a compound chart (charts.scrub_chart)
+        spec, data = {**spec, "datasets": data}, None
     # fit the width to the column; the height given by the chart is the plot's own height
     spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
     readable(spec)
     kwargs = {"key": key}
     if on_select:
-        kwargs.update(on_select=on_select, selection_mode=["pick"])
+        kwargs.update(on_select=on_select, selection_mode=list(selections))
     return st.vega_lite_chart(data, spec, **kwargs)
 
 
@@ -39,15 +44,24 @@ def readable(spec: dict) -> dict:
 
 def picked_sample(event) -> int | None:
     """The sample id of a chart's 'pick' selection event, if any."""
+    return picked(event, "pick", "sample")
+
+
+def picked(event, param: str, field: str) -> int | None:
+    """The integer ``field`` of the first point chosen in a chart's point selection
+    ``param`` (a selection event or state), if any."""
     if not event:
         return None
     try:
-        points = event["selection"]["pick"]
+        points = event["selection"][param]
     except (KeyError, TypeError):
         return None
     if isinstance(points, list) and points:
-        value = points[0].get("sample") if isinstance(points[0], dict) else None
-        return None if value is None else int(value)
+        value = points[0].get(field) if isinstance(points[0], dict) else None
+        try:
+            return None if value is None else int(value)
+        except (TypeError, ValueError):
+            return None
     return None
 
 
@@ -127,6 +141,23 @@ _NO_STALE_FADE = (
     "<style>[data-testid='stElementContainer'][data-stale='true']"
     "{opacity:1 !important;transition:none !important}</style>"
 )
+
+
+# Vega puts the inputs bound to a chart's params below the chart; the scrubber's slider
+# belongs above it, next to the strip it moves, which names the step
+_BINDINGS_ON_TOP = (
+    "<style>.vega-embed:has(>.vega-bindings){display:flex;flex-direction:column}"
+    ".vega-embed>.vega-bindings{order:-1;margin:0 0 4px 0}"
+    ".vega-embed .vega-bind input[type=range]{width:min(60vw,560px) !important}"
+    # the range's own number is a position on the slider, not a step: the chart labels it
+    ".vega-embed .vega-bind input[type=range]+span{display:none}"
+    "</style>"
+)
+
+
+def chart_inputs_on_top() -> None:
+    """Show the inputs bound to a chart's params above the chart (call once per page run)."""
+    st.html(_BINDINGS_ON_TOP)
 
 
 def keep_live_charts_opaque() -> None:

@@ -1,4 +1,5 @@
-"""Server time to rebuild every Inspect view when the step slider moves.
+"""Server time to rebuild every Inspect view when the step slider moved (the per-step
+charts), and what the page builds per rerun now that the step lives in the browser.
 
 A synthetic run of 1000 samples × 100 checkpoints (app/synthetic.py). One "scrub" builds
 the heatmap (with its cursor), the histogram, the λ*–‖M‖ scatter, the sample history and
@@ -38,20 +39,37 @@ def inspect_views(run, c: int, as_spec: bool) -> list:
     ]
 
 
+def scrub_views(run, c: int) -> list:
+    """What the Inspect page builds now on each rerun: the scrub chart (every checkpoint's
+    rows; its spec cached, a scrub in the browser does not change it), the sample history
+    and the top-k table at checkpoint c."""
+    return [
+        charts.scrub_chart(run, start=0, as_spec=True),
+        charts.sample_history_chart(run, 17, c, as_spec=True),
+        charts.top_impure(run, c, 10),
+    ]
+
+
+def _arrow_bytes(frame: pd.DataFrame) -> int:
+    table = pa.Table.from_pandas(frame)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().size
+
+
 def to_wire(views: list) -> int:
-    """Serialise as the app does: spec JSON + Arrow IPC of the data; returns bytes sent."""
+    """Serialise as the app does: spec JSON + Arrow IPC of the data (of each named dataset
+    of a compound chart); returns bytes sent."""
     sent = 0
     for v in views:
         if isinstance(v, pd.DataFrame):
-            table = pa.Table.from_pandas(v)
-        else:
-            spec, data = v if isinstance(v, tuple) else charts.split_spec(v)
-            sent += len(json.dumps(spec))
-            table = pa.Table.from_pandas(data)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        sent += sink.getvalue().size
+            sent += _arrow_bytes(v)
+            continue
+        spec, data = v if isinstance(v, tuple) else charts.split_spec(v)
+        sent += len(json.dumps(spec))
+        frames = data.values() if isinstance(data, dict) else [data]
+        sent += sum(_arrow_bytes(f) for f in frames)
     return sent
 
 
@@ -77,6 +95,15 @@ def main() -> None:
     print(f"  rebuild Altair chart + Arrow data      : {altair_path * 1e3:7.1f} ms")
     print(f"  rebuild Altair chart + inline JSON data: {inline * 1e3:7.1f} ms")
     print(f"  ratio inline JSON / app path           : {inline / app_path:7.2f}x")
+    sent = to_wire(scrub_views(run, 0))
+
+    def rerun() -> int:
+        state["c"] = (state["c"] + 7) % 100
+        return to_wire(scrub_views(run, state["c"]))
+
+    now = median_time(rerun, repeats=9)
+    print("Inspect as it is now (one scrub chart of all checkpoints, the step in the browser):")
+    print(f"  each rerun {now * 1e3:.1f} ms, {sent / 1024:.0f} KB sent (spec + Arrow)")
 
     live = synthetic_run(n_samples=1000, n_checkpoints=33, steps=800)
     fns = (

@@ -6,37 +6,78 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import streamlit.components.v1 as components
 
 from app import charts, maps, share, state, uploads
 from app.run_picker import CURRENT, KEY, pick_run, remember_step
-from app.views import blowup_step, picked_sample, plain, show_chart, show_claims, status_line
+from app.scrub_frames import nearest_position, scrub_indices
+from app.views import (
+    blowup_step,
+    chart_inputs_on_top,
+    keep_live_charts_opaque,
+    picked,
+    picked_sample,
+    plain,
+    show_chart,
+    show_claims,
+    status_line,
+)
 from ijr_core.claims import run_claims
+from ijr_core.protocol import RunLike
 
 
-def step_slider(run) -> int:
-    """Checkpoint index chosen with the slider (or advanced by play)."""
+def scrubbed(run: RunLike, indices: np.ndarray, options: tuple) -> tuple[int, int, str]:
+    """(scrubber position shown, position the chart starts at, the chart's key).
+
+    The step lives in the browser: the scrub chart's point selection ``at`` moves every
+    chart at once and reports its position back (a rerun follows for the server's views).
+    The position is that report when the chart in place has one, else the step remembered
+    (Theory shares it), else the last checkpoint; Play steps the chart's slider in the
+    browser (:func:`play_in_browser`) and ends at the last position. The chart starts at
+    that position and keeps its key (and the browser its view) until the chart itself has
+    to change: other options, other checkpoints, another start (a new key, never reused,
+    so the browser cannot restore a stale selection into it)."""
     steps = [int(s) for s in run.sample_steps]
-    n = len(steps)
-    if st.session_state.get("inspect_step") not in steps:
-        kept = state.remembered("inspect_step")
-        st.session_state["inspect_step"] = kept if kept in steps else steps[-1]
-    if st.session_state.get("playing"):
-        i = steps.index(st.session_state["inspect_step"])
-        if i >= n - 1:
-            st.session_state["playing"] = False
-            st.rerun(scope="app")  # stops the play timer
-        st.session_state["inspect_step"] = steps[i + 1]
-    if n > 1:
-        st.select_slider(
-            "Step (checkpoint)",
-            steps,
-            key="inspect_step",
-            help="Every view below follows this step; ▶ Play animates through training.",
-        )
+    sig = (st.session_state.get(KEY), len(steps), len(indices), *options)
+    serial, old_sig, start = st.session_state.get("inspect_anchor", (0, None, None))
+    chosen = None
+    if old_sig == sig:
+        chosen = picked(st.session_state.get(f"inspect_scrub_{serial}"), charts.SCRUB_PARAM,
+                        "checkpoint")
+    if chosen is not None and 0 <= chosen < len(indices):
+        pos = chosen
     else:
-        st.markdown(f"One checkpoint, step {steps[0]}")
-    remember_step(st.session_state["inspect_step"])
-    return steps.index(st.session_state["inspect_step"])
+        kept = state.remembered("inspect_step")
+        pos = nearest_position(indices, steps.index(kept) if kept in steps else len(steps) - 1)
+        if old_sig != sig or start != pos:
+            serial, start = serial + 1, pos
+    if st.session_state.get("playing") and pos >= len(indices) - 1:
+        st.session_state["playing"] = False
+        st.session_state["inspect_anchor"] = (serial, sig, start)
+        remember_step(steps[int(indices[pos])])
+        st.rerun(scope="app")  # the button says Play again
+    st.session_state["inspect_anchor"] = (serial, sig, start)
+    remember_step(steps[int(indices[pos])])
+    return pos, start, f"inspect_scrub_{serial}"
+
+
+# Play moves the scrub chart's own slider, one position per tick, as a key press would: the
+# charts move in the browser and report each step back like a user's scrub. The script runs
+# in a component's frame of the same origin and ends with it (Pause removes the frame).
+_PLAY_JS = """<script>
+const tick = () => {
+  const input = window.parent.document.querySelector('.vega-bindings input[type=range]');
+  if (!input || +input.value >= +input.max) return;
+  input.stepUp();
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+};
+setInterval(tick, %d);
+</script>"""
+
+
+def play_in_browser(interval_ms: int = 700) -> None:
+    """Advance the scrub chart's slider every ``interval_ms`` while this element is shown."""
+    components.html(_PLAY_JS % int(interval_ms), height=0)
 
 
 def _index_of(run, sample_id: int | None) -> int | None:
@@ -47,8 +88,11 @@ def _index_of(run, sample_id: int | None) -> int | None:
 
 
 def _take_pick(event) -> None:
+    """Follow a click on a sample in the chart; only a new one, as the chart's selection
+    stays (a scrub reruns the page and must not undo a pick made in the table since)."""
     sid = picked_sample(event)
-    if sid is not None:
+    if sid is not None and sid != st.session_state.get("inspect_chart_pick"):
+        st.session_state["inspect_chart_pick"] = sid
         if sid != st.session_state.get("inspect_sample"):  # its history is further down
             st.toast(f"Sample {sid}: its history is shown below, next to the k most impure.")
         st.session_state["inspect_sample"] = sid
@@ -148,17 +192,20 @@ def thumbnails(run, c: int, n: int = 8) -> None:
 OPTION_KEYS = ("inspect_metric", "inspect_order", "inspect_noisy", "inspect_color", "inspect_topk")
 
 
+def _scrub_chart(run: RunLike, options: tuple, start: int) -> tuple[dict, dict]:
+    """charts.scrub_chart's (spec, datasets), kept for the next rerun: a scrub's report
+    reruns the page with the same run and options, and rebuilding every checkpoint's rows
+    (about 0.1 s for 1000 samples × 100 checkpoints) would only delay the server's views."""
+    memo = st.session_state.get("inspect_scrub_memo")
+    if memo and memo[0] is run and memo[1] == (options, start):
+        return memo[2]
+    chart = charts.scrub_chart(run, *options, start=start, as_spec=True)
+    st.session_state["inspect_scrub_memo"] = (run, (options, start), chart)
+    return chart
+
+
 def views(run) -> None:
     state.keep("inspect", OPTION_KEYS)
-    c = step_slider(run)
-    step = int(run.sample_steps[c])
-    onset = blowup_step(run)
-    if onset is not None and step >= onset:
-        st.warning(
-            f"The training loss had blown up by step {onset}: from there on these per-sample "
-            "values describe a diverged network (predictions saturate, ‖M‖ → 0), not training. "
-            "Scrub back before that step to see the run itself."
-        )
     opts = st.columns([1, 1, 1, 1])
     metric = opts[0].selectbox(
         "Per-sample value",
@@ -170,32 +217,36 @@ def views(run) -> None:
     st.session_state.setdefault("inspect_noisy", True)
     mark_noisy = opts[2].toggle("Mark noisy labels", key="inspect_noisy")
     color_by = opts[3].selectbox("Scatter colour", ["class", "noisy"], key="inspect_color")
-    # The cursor is its own small chart: the heatmap's data then stays the same while
-    # scrubbing and the browser does not redraw tens of thousands of cells per step.
-    show_chart(charts.heatmap_cursor_chart(run, c, order, mark_noisy, metric=metric,
-                                           as_spec=True), key="inspect_heat_cursor")
-    event = show_chart(
-        charts.heatmap_chart(run, metric, c, order, mark_noisy, as_spec=True, title=False),
-        key=f"inspect_heat_{metric}_{order}_{mark_noisy}",
-        on_select="rerun",
-    )
+    indices = scrub_indices(len(run.sample_steps))
+    pos, start, key = scrubbed(run, indices, (metric, order, mark_noisy, color_by))
+    c = int(indices[pos])
+    step = int(run.sample_steps[c])
+    if len(indices) > 1:
+        st.caption(
+            "**Scrub** with the checkpoint slider above the charts (or click the strip over "
+            "the heatmap, arrow keys once it has focus): the charts follow at once, in the "
+            "browser; the table, the images and a sample's history follow a moment later."
+        )
+    # One chart, so one step drives all of it. Its key changes only with its options or
+    # its start: scrubbing never re-sends it, and the heatmap is not redrawn per step.
+    event = show_chart(_scrub_chart(run, (metric, order, mark_noisy, color_by), start),
+                       key=key, on_select="rerun", selections=("pick", charts.SCRUB_PARAM))
     _take_pick(event)
     st.caption(
-        f"Each row is a sample (or a bin of samples), each column a checkpoint; ▼ marks "
-        f"step {step}. Red marks on the left: noisy labels. Click a cell for its history."
+        "Heatmap: each row is a sample (or a bin of samples), each column a checkpoint; ▼ "
+        "marks the step shown. Red marks on the left: noisy labels. Below it, at that step: "
+        "how the values are spread, by class, and λ\\* against ‖M‖ (the theorem's bound "
+        "λ\\* ≤ ‖M‖: no point lies above the dashed diagonal). Click a cell or a point for "
+        "its sample's history."
     )
-    left, right = st.columns(2)
-    with left:
-        show_chart(charts.histogram_chart(run, metric, c, as_spec=True), key="inspect_hist")
-        st.caption("How the per-sample values are spread at this step, coloured by class.")
-    with right:
-        event = show_chart(
-            charts.scatter_chart(run, c, color_by, as_spec=True),
-            key=f"inspect_scatter_{color_by}",
-            on_select="rerun",
+    onset = blowup_step(run)
+    if onset is not None and step >= onset:
+        st.warning(
+            f"The training loss had blown up by step {onset}: from there on these per-sample "
+            "values describe a diverged network (predictions saturate, ‖M‖ → 0), not training. "
+            "Scrub back before that step to see the run itself."
         )
-        _take_pick(event)
-        st.caption("The theorem's bound: λ\\* ≤ ‖M‖, so no point lies above the dashed diagonal.")
+    st.markdown(f"**At step {step}** (checkpoint {c + 1} of {len(run.sample_steps)}):")
     plane_or_images(run, c)
     sample_views(run, c)
     state.save("inspect", OPTION_KEYS)
@@ -233,7 +284,9 @@ def page() -> None:
         st.info("This run has no checkpoint yet.")
         return
     playing = st.session_state.get("playing", False)
-    if st.session_state.get("inspect_step") == int(run.sample_steps[-1]) and not playing:
+    keep_live_charts_opaque()  # a scrub's rerun must not fade the charts it just moved
+    chart_inputs_on_top()
+    if state.remembered("inspect_step") == int(run.sample_steps[-1]) and not playing:
         start_over = True  # Play from the last step starts from the beginning
     else:
         start_over = False
@@ -246,9 +299,13 @@ def page() -> None:
     ):
         st.session_state["playing"] = not playing
         if start_over and not playing:
-            st.session_state["inspect_step"] = int(run.sample_steps[0])
+            remember_step(int(run.sample_steps[0]))
+            serial = st.session_state.get("inspect_anchor", (0,))[0]
+            st.session_state["inspect_anchor"] = (serial + 1, None, None)  # a new chart
         st.rerun()
-    st.fragment(views, run_every=0.7 if playing else None)(run)
+    if playing:
+        play_in_browser()
+    st.fragment(views)(run)
 
 
 page()

@@ -6,7 +6,7 @@ One module per kind of view, one idiom (:mod:`app.charts.common`):
 - :mod:`app.charts.scalars`: a run's scalar series (sharpness panel, ⟨‖M‖⟩, Jacobian norms,
   loss, accuracy);
 - :mod:`app.charts.samples`: per-sample views (heatmap and cursor, histogram, scatter,
-  one sample's history, decision map);
+  one sample's history, decision map, and Inspect's scrubbed compound of them);
 - :mod:`app.charts.compare`: several runs (overlays, sweep and grid views);
 - :mod:`app.charts.registry`: the run charts by name, for the Train page, downloads, report.
 
@@ -40,12 +40,14 @@ from app.charts.registry import (
     run_chart,
 )
 from app.charts.samples import (
+    SCRUB_PARAM,
     decision_map_chart,
     heatmap_chart,
     heatmap_cursor_chart,
     histogram_chart,
     sample_history_chart,
     scatter_chart,
+    scrub_chart,
 )
 from app.charts.scalars import (
     ACCURACY_SERIES,
@@ -129,6 +131,7 @@ __all__ = [
     "RUN_CHARTS",
     "RunChart",
     "SAMPLE_METRICS",
+    "SCRUB_PARAM",
     "SEED_COLUMNS",
     "SEED_FIELDS",
     "SHARPNESS_SERIES",
@@ -172,6 +175,7 @@ __all__ = [
     "sample_order",
     "sample_table",
     "scatter_chart",
+    "scrub_chart",
     "seed_groups",
     "sharpness_chart",
     "sharpness_series",

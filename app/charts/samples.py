@@ -1,14 +1,18 @@
 """Per-sample charts of a run: the samples × checkpoints heatmap and its cursor strip, the
-histogram and the λ*-against-‖M‖ scatter at a checkpoint, one sample's history, and the
-2-D decision map.
+histogram and the λ*-against-‖M‖ scatter at a checkpoint, one sample's history, the
+2-D decision map, and Inspect's scrub chart (strip, heatmap, histogram and scatter in one,
+every checkpoint's rows in the browser, one selection choosing the step).
 
-Pure functions ``run -> altair`` (or, with ``as_spec``, (cached spec, data)); see
-:mod:`app.charts.common`. The tables behind them live in :mod:`app.tables`.
+Pure functions ``run -> altair`` (or, with ``as_spec``, (cached spec, data); the scrub
+chart's data are named datasets); see :mod:`app.charts.common`. The tables behind them
+live in :mod:`app.tables` and :mod:`app.scrub_frames`.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,18 +21,26 @@ import numpy as np
 import pandas as pd
 
 from app.charts.common import MAX_MARKS, _finish, _frame, _palette
+from app.scrub_frames import (
+    MAX_SCRUB_CHECKPOINTS,
+    SCRUB_POINTS,
+    histogram_edges,
+    histogram_frame,
+    point_frame,
+    scrub_indices,
+    tick_frame,
+)
 from app.tables import (
     HEATMAP_MARKS,
     SAMPLE_METRICS,
     _metric_domain,
     _step_edges,
-    _subsample,
     heatmap_bins,
     heatmap_frame,
     n_classes,
     sample_history_frame,
-    sample_table,
 )
+from ijr_core.protocol import RunLike
 
 
 def heatmap_chart(
@@ -51,6 +63,12 @@ def heatmap_chart(
     data that never changes while scrubbing lets the browser keep this chart (tens of
     thousands of cells) as it is; a cursor inside it cost about 1 s per slider step.
     ``step_index`` is accepted for symmetry with the other per-step charts and ignored."""
+    params, data = _heatmap_parts(run, metric, order, mark_noisy, max_marks, height, title)
+    return _finish(_heatmap_template, params, data, as_spec)
+
+
+def _heatmap_parts(run: RunLike, metric: str, order: str, mark_noisy: bool, max_marks: int,
+                   height: int, title: bool) -> tuple[dict, pd.DataFrame]:
     cells, b = heatmap_frame(run, metric, order, max_marks)
     steps = np.asarray(run.sample_steps, dtype=float)
     rows = int(cells["row"].max()) + 1 if len(cells) else 1
@@ -75,7 +93,7 @@ def heatmap_chart(
         "height": height,
         "title": title,
     }
-    return _finish(_heatmap_template, params, data, as_spec)
+    return params, data
 
 
 def _noisy_strip(steps: np.ndarray) -> float:
@@ -111,21 +129,29 @@ def heatmap_cursor_chart(
     steps = np.asarray(run.sample_steps, dtype=float)
     c = int(np.clip(step_index if step_index >= 0 else len(steps) + step_index, 0,
                     max(len(steps) - 1, 0)))
-    n = len(run.sample_ids)
-    b = heatmap_bins(n, len(steps), max_marks)
-    x = _heatmap_x_domain(steps, mark_noisy)
-    at = float(steps[c]) if len(steps) else 0.0
-    # the step number goes left of the marker in the last fifth, where it would run off
-    side = "right" if at > x["x0"] + 0.8 * (x["x1"] - x["x0"]) else "left"
-    data = pd.DataFrame({"step": [at], "y": [-0.8], "side": [side],
-                         "text": [f"step {int(steps[c])}" if len(steps) else ""]})
-    params = {"y_title": _heatmap_y_title(order, b), **x,
-              "title": f"{SAMPLE_METRICS.get(metric, metric)} per sample over training"}
+    params = _cursor_params(run, order, mark_noisy, max_marks, metric)
+    if len(steps):
+        data = tick_frame(run, [c], params["x0"], params["x1"]).drop(columns="checkpoint")
+    else:
+        data = pd.DataFrame({"step": [0.0], "y": [-0.8], "side": ["left"], "text": [""]})
     return _finish(_heatmap_cursor_template, params, data, as_spec)
 
 
+def _cursor_params(run: RunLike, order: str, mark_noisy: bool, max_marks: int,
+                   metric: str) -> dict:
+    steps = np.asarray(run.sample_steps, dtype=float)
+    b = heatmap_bins(len(run.sample_ids), len(steps), max_marks)
+    return {"y_title": _heatmap_y_title(order, b), **_heatmap_x_domain(steps, mark_noisy),
+            "title": f"{SAMPLE_METRICS.get(metric, metric)} per sample over training"}
+
+
 @functools.lru_cache(maxsize=64)
-def _heatmap_cursor_template(y_title, x0, x1, title) -> alt.LayerChart:
+def _heatmap_cursor_template(y_title, x0, x1, title, at=None, positions=0,
+                             start=0) -> alt.LayerChart:
+    """The strip's chart; with ``at`` (a param name) its data holds every scrubbable
+    checkpoint (:func:`app.scrub_frames.tick_frame`) and the point selection ``at`` on
+    their ``checkpoint`` position (bound to a range input, starting at ``start``; a click
+    on the strip picks the nearest checkpoint) chooses the one marked."""
     # the heatmap's step labels, in transparent ink and on top: its last label reaches past
     # the plot's right edge and narrows it; the strip must lose the same width
     x = alt.X("step:Q", scale=alt.Scale(domain=[x0, x1], nice=False),
@@ -137,18 +163,32 @@ def _heatmap_cursor_template(y_title, x0, x1, title) -> alt.LayerChart:
               axis=alt.Axis(title=y_title, titleColor="transparent", titleLimit=20,
                             labels=False, ticks=False, domain=False, grid=False))
     base = alt.Chart().encode(x=x, y=y)
+    layers = []
+    if at is not None:
+        pick = alt.selection_point(
+            name=at, fields=["checkpoint"], value=[{"checkpoint": start}], on="click",
+            nearest=True, clear=False, toggle=False,
+            bind=alt.binding_range(min=0, max=max(positions - 1, 0), step=1,
+                                   name="step "))
+        # the checkpoints, small and along the top edge: the chosen one's label, at the
+        # bottom next to its ▼, then never runs over them
+        layers.append(base.mark_point(shape="triangle-down", size=36, filled=True,
+                                      color="#bbb", opacity=1)
+                      .encode(y=alt.YDatum(0.85), tooltip=[alt.Tooltip("step:Q")])
+                      .add_params(pick))
+        base = base.transform_filter({"param": at, "empty": False})
     marker = base.mark_point(shape="triangle-down", size=220, filled=True, color="#222",
                              opacity=1)
     labels = [base.transform_filter(alt.datum.side == side)
               .mark_text(align=side, dx=10 if side == "left" else -10, fontSize=14, color="#222")
               .encode(text="text:N") for side in ("left", "right")]
-    return alt.layer(marker, *labels).properties(height=22, title=title,
-                                               view=alt.ViewBackground(stroke=None))
+    return alt.layer(*layers, marker, *labels).properties(
+        height=22 if at is None else 34, title=title, view=alt.ViewBackground(stroke=None))
 
 
 @functools.lru_cache(maxsize=64)
 def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height,
-                      title) -> alt.LayerChart:
+                      title, view="pick_view") -> alt.LayerChart:
     scale = (
         alt.Scale(scheme="viridis", domain=list(domain)) if domain else alt.Scale(scheme="viridis")
     )
@@ -186,7 +226,7 @@ def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height,
             tooltip=tip,
         )
         .add_params(pick)
-        .properties(name="pick_view")
+        .properties(name=view)
     )
     noisy_layer = (
         base.transform_filter(alt.datum.kind == "noisy")
@@ -219,50 +259,34 @@ def histogram_chart(
 ):
     """Distribution of a per-sample metric at one checkpoint, stacked by class.
 
-    Bin edges are fixed over the whole run (0 .. max over checkpoints) so scrubbing moves
-    the bars, not the axis."""
-    values = np.asarray(run.samples[metric], dtype=np.float64)
-    domain = _metric_domain(run, metric)
-    if domain:
-        lo, hi = domain
-    else:
-        finite = values[np.isfinite(values)]
-        hi = (float(finite.max()) if finite.size else 1.0) or 1.0
-        lo = 0.0 if not finite.size else min(0.0, float(finite.min()))
-    edges = np.linspace(lo, hi, bins + 1)
-    v = values[step_index]
-    labels = np.asarray(run.sample_labels)
-    idx = np.clip(np.digitize(v, edges) - 1, 0, bins - 1)
-    ok = np.isfinite(v)
-    k = n_classes(run)
-    counts = np.zeros((bins, k), dtype=np.int64)
-    np.add.at(counts, (idx[ok], np.clip(labels[ok], 0, k - 1)), 1)
-    bb, kk = np.meshgrid(np.arange(bins), np.arange(k), indexing="ij")
-    data = pd.DataFrame(
-        {
-            "lo": edges[bb.ravel()],
-            "hi": edges[bb.ravel() + 1],
-            "class": kk.ravel().astype(str),
-            "count": counts.ravel(),
-        }
-    )
-    data = data[data["count"] > 0].reset_index(drop=True)
-    params = {
-        "label": SAMPLE_METRICS.get(metric, metric),
-        "lo": float(lo),
-        "hi": float(hi),
-        "step": float(edges[1] - edges[0]),
-        "k": k,
-        "height": height,
-    }
+    Bin edges are fixed over the whole run (:func:`app.scrub_frames.histogram_edges`) so
+    scrubbing moves the bars, not the axis."""
+    params, edges = _histogram_params(run, metric, bins, height)
+    data = histogram_frame(run, metric, [step_index], edges).drop(columns="checkpoint")
     return _finish(_histogram_template, params, data, as_spec)
 
 
+def _histogram_params(run: RunLike, metric: str, bins: int,
+                      height: int) -> tuple[dict, np.ndarray]:
+    edges = histogram_edges(run, metric, bins)
+    params = {
+        "label": SAMPLE_METRICS.get(metric, metric),
+        "lo": float(edges[0]),
+        "hi": float(edges[-1]),
+        "step": float(edges[1] - edges[0]),
+        "k": n_classes(run),
+        "height": height,
+    }
+    return params, edges
+
+
 @functools.lru_cache(maxsize=64)
-def _histogram_template(label, lo, hi, step, k, height) -> alt.Chart:
+def _histogram_template(label, lo, hi, step, k, height, at=None) -> alt.Chart:
     classes = [str(i) for i in range(k)]
+    base = alt.Chart() if at is None else alt.Chart().transform_filter({"param": at,
+                                                                        "empty": False})
     return (
-        alt.Chart()
+        base
         .mark_bar()
         .encode(
             # plain quantitative bars from lo to hi (not bin=binned, whose ticks sit on bin
@@ -296,27 +320,44 @@ def scatter_chart(
 ):
     """λ*(x) against ‖M(x)‖ per sample at a checkpoint, with the diagonal λ* = ‖M‖: the
     theorem's bound λ* ≤ ‖M‖ says every point lies on or below it. Click selects a sample."""
-    df = sample_table(run, step_index)
-    df = df.iloc[_subsample(len(df), max_points)]
-    df = df[np.isfinite(df["m_norm"].to_numpy()) & np.isfinite(df["lambda_star"].to_numpy())]
+    points = point_frame(run, [step_index], max_points).drop(columns="checkpoint")
+    return _finish(_scatter_template, *_scatter_parts(run, points, color_by, height), as_spec)
+
+
+def _scatter_parts(run: RunLike, points: pd.DataFrame, color_by: str,
+                   height: int) -> tuple[dict, pd.DataFrame]:
+    """Params and data of the scatter: the points plus the diagonal from 0 to the largest
+    of ‖M‖'s natural bound, ‖M‖ and λ* over the points (kind "point" / "diag")."""
     top = _metric_domain(run, "m_norm")[1]
-    lim = float(max(top, df["m_norm"].max() if len(df) else 0.0))
-    lim = float(max(lim, df["lambda_star"].max() if len(df) else 0.0))
-    df = df.assign(
+    lim = float(max(top, points["m_norm"].max() if len(points) else 0.0))
+    lim = float(max(lim, points["lambda_star"].max() if len(points) else 0.0))
+    df = points.assign(
         kind="point",
-        cls=df["label"].astype(str),
-        noisy_label=np.where(df["noisy"], "noisy", "clean"),
+        cls=points["label"].astype(str),
+        noisy_label=np.where(points["noisy"], "noisy", "clean"),
     )
     diag = pd.DataFrame({"kind": "diag", "m_norm": [0.0, lim], "lambda_star": [0.0, lim]})
     data = pd.concat([df, diag], ignore_index=True)
     for col in ("cls", "noisy_label"):
         data[col] = data[col].fillna("")
-    params = {"lim": lim, "color_by": color_by, "k": n_classes(run), "height": height}
-    return _finish(_scatter_template, params, data, as_spec)
+    return {"lim": lim, "color_by": color_by, "k": n_classes(run), "height": height}, _compact(data)
+
+
+def _compact(data: pd.DataFrame) -> pd.DataFrame:
+    """The frame as the browser gets it, smaller (Arrow): text columns as categories, other
+    float64 columns as float32 (ids and labels below 2²⁴ stay exact)."""
+    out = data.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]) and out[col].dtype == np.float64:
+            out[col] = out[col].astype(np.float32)
+        elif pd.api.types.is_string_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            if out[col].map(type).eq(str).all():
+                out[col] = out[col].astype("category")
+    return out
 
 
 @functools.lru_cache(maxsize=64)
-def _scatter_template(lim, color_by, k, height) -> alt.LayerChart:
+def _scatter_template(lim, color_by, k, height, at=None, view="pick_view") -> alt.LayerChart:
     pick = alt.selection_point(name="pick", fields=["sample"], on="click")
     if color_by == "noisy":
         color = alt.Color(
@@ -331,8 +372,11 @@ def _scatter_template(lim, color_by, k, height) -> alt.LayerChart:
         )
     base = alt.Chart()
     sc = alt.Scale(domain=[0, lim], nice=False)
+    points = base.transform_filter(alt.datum.kind == "point")
+    if at is not None:
+        points = points.transform_filter({"param": at, "empty": False})
     points = (
-        base.transform_filter(alt.datum.kind == "point")
+        points
         .mark_circle(size=22, opacity=0.7, clip=True)
         .encode(
             x=alt.X("m_norm:Q", title="‖M(x)‖", scale=sc),
@@ -350,7 +394,7 @@ def _scatter_template(lim, color_by, k, height) -> alt.LayerChart:
             ],
         )
         .add_params(pick)
-        .properties(name="pick_view")
+        .properties(name=view)
     )
     line = (
         base.transform_filter(alt.datum.kind == "diag")
@@ -358,6 +402,89 @@ def _scatter_template(lim, color_by, k, height) -> alt.LayerChart:
         .encode(x="m_norm:Q", y="lambda_star:Q")
     )
     return alt.layer(line, points).properties(height=height, title="λ* against ‖M‖ per sample")
+
+
+SCRUB_PARAM = "at"
+
+
+def scrub_chart(
+    run: RunLike,
+    metric: str = "m_norm",
+    order: str = "class",
+    mark_noisy: bool = True,
+    color_by: str = "class",
+    start: int = -1,
+    max_marks: int = HEATMAP_MARKS,
+    max_points: int = SCRUB_POINTS,
+    max_checkpoints: int = MAX_SCRUB_CHECKPOINTS,
+    panel_width: int = 330,
+    as_spec: bool = False,
+):
+    """Inspect's step-dependent views as one chart, scrubbed in the browser: the cursor
+    strip (:func:`heatmap_cursor_chart`) with a range input and clickable checkpoints,
+    the heatmap (:func:`heatmap_chart`) below it, then the histogram and the scatter
+    (:func:`histogram_chart`, :func:`scatter_chart`) side by side, ``panel_width`` pixels
+    each (the strip and the heatmap span both). Their data hold every scrubbable
+    checkpoint (:mod:`app.scrub_frames`); the one point selection ``at`` on the
+    ``checkpoint`` position (starting at ``start``, an index into
+    :func:`app.scrub_frames.scrub_indices`) filters the strip, the histogram and the
+    scatter, so one step drives all of them. A click on a heatmap cell or a scatter point
+    selects its sample (param ``pick``).
+
+    Returns the chart or, with ``as_spec``, (spec, datasets): a spec without data whose
+    views read the named datasets "tick", "heat", "hist" and "point" of that dict."""
+    indices = scrub_indices(len(run.sample_steps), max_checkpoints)
+    n = len(indices)
+    start = int(np.clip(start if start >= 0 else n + start, 0, max(n - 1, 0)))
+    strip = _cursor_params(run, order, mark_noisy, max_marks, metric)
+    heat_params, heat = _heatmap_parts(run, metric, order, mark_noisy, max_marks, 360, False)
+    hist_params, edges = _histogram_params(run, metric, 30, 240)
+    point_params, points = _scatter_parts(run, point_frame(run, indices, max_points), color_by,
+                                          300)
+    views = (
+        ("tick", _heatmap_cursor_template,
+         {**strip, "at": SCRUB_PARAM, "positions": n, "start": start}),
+        ("heat", _heatmap_template, {**heat_params, "view": "heat_view"}),
+        ("hist", _histogram_template, {**hist_params, "at": SCRUB_PARAM}),
+        ("point", _scatter_template, {**point_params, "at": SCRUB_PARAM, "view": "point_view"}),
+    )
+    datasets = {
+        "tick": tick_frame(run, indices, strip["x0"], strip["x1"]),
+        "heat": _compact(heat),
+        "hist": _compact(histogram_frame(run, metric, indices, edges)),
+        "point": points,
+    }
+    key = tuple((name, template, tuple(sorted(p.items()))) for name, template, p in views)
+    if as_spec:
+        return json.loads(_cached_scrub_spec(key, panel_width)), datasets
+    return _scrub_template(key, panel_width).properties(datasets=datasets)
+
+
+def _scrub_template(key: tuple, panel_width: int) -> alt.VConcatChart:
+    part = {name: template(**dict(params)).properties(data=alt.Data(name=name))
+            for name, template, params in key}
+    row = alt.hconcat(part["hist"].properties(width=panel_width),
+                      part["point"].properties(width=panel_width)).resolve_scale(
+                          color="independent")
+    # the strip and the heatmap as wide as the row below (its legends included): fixed
+    # widths, since the autosize of a chart with a row inside cannot fit a column
+    wide = 2 * panel_width + 150
+    with warnings.catch_warnings():  # one "pick" in two views is meant: Altair merges them
+        warnings.filterwarnings("ignore", "Automatically deduplicated selection")
+        return (alt.vconcat(part["tick"].properties(width=wide),
+                            part["heat"].properties(width=wide), row, spacing=8)
+                .resolve_scale(color="independent", x="independent", y="independent")
+                .properties(autosize={"type": "pad"}))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_scrub_spec(key: tuple, panel_width: int) -> str:
+    spec = _scrub_template(key, panel_width).to_dict(validate=False)
+    spec.pop("datasets", None)
+    spec.get("config", {}).pop("view", None)
+    if not spec.get("config"):
+        spec.pop("config", None)
+    return json.dumps(spec)
 
 
 def sample_history_chart(

@@ -61,6 +61,9 @@ def cases() -> dict:
         "histogram_j": lambda: c.histogram_chart(r, "jac_spectral_sq", as_spec=True),
         "scatter": lambda: c.scatter_chart(r),
         "scatter_noisy": lambda: c.scatter_chart(r, 2, color_by="noisy", as_spec=True),
+        "scrub": lambda: c.scrub_chart(r, start=4, as_spec=True),
+        "scrub_bounded": lambda: c.scrub_chart(r, "p_max", "noisy first", False, "noisy",
+                                               max_checkpoints=5, max_points=100),
         "history": lambda: c.sample_history_chart(r, 5, step_index=2),
         "history_spec": lambda: c.sample_history_chart(r, 7, as_spec=True),
         "decision_map": lambda: c.decision_map_chart(_GRID_POINTS, _POINTS),
@@ -105,6 +108,8 @@ def canonical(value) -> object:
     if isinstance(value, pd.DataFrame):
         return {"columns": [str(x) for x in value.columns], "index": [str(x) for x in value.index],
                 "data": json.loads(value.to_json(orient="values", double_precision=15))}
+    if isinstance(value, dict):  # named datasets
+        return {name: canonical(frame) for name, frame in value.items()}
     if isinstance(value, tuple):
         spec, data = value
         return {"spec": spec, "data": canonical(data)}

@@ -3,8 +3,9 @@ Debian's /usr/bin/chromium (never a downloaded browser build; fixtures in confte
 
 Opens a tiny two-moons config through the URL query string, starts it, watches the
 sharpness chart gain points (updated in place, not re-embedded), stops it, opens Inspect,
-moves the step slider, clicks a heatmap cell for a sample's history and saves screenshots
-to tests/artifacts/."""
+moves the step slider inside the scrub chart (the charts follow in the browser, then the
+server's views), clicks a heatmap cell for a sample's history and saves screenshots to
+tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def _probes(page) -> int:
 def _points(chart) -> int:
     """Point marks (circles on the curves) drawn in a Vega SVG view."""
     return chart.locator("g.mark-symbol path").count()
+
+
+def _at_step(page, label: str):
+    """The line of Inspect's server-side views for the strip's label "step N"."""
+    return page.get_by_text(re.compile(rf"^At {label}\b")).first
+
+
+def _scatter(chart) -> list[str]:
+    """Positions of the scatter's points (Vega's SVG transforms) in the scrub chart."""
+    return chart.locator("[class*='point_view'] path").evaluate_all(
+        "ps => ps.map(p => p.getAttribute('transform'))"
+    )
 
 
 def test_train_live_then_scrub_in_inspect(server, chromium):
@@ -83,21 +96,29 @@ def test_train_live_then_scrub_in_inspect(server, chromium):
     page.screenshot(path=ARTIFACTS / "train_stopped.png")
 
     page.get_by_test_id("stSidebarNav").get_by_text("Inspect").click()
-    slider = page.get_by_role("slider").first
-    expect(slider).to_be_visible(timeout=60_000)
+    scrub = page.locator(".vega-bindings input[type=range]").first  # inside the chart
+    expect(scrub).to_be_visible(timeout=60_000)
     expect(page.get_by_text("per sample over training").first).to_be_visible(timeout=60_000)
-    thumb = page.get_by_test_id("stSliderThumbValue").first
-    value = thumb.inner_text()
-    assert value.strip().isdigit(), value
-    slider.focus()
+    chart = page.get_by_test_id("stVegaLiteChart").filter(has=scrub)
+    label = chart.locator("svg text", has_text=re.compile(r"^step \d+$"))
+    expect(label).to_have_count(1, timeout=30_000)
+    before = label.text_content()
+    expect(_at_step(page, before)).to_be_visible(timeout=30_000)
+    points = _scatter(chart)
+    assert points, "the scatter drew no points"
+    scrub.focus()
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
-    expect(thumb).not_to_have_text(value, timeout=30_000)
-    assert int(thumb.inner_text()) < int(value)
+    # the browser moves the charts: the strip's label, then the scatter's points
+    expect(label).not_to_have_text(before, timeout=30_000)
+    after = label.text_content()
+    assert int(after.split()[1]) < int(before.split()[1])
+    assert _scatter(chart) != points, "the scatter did not follow the step"
+    # ... and the server's views follow the same step
+    expect(_at_step(page, after)).to_be_visible(timeout=60_000)
     time.sleep(2)
-    heat = charts.nth(1)  # after the cursor strip; clicking a cell opens that sample's history
-    box = heat.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    cells = chart.locator("[class*='heat_view'] path")
+    cells.nth(cells.count() // 2).click(force=True)  # a cell: that sample's history
     expect(page.get_by_text("This sample's ‖M‖", exact=False)).to_be_visible(timeout=60_000)
     time.sleep(1)
     assert charts.count() >= 3

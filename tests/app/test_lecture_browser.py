@@ -70,14 +70,18 @@ def test_lecture_scenario(server, chromium):
 
     # Inspect: scrub the step slider
     page.get_by_test_id("stSidebarNav").get_by_text("Inspect").click()
-    slider = page.get_by_role("slider").first
-    expect(slider).to_be_visible(timeout=60_000)
-    thumb = page.get_by_test_id("stSliderThumbValue").first
-    value = thumb.inner_text()
-    slider.focus()
+    scrub = page.locator(".vega-bindings input[type=range]").first  # inside the chart
+    expect(scrub).to_be_visible(timeout=60_000)
+    label = page.get_by_test_id("stVegaLiteChart").filter(has=scrub).locator(
+        "svg text", has_text=re.compile(r"^step \d+$"))
+    expect(label).to_have_count(1, timeout=30_000)
+    value = label.text_content()
+    scrub.focus()
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
-    expect(thumb).not_to_have_text(value, timeout=30_000)
+    expect(label).not_to_have_text(value, timeout=30_000)  # drawn by the browser
+    shown = re.compile(rf"^At {label.text_content()}\b")
+    expect(page.get_by_text(shown).first).to_be_visible(timeout=60_000)  # the server follows
     time.sleep(2)
     page.screenshot(path=ARTIFACTS / "lecture_6_inspect.png")
 

@@ -4,12 +4,14 @@ Train page produces charts and a saved run, Inspect scrubs it, bad input shows s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from app_constants import APP, TINY
 from streamlit.testing.v1 import AppTest
 from waiting import wait_until
 
+from app import store
 from ijr_core.config import PRESETS, RunConfig
 
 
@@ -28,6 +30,21 @@ def _charts(at) -> list:
 
 def _chart_specs(at) -> list[dict]:
     return [json.loads(c.proto.spec) for c in _charts(at)]
+
+
+def _scrubber(at) -> dict:
+    """The Inspect chart's step selection (the param ``at``, bound to a range input)."""
+    for spec in _chart_specs(at):
+        for param in spec.get("params", []):
+            if param["name"] == "at":
+                return param
+    raise AssertionError("no scrub chart on the page")
+
+
+def _shown_step(at) -> int:
+    """The step Inspect's server-side views show ("**At step N** ...")."""
+    (line,) = [m.value for m in at.markdown if m.value.startswith("**At step ")]
+    return int(line.split()[2].strip("*"))
 
 
 def _query(at) -> dict[str, str]:
@@ -179,14 +196,17 @@ def test_training_through_the_page_then_inspect_it(runs_dir):
     at.switch_page("app_pages/inspect.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="inspect_run").value == "current"
-    slider = at.select_slider(key="inspect_step")
-    assert slider.options == ["0", "4", "8", "12"]
-    titles = [s.get("title") for s in _chart_specs(at)]
-    assert any("per sample over training" in str(t) for t in titles)
-    assert any("Input plane" in str(t) for t in titles)  # 2-D data: decision map
-    slider.set_value(4).run()
+    scrub = _scrubber(at)  # checkpoints 0, 4, 8, 12; the last shown first
+    assert scrub["bind"]["max"] == 3 and scrub["value"] == [{"checkpoint": 3}]
+    assert _shown_step(at) == 12
+    texts = [json.dumps(s) for s in _chart_specs(at)]
+    assert any("per sample over training" in t for t in texts)
+    assert any("Input plane" in t for t in texts)  # 2-D data: decision map
+    at.session_state["_inspect_step"] = 4  # a step remembered (Theory shares it)
+    at.run()
     assert not at.exception
-    assert at.session_state["inspect_step"] == 4
+    assert _shown_step(at) == 4
+    assert _scrubber(at)["value"] == [{"checkpoint": 1}]  # the chart starts there too
     at.selectbox(key="inspect_metric").set_value("lambda_star").run()
     at.selectbox(key="inspect_order").set_value("first correct").run()
     assert not at.exception
@@ -214,9 +234,11 @@ def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     at.switch_page("app_pages/inspect.py").run()
-    steps = [int(s) for s in at.select_slider(key="inspect_step").options]
-    at.select_slider(key="inspect_step").set_value(steps[3]).run()
     chosen = at.selectbox(key="inspect_run").value
+    steps = [int(s) for s in store.load_cached(Path(chosen)).sample_steps]
+    at.session_state["_inspect_step"] = steps[3]  # what a scrub in the browser reports
+    at.run()
+    assert _shown_step(at) == steps[3]
     at.switch_page("app_pages/theory.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="inspect_run").value == chosen  # the choice survives the switch
@@ -234,7 +256,8 @@ def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
     assert not at.exception
     assert f"At step {steps[1]}" in " ".join(i.value for i in at.info)
     at.switch_page("app_pages/inspect.py").run()
-    assert at.select_slider(key="inspect_step").value == steps[1]
+    assert _shown_step(at) == steps[1]
+    assert _scrubber(at)["value"] == [{"checkpoint": 1}]
 
 
 def test_inspect_reports_a_damaged_saved_run(runs_dir):

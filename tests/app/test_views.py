@@ -9,7 +9,7 @@ import pytest
 
 from app import maps, runs_store
 from app.session import TrainingJob
-from app.views import blowup_step, picked_sample, status_line
+from app.views import blowup_step, picked, picked_sample, status_line
 from ijr_core.curvature import m_norm
 from ijr_core.run import Run, RunFormatError
 
@@ -19,6 +19,14 @@ def test_picked_sample_reads_the_pick_selection():
     assert picked_sample({"selection": {"pick": []}}) is None
     assert picked_sample({"selection": {}}) is None
     assert picked_sample(None) is None
+
+
+def test_picked_reads_the_scrubbers_position():
+    state = {"selection": {"at": [{"checkpoint": 7}], "pick": []}}
+    assert picked(state, "at", "checkpoint") == 7
+    assert picked(state, "pick", "sample") is None
+    assert picked({"selection": {"at": [{"checkpoint": "x"}]}}, "at", "checkpoint") is None
+    assert picked({"selection": {"at": [{}]}}, "at", "checkpoint") is None
 
 
 def test_status_line_names_the_step_of_divergence():
