@@ -10,7 +10,7 @@ import streamlit.components.v1 as components
 
 from app import charts, maps, share, state, uploads
 from app.run_picker import CURRENT, KEY, pick_run, remember_step
-from app.scrub_frames import nearest_position, scrub_indices
+from app.tables.scrub import nearest_position, scrub_indices
 from app.views import (
     blowup_step,
     chart_inputs_on_top,

@@ -5,7 +5,7 @@ every checkpoint's rows in the browser, one selection choosing the step).
 
 Pure functions ``run -> altair`` (or, with ``as_spec``, (cached spec, data); the scrub
 chart's data are named datasets); see :mod:`app.charts.common`. The tables behind them
-live in :mod:`app.tables` and :mod:`app.scrub_frames`.
+live in :mod:`app.tables` and :mod:`app.tables.scrub`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,23 @@ import functools
 import json
 import warnings
 from collections.abc import Mapping
-from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
 from app.charts.common import MAX_MARKS, _finish, _frame, _palette
-from app.scrub_frames import (
+from app.tables import (
+    HEATMAP_MARKS,
+    SAMPLE_METRICS,
+    heatmap_bins,
+    heatmap_frame,
+    metric_domain,
+    n_classes,
+    sample_history_frame,
+    step_edges,
+)
+from app.tables.scrub import (
     MAX_SCRUB_CHECKPOINTS,
     SCRUB_POINTS,
     histogram_edges,
@@ -30,21 +39,11 @@ from app.scrub_frames import (
     scrub_indices,
     tick_frame,
 )
-from app.tables import (
-    HEATMAP_MARKS,
-    SAMPLE_METRICS,
-    _metric_domain,
-    _step_edges,
-    heatmap_bins,
-    heatmap_frame,
-    n_classes,
-    sample_history_frame,
-)
 from ijr_core.protocol import RunLike
 
 
 def heatmap_chart(
-    run: Any,
+    run: RunLike,
     metric: str = "m_norm",
     step_index: int = -1,
     order: str = "class",
@@ -82,7 +81,7 @@ def _heatmap_parts(run: RunLike, metric: str, order: str, mark_noisy: bool, max_
     cols = ["kind", "row", "step", "step_end", "value", "sample", "label", "noisy"]
     data = _frame(*parts, columns=cols)
     data["row_end"] = data["row"] + 1
-    domain = _metric_domain(run, metric)
+    domain = metric_domain(run, metric)
     params = {
         "label": SAMPLE_METRICS.get(metric, metric),
         "y_title": _heatmap_y_title(order, b),
@@ -110,11 +109,11 @@ def _heatmap_x_domain(steps: np.ndarray, mark_noisy: bool) -> dict[str, float]:
     if not len(steps):
         return {"x0": 0.0, "x1": 1.0}
     return {"x0": float(steps[0] - (_noisy_strip(steps) if mark_noisy else 0)),
-            "x1": float(_step_edges(steps)[1][-1])}
+            "x1": float(step_edges(steps)[1][-1])}
 
 
 def heatmap_cursor_chart(
-    run: Any,
+    run: RunLike,
     step_index: int = -1,
     order: str = "class",
     mark_noisy: bool = True,
@@ -149,7 +148,7 @@ def _cursor_params(run: RunLike, order: str, mark_noisy: bool, max_marks: int,
 def _heatmap_cursor_template(y_title, x0, x1, title, at=None, positions=0,
                              start=0) -> alt.LayerChart:
     """The strip's chart; with ``at`` (a param name) its data holds every scrubbable
-    checkpoint (:func:`app.scrub_frames.tick_frame`) and the point selection ``at`` on
+    checkpoint (:func:`app.tables.scrub.tick_frame`) and the point selection ``at`` on
     their ``checkpoint`` position (bound to a range input, starting at ``start``; a click
     on the strip picks the nearest checkpoint) chooses the one marked."""
     # the heatmap's step labels, in transparent ink and on top: its last label reaches past
@@ -250,7 +249,7 @@ def _heatmap_template(label, y_title, binned, rows, x0, x1, domain, height,
 
 
 def histogram_chart(
-    run: Any,
+    run: RunLike,
     metric: str = "m_norm",
     step_index: int = -1,
     bins: int = 30,
@@ -259,7 +258,7 @@ def histogram_chart(
 ):
     """Distribution of a per-sample metric at one checkpoint, stacked by class.
 
-    Bin edges are fixed over the whole run (:func:`app.scrub_frames.histogram_edges`) so
+    Bin edges are fixed over the whole run (:func:`app.tables.scrub.histogram_edges`) so
     scrubbing moves the bars, not the axis."""
     params, edges = _histogram_params(run, metric, bins, height)
     data = histogram_frame(run, metric, [step_index], edges).drop(columns="checkpoint")
@@ -311,7 +310,7 @@ def _histogram_template(label, lo, hi, step, k, height, at=None) -> alt.Chart:
 
 
 def scatter_chart(
-    run: Any,
+    run: RunLike,
     step_index: int = -1,
     color_by: str = "class",
     max_points: int = MAX_MARKS // 2,
@@ -328,7 +327,7 @@ def _scatter_parts(run: RunLike, points: pd.DataFrame, color_by: str,
                    height: int) -> tuple[dict, pd.DataFrame]:
     """Params and data of the scatter: the points plus the diagonal from 0 to the largest
     of ‖M‖'s natural bound, ‖M‖ and λ* over the points (kind "point" / "diag")."""
-    top = _metric_domain(run, "m_norm")[1]
+    top = metric_domain(run, "m_norm")[1]
     lim = float(max(top, points["m_norm"].max() if len(points) else 0.0))
     lim = float(max(lim, points["lambda_star"].max() if len(points) else 0.0))
     df = points.assign(
@@ -425,9 +424,9 @@ def scrub_chart(
     the heatmap (:func:`heatmap_chart`) below it, then the histogram and the scatter
     (:func:`histogram_chart`, :func:`scatter_chart`) side by side, ``panel_width`` pixels
     each (the strip and the heatmap span both). Their data hold every scrubbable
-    checkpoint (:mod:`app.scrub_frames`); the one point selection ``at`` on the
+    checkpoint (:mod:`app.tables.scrub`); the one point selection ``at`` on the
     ``checkpoint`` position (starting at ``start``, an index into
-    :func:`app.scrub_frames.scrub_indices`) filters the strip, the histogram and the
+    :func:`app.tables.scrub.scrub_indices`) filters the strip, the histogram and the
     scatter, so one step drives all of them. A click on a heatmap cell or a scatter point
     selects its sample (param ``pick``).
 
@@ -488,7 +487,7 @@ def _cached_scrub_spec(key: tuple, panel_width: int) -> str:
 
 
 def sample_history_chart(
-    run: Any,
+    run: RunLike,
     sample_index: int,
     step_index: int | None = None,
     height: int = 240,

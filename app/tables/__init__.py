@@ -11,6 +11,8 @@ computation on the data. One module per kind of view:
   the overlay's long frame with its seed bands);
 - :mod:`app.tables.runs`: several runs side by side (config differences, final metrics,
   optimizer tables, seed groups);
+- :mod:`app.tables.scrub`: the Inspect scrubber's long frames (every scrubbable
+  checkpoint's rows at once, filtered in the browser);
 - :mod:`app.tables.sweeps`: learning-rate sweeps and grids (heatmap and final frames,
   values at a matched loss, log ticks, labelled runs).
 
@@ -47,15 +49,15 @@ from app.tables.samples import (
     HEATMAP_MARKS,
     HEATMAP_ORDERS,
     SAMPLE_METRICS,
-    _metric_domain,  # noqa: F401 - app.charts.samples imports it from here
-    _step_edges,  # noqa: F401 - app.charts.samples imports it from here
-    _subsample,  # noqa: F401 - app.charts.samples imports it from here
     first_correct_index,
     heatmap_bins,
     heatmap_frame,
+    metric_domain,
     sample_history_frame,
     sample_order,
     sample_table,
+    step_edges,
+    subsample_indices,
     top_impure,
 )
 from app.tables.series import (
@@ -86,18 +88,15 @@ from app.tables.sweeps import (
     sweep_runs,
 )
 
-# The names the accessors had when each module kept its own copy (app/tables.py).
-_cfg, _scalars, _scalar, _last = config_value, scalars_of, scalar, last
-
 __all__ = [
     "FINAL_METRICS", "HEATMAP_COLUMNS", "HEATMAP_MARKS", "HEATMAP_METRICS", "HEATMAP_ORDERS",
-    "JAC_SERIES", "MAX_POINTS", "OPTIMIZER_METRICS", "SAMPLE_METRICS", "SEED_COLUMNS",
-    "SEED_FIELDS", "SWEEP_COLUMNS", "X_AXES", "RunOrScalars", "SweepLike", "at_loss",
+    "JAC_SERIES", "MAX_POINTS", "OPTIMIZER_METRICS", "RunOrScalars", "SAMPLE_METRICS",
+    "SEED_COLUMNS", "SEED_FIELDS", "SWEEP_COLUMNS", "SweepLike", "X_AXES", "at_loss",
     "config_dict", "config_diff", "config_value", "ema_debiased", "envelope_indices",
     "final_jac_frame", "final_metrics", "first_correct_index", "grid_runs", "heatmap_bins",
     "heatmap_frame", "heatmap_values", "jac_series", "last", "last_std", "log_ticks",
-    "max_sharpness_frame", "n_classes", "optimizer_summary", "optimizer_table", "overlay_frame",
-    "quiet_nan", "run_x", "sample_history_frame", "sample_order", "sample_table", "scalar",
-    "scalars_of", "seed_groups", "step_domain", "sweep_final_frame", "sweep_heatmap_frame",
-    "sweep_runs", "time_axis", "top_impure",
+    "max_sharpness_frame", "metric_domain", "n_classes", "optimizer_summary", "optimizer_table",
+    "overlay_frame", "quiet_nan", "run_x", "sample_history_frame", "sample_order", "sample_table",
+    "scalar", "scalars_of", "seed_groups", "step_domain", "step_edges", "subsample_indices",
+    "sweep_final_frame", "sweep_heatmap_frame", "sweep_runs", "time_axis", "top_impure",
 ]

@@ -33,7 +33,7 @@ HEATMAP_ORDERS = ("class", "final impurity", "first correct", "noisy first", "sa
 HEATMAP_MARKS = 40_000
 
 
-def _metric_domain(run: RunLike, metric: str) -> list[float] | None:
+def metric_domain(run: RunLike, metric: str) -> list[float] | None:
     if metric in ("p_max", "correct"):
         return [0.0, 1.0]
     if metric in ("m_norm", "lambda_star"):
@@ -70,7 +70,7 @@ def sample_order(run: RunLike, order: str, metric: str = "m_norm") -> np.ndarray
     raise ValueError(f"unknown order {order!r}; known: {', '.join(HEATMAP_ORDERS)}")
 
 
-def _step_edges(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def step_edges(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     steps = np.asarray(steps, dtype=float)
     if steps.size == 1:
         return steps, steps + 1.0
@@ -104,7 +104,7 @@ def heatmap_frame(
     noisy = np.asarray(run.sample_noisy, dtype=np.float32)[perm]
     first = np.arange(rows) * b
     noisy_frac = np.add.reduceat(noisy, first) / np.diff(np.append(first, s))
-    start, end = _step_edges(run.sample_steps)
+    start, end = step_edges(run.sample_steps)
     cells = pd.DataFrame(
         {
             "kind": "cell",
@@ -120,7 +120,7 @@ def heatmap_frame(
     return cells, b
 
 
-def _subsample(n: int, max_points: int) -> np.ndarray:
+def subsample_indices(n: int, max_points: int) -> np.ndarray:
     return np.arange(n) if n <= max_points else np.linspace(0, n - 1, max_points).astype(int)
 
 

@@ -44,7 +44,7 @@ def _imports(path: Path) -> set[str]:
 CHART_FILES = sorted((ROOT / "app" / "charts").glob("*.py")) + [ROOT / "app/compare_charts.py"]
 
 
-PURE_FILES = sorted((ROOT / "app" / "tables").glob("*.py")) + [ROOT / "app/scrub_frames.py"]
+PURE_FILES = sorted((ROOT / "app" / "tables").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", CHART_FILES + PURE_FILES, ids=lambda p: p.name)

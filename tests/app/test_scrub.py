@@ -1,4 +1,4 @@
-"""The Inspect scrubber: its long-form frames (app/scrub_frames.py: rows per checkpoint,
+"""The Inspect scrubber: its long-form frames (app/tables/scrub.py: rows per checkpoint,
 bounds) and the compound chart whose one selection ``at`` moves every step-dependent view
 (app.charts.scrub_chart)."""
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from app import charts
-from app.scrub_frames import (
+from app.synthetic import synthetic_run
+from app.tables.scrub import (
     histogram_edges,
     histogram_frame,
     nearest_position,
@@ -19,7 +20,6 @@ from app.scrub_frames import (
     scrub_indices,
     tick_frame,
 )
-from app.synthetic import synthetic_run
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from app.tables import _metric_domain, _subsample, n_classes
+from app.tables.access import n_classes
+from app.tables.samples import metric_domain, subsample_indices
 from ijr_core.protocol import RunLike
 
 MAX_SCRUB_CHECKPOINTS = 60
@@ -30,7 +31,7 @@ def scrub_indices(n_checkpoints: int, max_checkpoints: int = MAX_SCRUB_CHECKPOIN
     """Checkpoint indices the scrubber offers, ascending: all of them when there are at most
     ``max_checkpoints``, else ``max_checkpoints`` evenly spaced ones, the first and the last
     included. Position p on the scrubber is checkpoint ``scrub_indices(...)[p]``."""
-    return _subsample(max(int(n_checkpoints), 0), max(int(max_checkpoints), 2))
+    return subsample_indices(max(int(n_checkpoints), 0), max(int(max_checkpoints), 2))
 
 
 def nearest_position(indices: Sequence[int], index: int) -> int:
@@ -44,7 +45,7 @@ def histogram_edges(run: RunLike, metric: str, bins: int = 30) -> np.ndarray:
     """``bins + 1`` bin edges of a per-sample metric, fixed over the whole run: the metric's
     natural range when it has one (‖M‖, λ*, p_max), else [min(0, min), max] over every
     checkpoint, so scrubbing moves the bars, not the axis."""
-    domain = _metric_domain(run, metric)
+    domain = metric_domain(run, metric)
     if domain:
         lo, hi = domain
     else:
@@ -94,7 +95,7 @@ def point_frame(
     positions: at most max(max_points, P) rows."""
     idx = np.asarray(indices, dtype=int)
     n = len(np.asarray(run.sample_ids))
-    cols = _subsample(n, max(1, max_points // max(len(idx), 1)))
+    cols = subsample_indices(n, max(1, max_points // max(len(idx), 1)))
     reps = len(idx)
     noisy = np.asarray(run.sample_noisy, dtype=bool)[cols]
     data = pd.DataFrame(
