@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 TINY_QUERY = (
     "preset=two-moons&n_train=120&n_test=60&probe_size=120&width=16&depth=2"
-    "&steps=1500&probe_every=5&device=cpu"
+    "&steps=6000&probe_every=5&device=cpu"
 )
 
 
@@ -49,6 +49,8 @@ def test_train_live_then_scrub_in_inspect(server, chromium):
     url, runs = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = chromium.new_page(viewport={"width": 1500, "height": 1800})
+    # long enough not to finish while the test watches: the full rerun at the end of a run
+    # redraws the charts, which the in-place check below would read as a flicker
     page.goto(f"{url}/?{TINY_QUERY}")  # Train is the default page, at /
     main = page.get_by_test_id("stMainBlockContainer")  # not the header's Stop button
     start = main.get_by_role("button", name="Start")
@@ -133,7 +135,7 @@ def test_closing_the_tab_stops_its_training(server, chromium):
 
     url, runs = server
     page = chromium.new_page()
-    page.goto(f"{url}/?{TINY_QUERY.replace('steps=1500', 'steps=1000000')}")
+    page.goto(f"{url}/?{TINY_QUERY.replace('steps=6000', 'steps=1000000')}")
     main = page.get_by_test_id("stMainBlockContainer")
     start = main.get_by_role("button", name="Start")
     expect(start).to_be_enabled(timeout=60_000)

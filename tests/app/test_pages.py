@@ -11,7 +11,7 @@ from app_constants import APP, TINY
 from streamlit.testing.v1 import AppTest
 from waiting import wait_until
 
-from app import store
+from app import runs_store
 from ijr_core.config import PRESETS, RunConfig
 
 
@@ -79,7 +79,6 @@ def test_train_page_renders_with_demo_charts(runs_dir):
 
 
 def test_demo_chart_follows_the_preset_and_says_how_it_differs(runs_dir):
-    from app import runs_store
 
     at = _app(runs_dir)
     demo = runs_store.matching_demo(RunConfig.from_dict({}, base=PRESETS["edge-of-stability"]))
@@ -235,7 +234,7 @@ def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
     at.run()
     at.switch_page("app_pages/inspect.py").run()
     chosen = at.selectbox(key="inspect_run").value
-    steps = [int(s) for s in store.load_cached(Path(chosen)).sample_steps]
+    steps = [int(s) for s in runs_store.load_cached(Path(chosen)).sample_steps]
     at.session_state["_inspect_step"] = steps[3]  # what a scrub in the browser reports
     at.run()
     assert _shown_step(at) == steps[3]
