@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from app.tables.access import config_value
+from ijr_core.claims import THRESHOLDS, Claim
+from ijr_core.phases import PhaseRules
 from ijr_core.protocol import RunLike
 
-__all__ = ["accuracy", "jacobian", "m_norm", "sharpness"]
+__all__ = ["accuracy", "edge_at_step", "gauss_newton_at_step", "jacobian", "m_norm",
+           "over_the_run", "sharpness"]
 
 
 def _col(run: RunLike, name: str) -> np.ndarray:
@@ -72,8 +75,9 @@ def m_norm(run: RunLike) -> str:
     start = f"⟨‖M‖⟩ started at {m[0]:.3f}" + (f" (1/K = {1 / k:.3f})" if k else "")
     text = (f"{start}, peaked at {m[peak]:.3f} at step {int(steps[peak])} and is "
             f"{m[-1]:.3f} now")
-    rose = m[peak] > 1.05 * m[0]
-    fell = m[-1] < 0.7 * m[peak]
+    # the scorecard's thresholds: the caption never calls a U what the claim does not
+    rose = m[peak] >= THRESHOLDS.u_rise * m[0]
+    fell = m[-1] <= THRESHOLDS.u_fall * m[peak]
     if rose and fell and 0 < peak < len(m) - 1:
         shape = ": an inverted U (predictions commit to a few classes, then turn pure)."
     elif rose:
@@ -84,6 +88,38 @@ def m_norm(run: RunLike) -> str:
     else:
         shape = ": roughly flat so far."
     return text + shape + " Shading: phases I (before EoS), II (ARP), III (later)."
+
+
+def edge_at_step(h: float, two: float, rules: PhaseRules) -> str:
+    """Where ‖H‖ stands at one step, r = ‖H‖/(2/η), with the phase rule's thresholds:
+    below ``eos_fraction`` not at the edge, from ``unstable_factor`` far above it."""
+    r = h / two if two else math.nan
+    if not math.isfinite(r):
+        return ""
+    if r >= rules.unstable_factor:
+        return f"far above the edge (≥ {rules.unstable_factor:g} · 2/η: unstable)."
+    if r >= rules.eos_fraction:
+        return f"at the edge of stability (≥ {rules.eos_fraction:g} · 2/η)."
+    return (f"below the edge (< {rules.eos_fraction:g} · 2/η): sharpening towards it, or "
+            "left behind once predictions are pure.")
+
+
+def gauss_newton_at_step(h: float, g: float, gap: float = THRESHOLDS.gn_gap) -> str:
+    """Whether ‖H‖ ≈ ‖G‖ at one step: relative gap |‖H‖ − ‖G‖| / ‖H‖ against the
+    scorecard's ``gn_gap``."""
+    rel = abs(h - g) / abs(h) if h else math.nan
+    if not math.isfinite(rel):
+        return ""
+    if rel <= gap:
+        return (f"they agree within {100 * rel:.2g} % (≤ {100 * gap:g} %): the residual "
+                "term is small here.")
+    return (f"they differ by {100 * rel:.2g} % (> {100 * gap:g} %): the residual term is not "
+            "small at this step.")
+
+
+def over_the_run(claim: Claim) -> str:
+    """A scorecard claim in one line: its verdict and measured value on the whole run."""
+    return f"Over the whole run: **{claim.verdict}** — {claim.value}."
 
 
 def jacobian(run: RunLike) -> str:

@@ -8,7 +8,10 @@ import math
 import numpy as np
 import streamlit as st
 
+from app import captions
 from app.run_picker import pick_run, remember_step, remembered_step
+from ijr_core import claims
+from ijr_core.phases import PhaseRules
 from ijr_core.protocol import RunLike
 
 INSPECT = "app_pages/inspect.py"
@@ -81,9 +84,12 @@ def edge_of_stability(run: RunLike | None, step: int) -> None:
     st.latex(r"\|H\|\;\approx\;\frac{2}{\eta}")
     if run is not None:
         h, two = _scalar_at(run, "sharpness", step), _scalar_at(run, "two_over_eta", step)
+        rules = PhaseRules.from_config(run.config)
         _live(
             f"At step {step}: ‖H‖ = {_fmt(h)}, 2/η = {_fmt(two)}, "
-            f"‖H‖·η/2 = {_fmt(h / two if two else math.nan, '.3f')}."
+            f"‖H‖·η/2 = {_fmt(h / two if two else math.nan, '.3f')}: "
+            f"{captions.edge_at_step(h, two, rules)}\n\n"
+            + captions.over_the_run(claims.eos_claim(run))
         )
     st.page_link(TRAIN, label="See it live: the sharpness panel", icon=":material/show_chart:")
 
@@ -95,11 +101,17 @@ def gauss_newton(run: RunLike | None, step: int) -> None:
         r"\nabla_\theta^2 z_k \Big\rangle"
     )
     st.markdown(
-        "The second term (the residual) is small in practice, so the top eigenvalues agree."
+        "Where the second term (the residual) is small, the top eigenvalues agree; the "
+        "paper finds it small at the edge of stability. The numbers below say whether it is "
+        "on this run."
     )
     if run is not None:
         h, g = _scalar_at(run, "sharpness", step), _scalar_at(run, "gn_sharpness", step)
-        _live(f"At step {step}: ‖H‖ = {_fmt(h)}, ‖G‖ = {_fmt(g)}, ratio {_fmt(h / g, '.4f')}.")
+        _live(
+            f"At step {step}: ‖H‖ = {_fmt(h)}, ‖G‖ = {_fmt(g)}, ratio "
+            f"{_fmt(h / g if g else math.nan, '.4f')}: {captions.gauss_newton_at_step(h, g)}"
+            "\n\n" + captions.over_the_run(claims.gn_claim(run))
+        )
 
 
 def identity(run: RunLike | None, step: int) -> None:
@@ -155,8 +167,9 @@ def impurity(run: RunLike | None, c: int | None) -> None:
         r"\|M\|\le \tfrac12",
         "For K = 2, ‖M‖ = 2p₁p₂ exactly; for uniform p, ‖M‖ = 1/K. Pure predictions "
         "(p₍₁₎ → 1) send ‖M‖ → 0 and switch the regularization off: the implicit "
-        "regularization is **weighted by impurity**. Over training ⟨‖M‖⟩ follows an inverted "
-        "U: about 1/K at initialisation, rising while predictions commit to one or two "
+        "regularization is **weighted by impurity**. In the paper's picture ⟨‖M‖⟩ follows an "
+        "inverted U over training (the box below says whether this run does): about 1/K at "
+        "initialisation, rising while predictions commit to one or two "
         "classes, then falling as the fit becomes pure."
     )
     at_c = _samples_at(run, c, "p_max", "m_norm")
@@ -167,15 +180,14 @@ def impurity(run: RunLike | None, c: int | None) -> None:
         _live(
             f"At checkpoint step {int(run.sample_steps[c])}: p₍₁₎(1−p₍₁₎) ≤ ‖M‖ ≤ "
             f"2p₍₁₎(1−p₍₁₎) holds for {_fmt(100 * held, '.1f')} % of samples; "
-            f"⟨‖M‖⟩ = {_fmt(float(np.mean(m[ok])))}."
+            f"⟨‖M‖⟩ = {_fmt(float(np.mean(m[ok])))}.\n\n"
+            + captions.over_the_run(claims.inverted_u_claim(run))
         )
     st.page_link(TRAIN, label="See the inverted U: the ⟨‖M‖⟩ chart", icon=":material/show_chart:")
 
 
 def phases(run: RunLike | None) -> None:
     st.header("7 · Phases and the active regularization period (ARP)")
-    from ijr_core.phases import PhaseRules
-
     r = PhaseRules.from_config(None if run is None else run.config)
     k, w = r.phase_sustain, r.arp_smoothing
     st.markdown(
@@ -203,6 +215,7 @@ full-batch sharpness below it.
         if spans:
             rows = [{"phase": p, "from step": a, "to step": b} for p, a, b in spans]
             st.dataframe(rows, hide_index=True, width="content")
+        _live(captions.over_the_run(claims.arp_claim(run)))
 
 
 def ejr() -> None:

@@ -72,3 +72,33 @@ def test_overlay_sharpness_caption_names_the_runs_that_did_not_reach_the_edge():
     text = captions.overlay_sharpness(runs)
     assert "Reached the edge of stability: fast (1.10×)" in text
     assert "Not reached: slow (0.15×)" in text
+
+
+def test_m_norm_caption_and_the_scorecard_agree_on_the_inverted_u():
+    """The caption's shape and the inverted-U claim read the same thresholds: a rise of
+    10 % (below u_rise) or a fall to 0.6 of the peak (above u_fall) is no U for either."""
+    from ijr_core.claims import HELD, inverted_u_claim
+
+    shapes = {
+        "u": [0.1, 0.25, 0.3, 0.2, 0.1, 0.05],
+        "small rise": [0.1, 0.11, 0.105, 0.05, 0.04, 0.03],
+        "small fall": [0.1, 0.2, 0.3, 0.25, 0.2, 0.18],
+    }
+    for name, m in shapes.items():
+        run = make_run([1, 2, 3.8, 4.0, 4.1, 4.0], m)
+        says_u = "inverted U" in captions.m_norm(run)
+        assert says_u == (inverted_u_claim(run).verdict == HELD), name
+    assert "inverted U" in captions.m_norm(make_run([1] * 6, shapes["u"]))
+
+
+def test_theory_verdicts_at_one_step_follow_the_numbers():
+    from ijr_core.phases import PhaseRules
+
+    rules = PhaseRules()  # eos_fraction 0.9, unstable_factor 2
+    assert captions.edge_at_step(2.0, 4.0, rules).startswith("below the edge")
+    assert captions.edge_at_step(3.8, 4.0, rules).startswith("at the edge")
+    assert captions.edge_at_step(9.0, 4.0, rules).startswith("far above")
+    assert captions.edge_at_step(float("nan"), 4.0, rules) == ""
+    assert "agree within 5 %" in captions.gauss_newton_at_step(1.0, 0.95)
+    assert "differ by 50 %" in captions.gauss_newton_at_step(1.0, 0.5)
+    assert captions.gauss_newton_at_step(0.0, 1.0) == ""

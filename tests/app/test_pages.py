@@ -79,7 +79,6 @@ def test_train_page_renders_with_demo_charts(runs_dir):
 
 
 def test_demo_chart_follows_the_preset_and_says_how_it_differs(runs_dir):
-
     at = _app(runs_dir)
     demo = runs_store.matching_demo(RunConfig.from_dict({}, base=PRESETS["edge-of-stability"]))
     assert demo is not None and demo[0].name in at.info[0].value
@@ -246,6 +245,9 @@ def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
     assert f"At step {steps[3]}" in infos
     assert "‖G‖ =" in infos and "⟨λ\\*‖J‖²⟩ =" in infos
     assert "holds for 100.0 %" in infos  # λ* ≤ ‖M‖ on every sample of a real run
+    # the theory's picture is checked on this run: a verdict per claim, not a promise
+    assert infos.count("Over the whole run:") == 4
+    assert "at the edge" in infos or "below the edge" in infos or "far above" in infos
     text = " ".join(m.value for m in at.markdown)
     assert "project's own" in text  # ARP thresholds and EJR are the project's definitions
     # the step can be chosen on the Theory page too (a lecturer shows the edge of
