@@ -41,7 +41,10 @@ def _samples_at(run: RunLike | None, c: int | None, *names: str) -> tuple[np.nda
     return (*arrays, np.logical_and.reduce([np.isfinite(a) for a in arrays]))
 
 
-def _live(text: str) -> None:
+def _live(text: str, claim: claims.Claim | None = None) -> None:
+    """The run's numbers under a statement; ``claim``: its verdict over the whole run."""
+    if claim is not None:
+        text += "\n\n" + captions.over_the_run(claim)
     st.info(text, icon=":material/monitoring:")
 
 
@@ -88,8 +91,8 @@ def edge_of_stability(run: RunLike | None, step: int) -> None:
         _live(
             f"At step {step}: ‖H‖ = {_fmt(h)}, 2/η = {_fmt(two)}, "
             f"‖H‖·η/2 = {_fmt(h / two if two else math.nan, '.3f')}: "
-            f"{captions.edge_at_step(h, two, rules)}\n\n"
-            + captions.over_the_run(claims.eos_claim(run))
+            f"{captions.edge_at_step(h, two, rules)}",
+            claims.eos_claim(run),
         )
     st.page_link(TRAIN, label="See it live: the sharpness panel", icon=":material/show_chart:")
 
@@ -109,8 +112,8 @@ def gauss_newton(run: RunLike | None, step: int) -> None:
         h, g = _scalar_at(run, "sharpness", step), _scalar_at(run, "gn_sharpness", step)
         _live(
             f"At step {step}: ‖H‖ = {_fmt(h)}, ‖G‖ = {_fmt(g)}, ratio "
-            f"{_fmt(h / g if g else math.nan, '.4f')}: {captions.gauss_newton_at_step(h, g)}"
-            "\n\n" + captions.over_the_run(claims.gn_claim(run))
+            f"{_fmt(h / g if g else math.nan, '.4f')}: {captions.gauss_newton_at_step(h, g)}",
+            claims.gn_claim(run),
         )
 
 
@@ -147,7 +150,8 @@ def bound(run: RunLike | None, c: int | None) -> None:
     at_c = _samples_at(run, c, "lambda_star", "m_norm")
     if at_c is not None:
         lam, m, ok = at_c
-        held = float(np.mean(lam[ok] <= m[ok] + 1e-6)) if ok.any() else math.nan
+        tol = claims.THRESHOLDS.bound_atol  # the scorecard's check reads the same tolerance
+        held = float(np.mean(lam[ok] <= m[ok] + tol)) if ok.any() else math.nan
         ratio = float(np.max(lam[ok] / np.maximum(m[ok], 1e-12))) if ok.any() else math.nan
         step = int(run.sample_steps[c])
         _live(
@@ -180,8 +184,8 @@ def impurity(run: RunLike | None, c: int | None) -> None:
         _live(
             f"At checkpoint step {int(run.sample_steps[c])}: p₍₁₎(1−p₍₁₎) ≤ ‖M‖ ≤ "
             f"2p₍₁₎(1−p₍₁₎) holds for {_fmt(100 * held, '.1f')} % of samples; "
-            f"⟨‖M‖⟩ = {_fmt(float(np.mean(m[ok])))}.\n\n"
-            + captions.over_the_run(claims.inverted_u_claim(run))
+            f"⟨‖M‖⟩ = {_fmt(float(np.mean(m[ok])))}.",
+            claims.inverted_u_claim(run),
         )
     st.page_link(TRAIN, label="See the inverted U: the ⟨‖M‖⟩ chart", icon=":material/show_chart:")
 
@@ -215,7 +219,7 @@ full-batch sharpness below it.
         if spans:
             rows = [{"phase": p, "from step": a, "to step": b} for p, a, b in spans]
             st.dataframe(rows, hide_index=True, width="content")
-        _live(captions.over_the_run(claims.arp_claim(run)))
+        _live("Phase spans of this run, above.", claims.arp_claim(run))
 
 
 def ejr() -> None:
