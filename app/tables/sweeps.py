@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from app.tables.access import SweepLike, last, last_std, quiet_nan, scalar
 from ijr_core.protocol import RunLike
+
+if TYPE_CHECKING:
+    from ijr_core.grid import Grid
 
 HEATMAP_COLUMNS = 300
 
@@ -235,7 +238,7 @@ def sweep_runs(sweep: SweepLike) -> dict[str, RunLike]:
     return {f"η={_eta_label(lr)}": run for lr, run in zip(sweep.lrs, sweep.runs, strict=True)}
 
 
-def grid_runs(grid: Any, fixed: Mapping | None = None) -> dict[str, RunLike]:
+def grid_runs(grid: Grid, fixed: Mapping | None = None) -> dict[str, RunLike]:
     """Label -> run of the saved runs of a grid (:class:`ijr_core.grid.Grid`) whose axes
     other than lr and seed take the ``fixed`` values (all runs when None), labelled
     "η=0.5-s1": runs that differ only in the seed end in -s<seed>, so :func:`seed_groups`
