@@ -27,9 +27,6 @@ from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 if TYPE_CHECKING:
     from ijr_core.config import RunConfig
 
-SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
-
-
 def _run_step(folder: Path) -> int:
     """Step reached by the run saved in ``folder`` (0 while nothing is saved yet)."""
     try:
