@@ -27,6 +27,7 @@ from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 if TYPE_CHECKING:
     from ijr_core.config import RunConfig
 
+
 def _run_step(folder: Path) -> int:
     """Step reached by the run saved in ``folder`` (0 while nothing is saved yet)."""
     try:
