@@ -17,6 +17,7 @@ import pandas as pd
 
 from app.tables.access import SweepLike, last, last_std, quiet_nan, scalar
 from ijr_core.protocol import RunLike
+from ijr_core.sweep import matched_loss_point
 
 if TYPE_CHECKING:
     from ijr_core.grid import Grid
@@ -112,12 +113,8 @@ def _statuses(sweep: SweepLike) -> list[str]:
 
 def at_loss(run: RunLike, target: float, name: str = "jac_spectral_sq_mean") -> tuple[float, float]:
     """(step, value of ``name``) at the first probe whose training loss is ≤ ``target``;
-    (NaN, NaN) when the run never gets there. Comparing runs at a matched training loss
-    separates implicit regularization from "this run simply trained longer"."""
-    hit = np.flatnonzero(scalar(run, "train_loss") <= target)
-    if not len(hit):
-        return math.nan, math.nan
-    return float(run.scalars["step"][hit[0]]), float(scalar(run, name)[hit[0]])
+    (NaN, NaN) when the run never gets there: :func:`ijr_core.sweep.matched_loss_point`."""
+    return matched_loss_point(run, target, name)
 
 
 def sweep_final_frame(sweep: SweepLike, matched_loss: float | None = None) -> pd.DataFrame:
