@@ -83,3 +83,30 @@ def test_every_name_in_all_exists(module):
 def test_the_scripts_and_docs_are_found():
     assert {p.name for p in SCRIPTS} >= {"make_demo_runs.py", "check_probe_accuracy.py"}
     assert sum(len(_doc_imports(p.read_text(encoding="utf-8"))) for p in DOCS) > 0
+
+
+def _defined_public_names(module) -> set[str]:
+    """Public functions, classes and module-level constants that ``module`` itself defines
+    (not the names it imports)."""
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("package", ["app.tables", "app.runs_store"])
+def test_packages_reexport_every_public_name_of_their_modules(package):
+    """The package docstrings promise ``from <package> import X`` for every public name."""
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    missing = [f"{package}.{m.name}.{name}" for m in pkgutil.iter_modules(pkg.__path__)
+               for name in _defined_public_names(importlib.import_module(f"{package}.{m.name}"))
+               if name not in pkg.__all__]
+    assert missing == []
