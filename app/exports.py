@@ -71,13 +71,6 @@ def samples_npz(run: RunLike) -> bytes:
     return buf.getvalue()
 
 
-def scalars_npz(run: RunLike) -> bytes:
-    """NPZ bytes of the scalars (the layout of scalars.npz)."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in run.scalars.items()})
-    return buf.getvalue()
-
-
 # --------------------------------------------------------------------------- charts
 
 

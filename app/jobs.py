@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.runs_store import write_group
 from app.runtime import BackgroundJob, stamp_name  # noqa: F401 - stamp_name for pages
 from ijr_core.protocol import RunLike
 from ijr_core.sweep import SweepControl, run_folder_name, sweep_lr
 
-SWEEP_METHODS = ("gd", "sgd", "sam", "ejr", "jacobian-penalty")
+if TYPE_CHECKING:
+    from ijr_core.config import RunConfig
 
 
 def _run_step(folder: Path) -> int:
@@ -196,7 +198,7 @@ class GridJob(BackgroundJob):
 
     thread_name = "ijr-grid"
 
-    def __init__(self, config, axes: dict, out_dir: Path, ray_address: str | None = None,
+    def __init__(self, config: RunConfig, axes: dict, out_dir: Path, ray_address: str | None = None,
                  workers: int | None = None, owner: str | None = None) -> None:
         super().__init__(out_dir, owner)
         from ijr_core.executors import ThreadExecutor

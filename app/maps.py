@@ -82,7 +82,7 @@ def predictions_at(run: RunLike, index: int) -> np.ndarray:
 def decision_grid(
     run: RunLike, index: int, resolution: int = 70, margin: float = 0.15
 ) -> tuple[dict, dict]:
-    """(grid, points) for :func:`app.charts.decision_map_chart` on a 2-D dataset.
+    """(grid, points) for :func:`app.charts.decision_map.decision_map_chart` on a 2-D dataset.
 
     The grid spans the training inputs (in the model's standardised coordinates) plus
     ``margin`` of their range; at each grid point m = ‖M(p)‖ and pred = argmax p."""

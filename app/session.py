@@ -29,6 +29,7 @@ from app.runtime import (  # noqa: F401 - the job registry, re-exported for call
     reap_orphans,
     stamp_name,
 )
+from ijr_core.config import RunConfig
 from ijr_core.run import Run
 from ijr_core.trainer import TrainingControl, train
 
@@ -59,14 +60,14 @@ def data_roots() -> list[Path]:
     return [runs_dir() / "_uploads", *extra]
 
 
-def check_data_path(config) -> None:
+def check_data_path(config: RunConfig) -> None:
     """DatasetError unless ``config`` reads data only inside :func:`data_roots`."""
     from ijr_core.data import check_data_path as check
 
     check(config, data_roots())
 
 
-def run_folder_name(config) -> str:
+def run_folder_name(config: RunConfig) -> str:
     """Unique, sortable folder name (:func:`app.runtime.stamp_name`) from the run's name
     (or optimizer), its dataset and η, e.g.
     ``20261129-043636-edge-of-stability-digits-lr1e06-5e3e14``."""
@@ -160,8 +161,7 @@ class TrainingJob(BackgroundJob):
     @property
     def pause_requested(self) -> bool:
         """Pause was pressed and not undone (the loop stops after its current step)."""
-        control = self.control
-        return bool(getattr(control, "pause_requested", control.paused))
+        return self.control.pause_requested
 
     @property
     def done(self) -> bool:

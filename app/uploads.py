@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import streamlit as st
 
 from app import config_ui, runs_store, session
 from app.views import plain
+from ijr_core.names import safe_name
 
 MAX_CSV_MB = 20
 MAX_ZIP_MB = 200
@@ -133,7 +133,7 @@ def _apply_csv(key: str) -> None:
         return
     st.session_state.pop(f"{key}_error", None)
     # Applied explicitly, not inherited from the preset: clean labels, the file's name.
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(file.name).stem).strip("-.")[:40] or "csv"
+    stem = safe_name(Path(file.name).stem, "csv", 40)
     before = st.session_state.get(config_ui.key("label_noise"))
     changes = {**changes, "label_noise": 0.0, "name": stem}
     was = f" (the preset had {before})" if before not in (None, "", "0.0", "0") else ""

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ijr_core.phases import PhaseRules
+from ijr_core.protocol import RunLike
 
 CHECK, CLAIM = "numerical check", "claim"
 PASSED, FAILED = "passed", "failed"
@@ -89,7 +90,7 @@ def _fin(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- one run
 
 
-def identity_check(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
+def identity_check(run: RunLike, t: Thresholds = THRESHOLDS) -> Claim:
     """‖G‖ = ⟨λ*‖J‖²⟩ at every probe (max relative gap)."""
     name = "‖G‖ = ⟨λ*‖J‖²⟩ (identity)"
     g, lj = run.scalar("gn_sharpness"), run.scalar("lambda_star_jac")
@@ -104,7 +105,7 @@ def identity_check(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
                  f"{t.identity_rtol:g} of max(‖G‖, {t.identity_floor:g} · 2/η)")
 
 
-def bound_check(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
+def bound_check(run: RunLike, t: Thresholds = THRESHOLDS) -> Claim:
     """λ*(x) ≤ ‖M(x)‖ for every sample at every checkpoint (violation count)."""
     name = "λ* ≤ ‖M‖ (bound)"
     samples = run.samples
@@ -118,12 +119,12 @@ def bound_check(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
                  f"a mathematical bound (checks the solver); tolerance {t.bound_atol:g}")
 
 
-def _at_edge(run: Any) -> tuple[Any, np.ndarray]:
+def _at_edge(run: RunLike) -> tuple[Any, np.ndarray]:
     a = run.phase_analysis()
     return a, np.isin(a.labels, ("II", "U"))
 
 
-def eos_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
+def eos_claim(run: RunLike, t: Thresholds = THRESHOLDS) -> Claim:
     """Edge of stability: reached (sustained), then hovering at 2/η. A mini-batch run that
     never reaches it is not measurable: the claim is about full-batch GD."""
     name = "edge of stability: ‖H‖ hovers at 2/η"
@@ -141,7 +142,7 @@ def eos_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
         cat = f"; initial catapult {peak:.3g} · 2/η (steps {steps[i]}–{steps[j]}) not counted"
     if a.eos_index is None:
         value = f"never reached; max ‖H‖/(2/η) = {_g(np.nanmax(r))}{cat}"
-        if getattr(getattr(run, "config", None), "batch_size", None) is not None:
+        if getattr(run.config, "batch_size", None) is not None:
             return Claim(CLAIM, name, value, NOT_MEASURABLE,
                          "mini-batch run: the claim is about full-batch GD (mini-batch noise "
                          "keeps the full-batch ‖H‖ below 2/η)")
@@ -155,7 +156,7 @@ def eos_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
     return Claim(CLAIM, name, value, HELD if held else NOT_HELD, rule)
 
 
-def gn_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
+def gn_claim(run: RunLike, t: Thresholds = THRESHOLDS) -> Claim:
     """‖H‖ ≈ ‖G‖ (median relative gap)."""
     name = "‖H‖ ≈ ‖G‖ (Gauss–Newton)"
     h, g = run.scalar("sharpness"), run.scalar("gn_sharpness")
@@ -174,17 +175,17 @@ def gn_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
                  "over all probes but the first, whose residual term is large)")
 
 
-def _n_classes(run: Any) -> int:
-    labels = np.asarray(getattr(run, "sample_labels", []))
+def _n_classes(run: RunLike) -> int:
+    labels = np.asarray(run.sample_labels)
     return len(np.unique(labels)) if labels.size else 0
 
 
-def inverted_u_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
+def inverted_u_claim(run: RunLike, t: Thresholds = THRESHOLDS) -> Claim:
     """⟨‖M‖⟩ rises from its initial value to a peak, then falls."""
     name = "impurity: inverted U of ⟨‖M‖⟩"
     m, steps = run.scalar("m_norm_mean"), run.scalars["step"]
     ok = np.isfinite(m)
-    if getattr(getattr(run, "config", None), "loss", "ce") == "mse":
+    if getattr(run.config, "loss", "ce") == "mse":
         return Claim(CLAIM, name, "—", NOT_MEASURABLE, "squared loss: M = I, ‖M‖ = 1")
     if ok.sum() < 3:
         return Claim(CLAIM, name, "—", NOT_MEASURABLE, "fewer than 3 probes")
@@ -204,7 +205,7 @@ def inverted_u_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
                  "(the U also appears without the edge of stability)")
 
 
-def arp_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
+def arp_claim(run: RunLike, t: Thresholds = THRESHOLDS) -> Claim:
     """Impurity as a weight: the ARP ends when predictions become pure, and then ‖H‖ leaves
     the edge (median ‖H‖/(2/η) in phase III below eos_fraction)."""
     name = "impurity as a weight: once pure (III), ‖H‖ leaves the edge"
@@ -216,21 +217,21 @@ def arp_claim(run: Any, t: Thresholds = THRESHOLDS) -> Claim:
     length = int(sum(b - s for p, s, b in run.phase_spans() if p == "II"))
     value = f"ARP {length} steps ({100 * length / span:.0f} % of the run)"
     iii = _fin(a.ratio[labels == "III"])
-    if getattr(getattr(run, "config", None), "loss", "ce") == "mse":
+    if getattr(run.config, "loss", "ce") == "mse":
         return Claim(CLAIM, name, value, NOT_MEASURABLE,
                      "squared loss: M = I, no impurity weight (‖M‖ = 1 throughout)")
     if not len(iii):
         return Claim(CLAIM, name, value, NOT_MEASURABLE,
                      f"no phase III by step {steps[-1]}: impurity stays high (a plateau, or "
                      "a run too short)")
-    eos = PhaseRules.from_config(getattr(run, "config", None)).eos_fraction
+    eos = PhaseRules.from_config(run.config).eos_fraction
     med = float(np.median(iii))
     value += f"; in III ‖H‖/(2/η) median {med:.3g}"
     return Claim(CLAIM, name, value, HELD if med < eos else NOT_HELD,
                  f"held if that median is below eos_fraction = {eos:g}")
 
 
-def run_claims(run: Any, t: Thresholds = THRESHOLDS) -> list[Claim]:
+def run_claims(run: RunLike, t: Thresholds = THRESHOLDS) -> list[Claim]:
     """The scorecard of one run: two checks, then the claims that can fail."""
     return [identity_check(run, t), bound_check(run, t), eos_claim(run, t), gn_claim(run, t),
             inverted_u_claim(run, t), arp_claim(run, t)]
@@ -257,7 +258,7 @@ def _combine(name_rows: Sequence[tuple[str, Claim]]) -> Claim:
     return Claim(first.kind, first.name, value, good, measured[0][1].detail + skip)
 
 
-def _per_run(runs: Mapping[str, Any], t: Thresholds) -> list[Claim]:
+def _per_run(runs: Mapping[str, RunLike], t: Thresholds) -> list[Claim]:
     cards = {name: run_claims(run, t) for name, run in runs.items()}
     rows = list(zip(*cards.values(), strict=True)) if cards else []
     return [_combine(list(zip(cards, row, strict=True))) for row in rows]
@@ -270,7 +271,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def ijr_claim(lrs: Sequence[float], runs: Sequence[Any], t: Thresholds = THRESHOLDS) -> Claim:
+def ijr_claim(lrs: Sequence[float], runs: Sequence[RunLike], t: Thresholds = THRESHOLDS) -> Claim:
     """Implicit Jacobian regularization: ⟨‖J‖²⟩ against η at matched training loss."""
     name = "IJR: larger η, smaller ⟨‖J‖²⟩ at matched loss"
     keep = [(float(lr), r) for lr, r in zip(lrs, runs, strict=True) if r.status != "diverged"]
@@ -309,25 +310,25 @@ def ijr_claim(lrs: Sequence[float], runs: Sequence[Any], t: Thresholds = THRESHO
     return Claim(CLAIM, name, value, verdict, detail)
 
 
-def sweep_claims(lrs: Sequence[float], runs: Sequence[Any],
+def sweep_claims(lrs: Sequence[float], runs: Sequence[RunLike],
                  t: Thresholds = THRESHOLDS) -> list[Claim]:
     """Scorecard of a learning-rate sweep: each run's rows combined, then IJR."""
     named = {f"η={float(lr):g}": r for lr, r in zip(lrs, runs, strict=True)}
     return _per_run(named, t) + [ijr_claim(lrs, runs, t)]
 
 
-def _at_budget(run: Any, budget: float) -> int | None:
+def _at_budget(run: RunLike, budget: float) -> int | None:
     ge = run.scalar("grad_evals")
     hit = np.flatnonzero(np.isfinite(ge) & (ge <= budget))
     return int(hit[-1]) if len(hit) else None
 
 
-def ejr_claims(runs: Mapping[str, Any], t: Thresholds = THRESHOLDS) -> list[Claim]:
+def ejr_claims(runs: Mapping[str, RunLike], t: Thresholds = THRESHOLDS) -> list[Claim]:
     """EJR against every other method of a comparison, at equal gradient evaluations."""
     name = "EJR vs {}: better test accuracy at equal gradient evaluations"
-    by: dict[str, list[Any]] = {}
+    by: dict[str, list[RunLike]] = {}
     for run in runs.values():
-        by.setdefault(getattr(getattr(run, "config", None), "optimizer", "?"), []).append(run)
+        by.setdefault(getattr(run.config, "optimizer", "?"), []).append(run)
     if "ejr" not in by or len(by) < 2:
         return [Claim(CLAIM, name.format("others"), "—", NOT_MEASURABLE,
                       "needs an EJR run and a run of another method")]
@@ -361,7 +362,7 @@ def ejr_claims(runs: Mapping[str, Any], t: Thresholds = THRESHOLDS) -> list[Clai
     return out
 
 
-def group_claims(runs: Mapping[str, Any], t: Thresholds = THRESHOLDS) -> list[Claim]:
+def group_claims(runs: Mapping[str, RunLike], t: Thresholds = THRESHOLDS) -> list[Claim]:
     """Scorecard of an optimizer comparison: each run's rows combined, then EJR's."""
     return _per_run(runs, t) + ejr_claims(runs, t)
 

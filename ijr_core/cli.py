@@ -17,46 +17,22 @@ stopped and diverged runs exit with 0 (the status is printed).
 Layout: the options and the usage error in :mod:`ijr_core.cli_args`, the commands in
 :mod:`ijr_core.cli_commands`, progress output in :mod:`ijr_core.cli_progress`, the text
 summaries in :mod:`ijr_core.cli_summaries`; this module is the entry point (``main``) and
-keeps their names importable from here.
+keeps the names that tests and callers import from here.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ijr_core.cli_args import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-    build_parser,
-    config_from_args,
-    parse_lrs,
-)
-from ijr_core.cli_commands import (
-    COMMANDS,
-    cmd_export,
-    cmd_grid,
-    cmd_presets,
-    cmd_show,
-    cmd_sweep,
-    cmd_train,
-)
-from ijr_core.cli_progress import GridBar, Progress
+from ijr_core.cli_args import EXIT_OK, EXIT_USAGE, UsageError, build_parser, parse_lrs
+from ijr_core.cli_commands import COMMANDS
+from ijr_core.cli_progress import Progress
 from ijr_core.cli_progress import progress_bar as _progress  # noqa: F401 - the old name
-from ijr_core.cli_summaries import (
-    SUMMARY_METRICS,
-    format_grid,
-    format_group,
-    format_run,
-    format_sweep,
-)
+from ijr_core.cli_summaries import format_run
 
 __all__ = [
-    "COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "SUMMARY_METRICS", "GridBar", "Progress",
-    "UsageError", "build_parser", "cmd_export", "cmd_grid", "cmd_presets", "cmd_show",
-    "cmd_sweep", "cmd_train", "config_from_args", "format_grid", "format_group", "format_run",
-    "format_sweep", "main", "parse_lrs",
+    "COMMANDS", "EXIT_OK", "EXIT_USAGE", "Progress", "UsageError", "build_parser", "format_run",
+    "main", "parse_lrs",
 ]
 
 

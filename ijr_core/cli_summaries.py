@@ -4,8 +4,16 @@ first / peak / final metrics), an optimizer comparison, a sweep and a grid."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ijr_core.protocol import RunLike
+
+if TYPE_CHECKING:
+    from ijr_core.grid import Grid
+    from ijr_core.sweep import Sweep
 
 SUMMARY_METRICS = ("train_loss", "train_acc", "test_acc", "sharpness", "gn_sharpness",
                    "lambda_star_jac", "two_over_eta", "m_norm_mean", "jac_spectral_sq_mean",
@@ -18,7 +26,7 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def format_run(run) -> str:
+def format_run(run: RunLike) -> str:
     """Summary table of one run: status, config, phases and their events, first / peak /
     final metrics."""
     from ijr_core.phases import phase_events
@@ -67,7 +75,7 @@ def format_run(run) -> str:
     return "\n".join(lines)
 
 
-def format_group(title: str, runs) -> str:
+def format_group(title: str, runs: Mapping[str, RunLike]) -> str:
     """One line per run of an optimizer comparison: optimizer, status, gradient evaluations,
     final training loss and test accuracy."""
     lines = [title, f"{'run':16s} {'optimizer':>16s} {'status':>9s} {'grad evals':>10s} "
@@ -80,7 +88,7 @@ def format_group(title: str, runs) -> str:
     return "\n".join(lines)
 
 
-def format_sweep(sweep) -> str:
+def format_sweep(sweep: Sweep) -> str:
     """One line per learning rate: status, final loss, max ‖H‖ vs 2/η, final ⟨‖J‖²⟩; a
     last line for a sweep that was stopped or is still running."""
     lines = [f"{'lr':>8s} {'2/lr':>8s} {'status':>9s} {'step':>6s} {'loss':>9s} "
@@ -92,7 +100,7 @@ def format_sweep(sweep) -> str:
         lines.append(f"{lr:8.4g} {2 / lr:8.4g} {run.status:>9s} {run.step:6d} "
                      f"{_fmt(run.last('train_loss')):>9s} {_fmt(max_h[i]):>9s} "
                      f"{_fmt(peak):>9s} {_fmt(jac[i]):>9s}")
-    status = sweep.meta.get("status") or "finished"
+    status = sweep.status
     if status != "finished":
         not_done = sweep.meta.get("not_started") or sweep.meta.get("missing_runs") or []
         lines.append(f"sweep {status}" + (f"; not run: {', '.join(map(str, not_done))}"
@@ -100,7 +108,7 @@ def format_sweep(sweep) -> str:
     return "\n".join(lines)
 
 
-def format_grid(grid) -> str:
+def format_grid(grid: Grid) -> str:
     """One line per run: axis values, status, step, final loss, max ‖H‖, final ⟨‖J‖²⟩."""
     names = list(grid.axes)
     head = " ".join(f"{n:>10s}" for n in names)

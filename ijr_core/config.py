@@ -43,12 +43,8 @@ from ijr_core.config_limits import (
     LIMITS,
     MAX_CHECKPOINTS,
     MAX_CLASSES,
-    MAX_DATA_VALUES,
     MAX_FEATURES,
-    MAX_PARAMS,
-    MAX_PROBE_WORK,
     MAX_SAMPLES,
-    MAX_STORED_VALUES,
     check_work,
     param_count,
 )
@@ -75,8 +71,7 @@ __all__ = [
     "TOY_DATASETS", "ConfigError", "RunConfig", "field_help", "fields_by_group", "param_count",
     "resolve_device", "usable_cores",
     # from config_limits and config_names, for the modules that import them from here
-    "MAX_CHECKPOINTS", "MAX_CLASSES", "MAX_DATA_VALUES", "MAX_FEATURES", "MAX_PARAMS",
-    "MAX_PROBE_WORK", "MAX_SAMPLES", "MAX_STORED_VALUES", "check_work", "registrar",
+    "MAX_CHECKPOINTS", "MAX_CLASSES", "MAX_FEATURES", "MAX_SAMPLES", "check_work", "registrar",
 ]
 
 _DEEP = {"model": ("mlp", "cnn")}

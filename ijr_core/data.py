@@ -43,13 +43,12 @@ import torch
 # The loader modules register themselves in DATASETS when imported.
 from ijr_core import data_builtin, data_csv  # noqa: F401
 from ijr_core.config import RunConfig
-from ijr_core.data_csv import MAX_CSV_BYTES, MAX_CSV_FIELD
+from ijr_core.data_csv import MAX_CSV_BYTES
 from ijr_core.data_files import (
     CIFAR10_NAMES,
     FASHION_NAMES,
     MAX_FILE_BYTES,
     check_data_path,
-    read_cifar_batch,
     read_idx,
 )
 from ijr_core.data_registry import DATASETS, DatasetError, RawData, data_rng, register
@@ -57,8 +56,8 @@ from ijr_core.data_registry import DATASETS, DatasetError, RawData, data_rng, re
 __all__ = ["DATASETS", "Dataset", "DatasetError", "RawData", "check_data_path",
            "load_dataset",
            # from the loader modules, for the code that imports them from here
-           "CIFAR10_NAMES", "FASHION_NAMES", "MAX_CSV_BYTES", "MAX_CSV_FIELD", "MAX_FILE_BYTES",
-           "add_label_noise", "data_rng", "read_cifar_batch", "read_idx", "register",
+           "CIFAR10_NAMES", "FASHION_NAMES", "MAX_CSV_BYTES", "MAX_FILE_BYTES",
+           "add_label_noise", "data_rng", "read_idx", "register",
            "standardization_stats"]
 
 

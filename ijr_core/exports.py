@@ -11,11 +11,12 @@ import io
 import json
 import math
 from collections.abc import Iterable
-from typing import Any
+
+from ijr_core.protocol import RunLike
 
 __all__ = ["scalars_csv", "runs_json"]
 
-Pair = tuple[float | None, Any]  # (learning rate of a sweep member or None, a RunLike)
+Pair = tuple[float | None, RunLike]  # (learning rate of a sweep member or None, a run)
 
 
 def scalars_csv(pairs: Iterable[Pair], sweep: bool = False) -> str:

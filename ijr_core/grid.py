@@ -36,7 +36,7 @@ import numpy as np
 
 from ijr_core.config import ConfigError, RunConfig
 from ijr_core.executors import SweepControl, ThreadExecutor
-from ijr_core.grid_axes import IDENTITY_EXCLUDED, MAX_RUNS, config_key, expand, parse_axes
+from ijr_core.grid_axes import MAX_RUNS, config_key, expand, parse_axes
 from ijr_core.grid_engine import GridProgress, GridSink, train_all
 from ijr_core.names import grid_member_name
 from ijr_core.run import STATUSES, Run, RunFormatError, atomic_write_text, load_run, now_iso
@@ -45,7 +45,7 @@ __all__ = [
     "GRID_SCHEMA_VERSION", "MAX_INDEX_BYTES", "RESULTS", "Grid", "GridCallback", "complete_runs",
     "is_grid_folder", "load_grid", "run_grid", "seed_mean_run",
     # from grid_axes and grid_engine, for the code that imports them from here
-    "IDENTITY_EXCLUDED", "MAX_RUNS", "GridProgress", "GridSink", "config_key", "expand",
+    "MAX_RUNS", "GridProgress", "GridSink", "config_key", "expand",
     "parse_axes", "train_all",
 ]
 

@@ -36,6 +36,7 @@ from ijr_core.executors import SweepControl, ThreadExecutor, default_workers
 from ijr_core.grid_axes import expand
 from ijr_core.grid_engine import GridProgress, GridSink, train_all
 from ijr_core.names import sweep_member_name as run_folder_name
+from ijr_core.protocol import RunLike
 from ijr_core.run import (
     Run,
     RunFormatError,
@@ -46,11 +47,22 @@ from ijr_core.run import (
 )
 
 __all__ = ["Sweep", "SweepControl", "default_workers", "is_sweep_folder", "load_sweep",
-           "run_folder_name", "sweep_lr"]
+           "matched_loss_point", "run_folder_name", "sweep_lr"]
 
 SWEEP_SCHEMA_VERSION = 1
 
 SweepCallback = Callable[[int, float, Run], None]
+
+
+def matched_loss_point(run: RunLike, target: float,
+                       name: str = "jac_spectral_sq_mean") -> tuple[float, float]:
+    """(step, value of ``name``) at the first probe whose training loss is ≤ ``target``;
+    (NaN, NaN) when the run never gets there. Comparing runs at a matched training loss
+    separates implicit regularization from "this run simply trained longer"."""
+    hit = np.flatnonzero(np.asarray(run.scalar("train_loss"), dtype=float) <= target)
+    if not len(hit):
+        return math.nan, math.nan
+    return float(run.scalar("step")[hit[0]]), float(run.scalar(name)[hit[0]])
 
 
 @dataclass
@@ -99,13 +111,9 @@ class Sweep:
 
     def at_loss(self, target: float, name: str = "jac_spectral_sq_mean") -> np.ndarray:
         """Per η, ``name`` at the first probe whose train loss ≤ ``target`` (NaN if the run
-        never gets there): comparisons at matched training loss."""
-        out = np.full(len(self.runs), np.nan)
-        for i, run in enumerate(self.runs):
-            hit = np.flatnonzero(run.scalar("train_loss") <= target)
-            if len(hit):
-                out[i] = run.scalar(name)[hit[0]]
-        return out
+        never gets there): comparisons at matched training loss (:func:`matched_loss_point`)."""
+        return np.array([matched_loss_point(run, target, name)[1] for run in self.runs],
+                        dtype=float)
 
     @property
     def statuses(self) -> list[str]:

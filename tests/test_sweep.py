@@ -17,6 +17,7 @@ from ijr_core.sweep import (
     SweepControl,
     is_sweep_folder,
     load_sweep,
+    matched_loss_point,
     run_folder_name,
     sweep_lr,
 )
@@ -72,6 +73,9 @@ def test_derived_quantities():
     for i, run in enumerate(sweep.runs):
         first = np.flatnonzero(run.scalars["train_loss"] <= target)[0]
         assert at[i] == run.scalars["jac_spectral_sq_mean"][first]
+        step, value = matched_loss_point(run, target, "m_norm_mean")
+        assert (step, value) == (run.scalars["step"][first], run.scalars["m_norm_mean"][first])
+        assert np.isnan(matched_loss_point(run, -1.0)).all()
     assert np.isnan(sweep.at_loss(-1.0)).all()
     with pytest.raises(ValueError, match="kind"):
         sweep.final_jac("nuclear")

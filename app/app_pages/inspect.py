@@ -80,7 +80,7 @@ def play_in_browser(interval_ms: int = 700) -> None:
     components.html(_PLAY_JS % int(interval_ms), height=0)
 
 
-def _index_of(run, sample_id: int | None) -> int | None:
+def _index_of(run: RunLike, sample_id: int | None) -> int | None:
     if sample_id is None:
         return None
     hits = np.flatnonzero(np.asarray(run.sample_ids) == sample_id)
@@ -114,7 +114,7 @@ TABLE_COLUMNS = {
 }
 
 
-def sample_views(run, c: int) -> None:
+def sample_views(run: RunLike, c: int) -> None:
     sid = st.session_state.get("inspect_sample")
     j = _index_of(run, sid)
     top, hist = st.columns([1, 1.3])
@@ -148,12 +148,12 @@ def sample_views(run, c: int) -> None:
             )
 
 
-def _rows(run, sample_ids) -> np.ndarray:
+def _rows(run: RunLike, sample_ids) -> np.ndarray:
     pos = {int(s): i for i, s in enumerate(np.asarray(run.sample_ids))}
     return np.array([pos[int(s)] for s in sample_ids], dtype=int)
 
 
-def plane_or_images(run, c: int) -> None:
+def plane_or_images(run: RunLike, c: int) -> None:
     meta = run.meta or {}
     if not maps.has_params(run):
         return
@@ -173,7 +173,7 @@ def plane_or_images(run, c: int) -> None:
         )
 
 
-def thumbnails(run, c: int, n: int = 8) -> None:
+def thumbnails(run: RunLike, c: int, n: int = 8) -> None:
     table = charts.sample_table(run, c).sort_values("m_norm", ascending=False)
     pred = maps.predictions_at(run, c)
     for title, rows in (("Most impure", table.head(n)), ("Least impure", table.tail(n))):
@@ -204,7 +204,7 @@ def _scrub_chart(run: RunLike, options: tuple, start: int) -> tuple[dict, dict]:
     return chart
 
 
-def views(run) -> None:
+def views(run: RunLike) -> None:
     state.keep("inspect", OPTION_KEYS)
     opts = st.columns([1, 1, 1, 1])
     metric = opts[0].selectbox(

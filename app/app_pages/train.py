@@ -23,7 +23,7 @@ def _job() -> session.TrainingJob | None:
     return st.session_state.get("job")
 
 
-def _start(config) -> None:
+def _start(config: RunConfig) -> None:
     old = _job()
     if old is not None and old.alive:
         old.stop()
@@ -63,7 +63,7 @@ def _set_live(name: str) -> None:
     )
 
 
-def controls(config, error) -> None:
+def controls(config: RunConfig, error) -> None:
     job = _job()
     running = job is not None and job.alive
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1.4, 1.4], vertical_alignment="bottom")
@@ -182,7 +182,7 @@ def live_view() -> None:
         st.rerun(scope="app")  # stop the timer and refresh the buttons
 
 
-def demo_view(config, intro: bool = True) -> None:
+def demo_view(config: RunConfig, intro: bool = True) -> None:
     """The shipped demo run closest to ``config`` (same dataset), saying how it differs."""
     match = runs_store.matching_demo(config) if config is not None else None
     if match is None:

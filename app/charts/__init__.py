@@ -6,7 +6,8 @@ One module per kind of view, one idiom (:mod:`app.charts.common`):
 - :mod:`app.charts.scalars`: a run's scalar series (sharpness panel, ⟨‖M‖⟩, Jacobian norms,
   loss, accuracy);
 - :mod:`app.charts.samples`: per-sample views (heatmap and cursor, histogram, scatter,
-  one sample's history, decision map, and Inspect's scrubbed compound of them);
+  one sample's history, and Inspect's scrubbed compound of them);
+- :mod:`app.charts.decision_map`: the 2-D input plane (‖M‖, boundaries, points);
 - :mod:`app.charts.compare`: several runs (overlays, sweep and grid views);
 - :mod:`app.charts.registry`: the run charts by name, for the Train page, downloads, report.
 
@@ -34,6 +35,7 @@ from app.charts.compare import (
     overlay_chart,
     sweep_heatmap_chart,
 )
+from app.charts.decision_map import decision_map_chart
 from app.charts.registry import (
     RUN_CHARTS,
     RunChart,
@@ -41,7 +43,6 @@ from app.charts.registry import (
 )
 from app.charts.samples import (
     SCRUB_PARAM,
-    decision_map_chart,
     heatmap_chart,
     heatmap_cursor_chart,
     histogram_chart,

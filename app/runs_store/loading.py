@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from ijr_core.group import GROUP_SCHEMA_VERSION, load_group, write_group  # noqa
 from ijr_core.protocol import RunLike
 from ijr_core.record import Run
 from ijr_core.run import RunFormatError, load_run, read_json_object
+
+if TYPE_CHECKING:
+    from ijr_core.config import RunConfig
 
 
 @functools.lru_cache(maxsize=16)
@@ -97,7 +101,7 @@ def _demo_configs(mtimes: tuple) -> list[tuple[Path, dict]]:
     return out
 
 
-def matching_demo(config) -> tuple[Path, list[str]] | None:
+def matching_demo(config: RunConfig) -> tuple[Path, list[str]] | None:
     """The demo run closest to ``config``: same dataset, fewest differing fields among those
     that change what a run shows; (its folder, the fields that differ). None when no demo
     has this dataset."""

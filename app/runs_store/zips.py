@@ -54,10 +54,10 @@ def export_zip(folder: Path) -> bytes:
     return buf.getvalue()
 
 
-Member = tuple[zipfile.ZipInfo, PurePosixPath]
+_Member = tuple[zipfile.ZipInfo, PurePosixPath]
 
 
-def _safe_members(zf: zipfile.ZipFile, max_unzipped: int) -> list[Member]:
+def _safe_members(zf: zipfile.ZipFile, max_unzipped: int) -> list[_Member]:
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
         raise UploadError(f"the zip holds {len(infos)} entries; at most {MAX_MEMBERS} allowed")

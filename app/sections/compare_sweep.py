@@ -13,6 +13,7 @@ import streamlit as st
 from app import captions, charts, jobs, runs_store, session, share, views
 from app.sections.common import built_caption, open_folder, overlay_grid, show, x_axis_radio
 from app.sections.jobs_ui import job_section_head, launch_and_open
+from app.tables.access import SweepLike
 from ijr_core import claims, values
 from ijr_core.protocol import RunLike
 
@@ -72,7 +73,7 @@ def show_sweep(folder: Path) -> None:
     share.download_panel("sweep_dl", folder=folder)
 
 
-def sweep_views(sweep, runs: Mapping[str, RunLike], grouped: bool = False) -> None:
+def sweep_views(sweep: SweepLike, runs: Mapping[str, RunLike], grouped: bool = False) -> None:
     """The views of an η sweep: heatmap, final ⟨‖J‖²⟩ and max ‖H‖ against η, overlays
     (``runs``; with ``grouped`` seed groups as mean ± std bands) and the table."""
     metric = st.columns([1, 2])[0].selectbox(

@@ -60,6 +60,17 @@ from app.tables.samples import (
     subsample_indices,
     top_impure,
 )
+from app.tables.scrub import (
+    MAX_SCRUB_CHECKPOINTS,
+    POINT_METRICS,
+    SCRUB_POINTS,
+    histogram_edges,
+    histogram_frame,
+    nearest_position,
+    point_frame,
+    scrub_indices,
+    tick_frame,
+)
 from app.tables.series import (
     MAX_POINTS,
     X_AXES,
@@ -90,13 +101,16 @@ from app.tables.sweeps import (
 
 __all__ = [
     "FINAL_METRICS", "HEATMAP_COLUMNS", "HEATMAP_MARKS", "HEATMAP_METRICS", "HEATMAP_ORDERS",
-    "JAC_SERIES", "MAX_POINTS", "OPTIMIZER_METRICS", "RunOrScalars", "SAMPLE_METRICS",
-    "SEED_COLUMNS", "SEED_FIELDS", "SWEEP_COLUMNS", "SweepLike", "X_AXES", "at_loss",
-    "config_dict", "config_diff", "config_value", "ema_debiased", "envelope_indices",
-    "final_jac_frame", "final_metrics", "first_correct_index", "grid_runs", "heatmap_bins",
-    "heatmap_frame", "heatmap_values", "jac_series", "last", "last_std", "log_ticks",
-    "max_sharpness_frame", "metric_domain", "n_classes", "optimizer_summary", "optimizer_table",
-    "overlay_frame", "quiet_nan", "run_x", "sample_history_frame", "sample_order", "sample_table",
-    "scalar", "scalars_of", "seed_groups", "step_domain", "step_edges", "subsample_indices",
-    "sweep_final_frame", "sweep_heatmap_frame", "sweep_runs", "time_axis", "top_impure",
+    "JAC_SERIES", "MAX_POINTS", "MAX_SCRUB_CHECKPOINTS", "OPTIMIZER_METRICS", "POINT_METRICS",
+    "SAMPLE_METRICS", "SCRUB_POINTS", "SEED_COLUMNS", "SEED_FIELDS", "SWEEP_COLUMNS", "X_AXES",
+    "RunOrScalars", "SweepLike", "at_loss", "config_dict", "config_diff", "config_value",
+    "ema_debiased", "envelope_indices", "final_jac_frame", "final_metrics",
+    "first_correct_index", "grid_runs", "heatmap_bins", "heatmap_frame", "heatmap_values",
+    "histogram_edges", "histogram_frame", "jac_series", "last", "last_std", "log_ticks",
+    "max_sharpness_frame", "metric_domain", "n_classes", "nearest_position",
+    "optimizer_summary", "optimizer_table", "overlay_frame", "point_frame", "quiet_nan",
+    "run_x", "sample_history_frame", "sample_order", "sample_table", "scalar", "scalars_of",
+    "scrub_indices", "seed_groups", "step_domain", "step_edges", "subsample_indices",
+    "sweep_final_frame", "sweep_heatmap_frame", "sweep_runs", "tick_frame", "time_axis",
+    "top_impure",
 ]

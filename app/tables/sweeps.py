@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from app.tables.access import SweepLike, last, last_std, quiet_nan, scalar
 from ijr_core.protocol import RunLike
+from ijr_core.sweep import matched_loss_point
+
+if TYPE_CHECKING:
+    from ijr_core.grid import Grid
 
 HEATMAP_COLUMNS = 300
 
@@ -109,12 +113,8 @@ def _statuses(sweep: SweepLike) -> list[str]:
 
 def at_loss(run: RunLike, target: float, name: str = "jac_spectral_sq_mean") -> tuple[float, float]:
     """(step, value of ``name``) at the first probe whose training loss is ≤ ``target``;
-    (NaN, NaN) when the run never gets there. Comparing runs at a matched training loss
-    separates implicit regularization from "this run simply trained longer"."""
-    hit = np.flatnonzero(scalar(run, "train_loss") <= target)
-    if not len(hit):
-        return math.nan, math.nan
-    return float(run.scalars["step"][hit[0]]), float(scalar(run, name)[hit[0]])
+    (NaN, NaN) when the run never gets there: :func:`ijr_core.sweep.matched_loss_point`."""
+    return matched_loss_point(run, target, name)
 
 
 def sweep_final_frame(sweep: SweepLike, matched_loss: float | None = None) -> pd.DataFrame:
@@ -235,7 +235,7 @@ def sweep_runs(sweep: SweepLike) -> dict[str, RunLike]:
     return {f"η={_eta_label(lr)}": run for lr, run in zip(sweep.lrs, sweep.runs, strict=True)}
 
 
-def grid_runs(grid: Any, fixed: Mapping | None = None) -> dict[str, RunLike]:
+def grid_runs(grid: Grid, fixed: Mapping | None = None) -> dict[str, RunLike]:
     """Label -> run of the saved runs of a grid (:class:`ijr_core.grid.Grid`) whose axes
     other than lr and seed take the ``fixed`` values (all runs when None), labelled
     "η=0.5-s1": runs that differ only in the seed end in -s<seed>, so :func:`seed_groups`
