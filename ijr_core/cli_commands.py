@@ -6,21 +6,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from ijr_core.cli_args import EXIT_FAILED, EXIT_OK, UsageError, config_from_args, parse_lrs
 from ijr_core.cli_progress import GridBar, progress_bar
 from ijr_core.cli_summaries import format_grid, format_group, format_run, format_sweep
 from ijr_core.exports import runs_json, scalars_csv
-from ijr_core.names import safe_name
+from ijr_core.names import stamped_name
 
 
 def _default_out(name: str) -> Path:
-    """runs/<name>-<time>, the name reduced to one short, safe path component (a run named
-    "../../x" stays inside runs/)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{safe_name(name)}-{stamp}"
+    """runs/<UTC time>-<name>-<random>: the app's folder names too (:func:`stamped_name`), so
+    runs from both sort together, and two started in the same second never share a folder;
+    the name is one short, safe path component (a run named "../../x" stays inside runs/)."""
+    return Path("runs") / stamped_name(name)
 
 
 def _out_dir(args, name: str, kind: str) -> Path:

@@ -56,3 +56,15 @@ def test_member_names_are_unique_within_a_sweep_or_grid(tmp_path):
     assert grid[0].startswith("000-lr=0.5-data_path=") and len(set(grid)) == len(grid)
     for name in sweep + grid:
         assert SAFE.fullmatch(name) and len(name) <= 120 and _inside(name, tmp_path)
+
+
+def test_the_cli_default_folder_is_the_apps_stamped_name(tmp_path, monkeypatch):
+    """One namer: a CLI run without --out lands in runs/<UTC time>-<name>-<hex>, like the
+    app's runs, and two started in the same second get different folders."""
+    from ijr_core.cli_commands import _default_out
+
+    monkeypatch.chdir(tmp_path)
+    a, b = _default_out("../../edge of stability"), _default_out("../../edge of stability")
+    assert a != b and a.parent == b.parent == Path("runs")
+    assert re.fullmatch(r"\d{8}-\d{6}-[A-Za-z0-9_.=+-]+-[0-9a-f]{6}", a.name), a.name
+    assert ".." not in a.name.split("-")
