@@ -53,7 +53,8 @@ def scrubbed(run: RunLike, indices: np.ndarray, options: tuple) -> tuple[int, in
             serial, start = serial + 1, pos
     if st.session_state.get("playing") and pos >= len(indices) - 1:
         st.session_state["playing"] = False
-        st.session_state["inspect_anchor"] = (serial, sig, start)
+        # a new chart at the last step: the full rerun would reset the slider to its start
+        st.session_state["inspect_anchor"] = (serial + 1, sig, pos)
         remember_step(steps[int(indices[pos])])
         st.rerun(scope="app")  # the button says Play again
     st.session_state["inspect_anchor"] = (serial, sig, start)
@@ -300,8 +301,11 @@ def page() -> None:
         st.session_state["playing"] = not playing
         if start_over and not playing:
             remember_step(int(run.sample_steps[0]))
-            serial = st.session_state.get("inspect_anchor", (0,))[0]
-            st.session_state["inspect_anchor"] = (serial + 1, None, None)  # a new chart
+        # a new chart, starting at the step shown: the page's full rerun resets the range
+        # input of the chart in place to the value it started at (its view keeps the step
+        # scrubbed since), so Play would step from there, or stop at once at the last one
+        serial = st.session_state.get("inspect_anchor", (0,))[0]
+        st.session_state["inspect_anchor"] = (serial + 1, None, None)
         st.rerun()
     if playing:
         play_in_browser()
