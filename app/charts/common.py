@@ -198,12 +198,13 @@ def _hover_layers(base: alt.Chart, keys: Sequence[tuple[str, str]], name: str) -
 
 
 def _line_layers(
-    base: alt.Chart, labels: list[str], colors: list[str], y: alt.Y, dashed: Sequence[str] = ()
+    base: alt.Chart, labels: list[str], colors: list[str], y: alt.Y, dashed: Sequence[str] = (),
+    legend: bool = True,
 ) -> list[alt.Chart]:
     color = alt.Color(
         "series:N",
         scale=alt.Scale(domain=labels, range=colors),
-        legend=alt.Legend(title=None, orient="top"),
+        legend=alt.Legend(title=None, orient="top") if legend else None,
     )
     dash = alt.StrokeDash(
         "series:N",

@@ -152,7 +152,10 @@ def _m_norm_template(top: float, domain: tuple, height: int) -> alt.LayerChart:
         .mark_text(align="left", dx=4, dy=-6, color="#444")
         .encode(y="value:Q", x=alt.value(2), text="series:N")
     )
-    layers = [_phase_layer(base), *_line_layers(base, ["⟨‖M‖⟩"], ["#9467bd"], y), rule, text]
+    # one series, named by the title and the axis: a legend for it would sit beside the
+    # phase legend, which fills the top of a half-width chart, and be cut off there
+    layers = [_phase_layer(base), *_line_layers(base, ["⟨‖M‖⟩"], ["#9467bd"], y, legend=False),
+              rule, text]
     layers += _hover_layers(base, [("M", "⟨‖M‖⟩")], "hover_m")
     return (
         alt.layer(*layers)

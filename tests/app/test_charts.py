@@ -125,6 +125,20 @@ def test_m_norm_chart_marks_one_over_k(run):
     assert chart.to_dict()["layer"][1]["encoding"]["y"]["scale"]["domain"] == [0, 0.5]
 
 
+def test_m_norm_chart_has_only_the_phase_legend(run):
+    """Its one series needs no legend: beside the phase legend it was cut off on a
+    half-width chart (Train's layout)."""
+    spec = charts.m_norm_chart(run).to_dict()
+    legends = [
+        (channel, enc.get("field"))
+        for layer in spec["layer"]
+        for channel, enc in layer.get("encoding", {}).items()
+        if isinstance(enc, dict) and enc.get("field") and enc.get("legend", {}) is not None
+        and channel in ("color", "fill")
+    ]
+    assert legends == [("fill", "phase")]
+
+
 def test_jacobian_log_scale_drops_non_positive_values(run):
     scalars = dict(run.scalars)
     scalars["jac_spectral_sq_mean"] = scalars["jac_spectral_sq_mean"].copy()
