@@ -121,6 +121,7 @@ def sweep_views(sweep: SweepLike, runs: Mapping[str, RunLike], grouped: bool = F
     }
     st.dataframe(table, width="stretch", hide_index=True, column_config=columns)
     if matched is not None and table["jac_at_loss"].isna().any():
-        st.caption("Empty “at matched loss” cells: that run never reached the training loss.")
+        # the table shows a missing number as "None", not as an empty cell
+        st.caption("“None” at matched loss: that run never reached the training loss.")
     with st.expander("Claims: what held on this sweep", expanded=True):
         views.show_claims(claims.sweep_claims(sweep.lrs, sweep.runs))

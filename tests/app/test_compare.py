@@ -102,6 +102,10 @@ def test_sweep_section_opens_the_demo_sweep_on_first_visit(runs_dir):
     assert heatmap["title"].startswith("⟨‖M‖⟩ over learning rate")
     assert "datum.kind === 'arp'" in json.dumps(heatmap["layer"])  # the ARP outline layer
     assert any("precomputed demo" in c.value for c in at.caption)
+    # η = 0.2 never reaches the matched loss 0.1: the caption names what its cells show
+    table = at.dataframe[0].value
+    assert table["jac_at_loss"].isna().any()
+    assert any(c.value.startswith("“None” at matched loss") for c in at.caption)
 
 
 def test_optimizer_section_opens_the_demo_comparison_on_first_visit(runs_dir):
