@@ -54,6 +54,21 @@ def pick_run(label: str = "Run"):
         return None
 
 
+def chosen_folder() -> Path | None:
+    """The folder of the run picked: a saved run's, or the session's run once it has
+    ended and been saved (its folder then holds run.json); None while it trains."""
+    choice = st.session_state.get(KEY)
+    if choice is None:
+        return None
+    if choice != CURRENT:
+        return Path(choice)
+    job = st.session_state.get("job")
+    if job is None or not job.done or getattr(job, "out_dir", None) is None:
+        return None
+    folder = Path(job.out_dir)
+    return folder if (folder / "run.json").is_file() else None
+
+
 def remember_step(step: int) -> None:
     state.remember("inspect_step", int(step))
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
 from app import charts, maps, share, state, uploads
-from app.run_picker import CURRENT, KEY, pick_run, remember_step
+from app.run_picker import CURRENT, KEY, chosen_folder, pick_run, remember_step
 from app.tables.scrub import nearest_position, scrub_indices
 from app.views import (
     blowup_step,
@@ -273,9 +271,7 @@ def page() -> None:
         f"Status: {status_line(run.status, run)} · step {run.step} · "
         f"{len(run.sample_ids)} samples × {len(run.sample_steps)} checkpoints"
     )
-    choice = st.session_state.get(KEY)
-    share.download_panel("inspect_dl", run=run,
-                         folder=None if choice == CURRENT else Path(choice))
+    share.download_panel("inspect_dl", run=run, folder=chosen_folder())
     if run.status in ("running", "paused"):
         st.caption("This run is still training: the views show it as of this page load.")
         _refresh_button()

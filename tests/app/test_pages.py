@@ -194,6 +194,9 @@ def test_training_through_the_page_then_inspect_it(runs_dir):
     at.switch_page("app_pages/inspect.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="inspect_run").value == "current"
+    # the session's run is saved: its folder is offered as a zip, as a saved run's is
+    downloads = [e for e in at.get("download_button") if e.proto.label == "Folder as zip"]
+    assert len(downloads) == 1
     scrub = _scrubber(at)  # checkpoints 0, 4, 8, 12; the last shown first
     assert scrub["bind"]["max"] == 3 and scrub["value"] == [{"checkpoint": 3}]
     assert _shown_step(at) == 12
