@@ -131,7 +131,7 @@ def run_report_html(run: RunLike, title: str | None = None) -> str:
                 run.step,
                 meta.get("device"),
                 meta.get("created"),
-                meta.get("diverged_at"),
+                "no" if meta.get("diverged_at") is None else meta["diverged_at"],
             ],
         }
     )

@@ -39,6 +39,8 @@ def test_run_report_via_cli(run_dir, tmp_path):
         name = report.charts.PHASE_NAMES[phase]
         assert re.search(rf"<td>{name}</td>\s*<td>{start}</td>\s*<td>{end}</td>", text)
     assert "<td>eos_fraction</td>" in text and "<td>label_noise</td>" in text
+    # a run that did not diverge says so, not "None"
+    assert re.search(r"<td>diverged at</td>\s*<td>no</td>", text)
     _has_scorecard(text, report.claims.run_claims(run))
 
 
