@@ -92,3 +92,22 @@ def test_group_report_has_the_optimizer_table(tmp_path):
     # one header row per table (a named index used to add a second, empty one)
     heads = re.findall(r"<thead>(.*?)</thead>", text, flags=re.S)
     assert heads and all(h.count("<tr") == 1 for h in heads)
+
+
+def test_step_axis_labels_never_run_into_each_other_at_report_width():
+    """About ten step ticks whatever the run's length: at the report's width Vega's default
+    put 31 labels on a 600-step run and the last two ran together ("580600")."""
+    import re
+
+    from app import charts, exports
+    from app.report import WIDTH
+    from app.synthetic import synthetic_run
+
+    for steps in (600, 800, 1500, 3000, 10_000):
+        chart = charts.run_chart("sharpness", synthetic_run(steps=steps)).properties(width=WIDTH)
+        svg = exports.chart_svg(chart)
+        axis = svg[svg.index('aria-label="X-axis'):]
+        labels = axis[axis.index("role-axis-label"):].split("</g>")[0]
+        xs = [float(x) for x in re.findall(r"<text[^>]*translate\(([\d.]+),", labels)]
+        spacing = min(b - a for a, b in zip(xs, xs[1:]))
+        assert 5 <= len(xs) <= 16 and spacing >= 45, (steps, len(xs), spacing)
