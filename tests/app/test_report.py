@@ -97,7 +97,6 @@ def test_group_report_has_the_optimizer_table(tmp_path):
 def test_step_axis_labels_never_run_into_each_other_at_report_width():
     """About ten step ticks whatever the run's length: at the report's width Vega's default
     put 31 labels on a 600-step run and the last two ran together ("580600")."""
-    import re
 
     from app import charts, exports
     from app.report import WIDTH
@@ -109,5 +108,5 @@ def test_step_axis_labels_never_run_into_each_other_at_report_width():
         axis = svg[svg.index('aria-label="X-axis'):]
         labels = axis[axis.index("role-axis-label"):].split("</g>")[0]
         xs = [float(x) for x in re.findall(r"<text[^>]*translate\(([\d.]+),", labels)]
-        spacing = min(b - a for a, b in zip(xs, xs[1:]))
+        spacing = float(np.min(np.diff(xs)))
         assert 5 <= len(xs) <= 16 and spacing >= 45, (steps, len(xs), spacing)
