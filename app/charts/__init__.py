@@ -5,8 +5,11 @@ One module per kind of view, one idiom (:mod:`app.charts.common`):
 
 - :mod:`app.charts.scalars`: a run's scalar series (sharpness panel, ⟨‖M‖⟩, Jacobian norms,
   loss, accuracy);
-- :mod:`app.charts.samples`: per-sample views (heatmap and cursor, histogram, scatter,
-  one sample's history, and Inspect's scrubbed compound of them);
+- :mod:`app.charts.samples`: per-sample views at a checkpoint (heatmap and cursor,
+  histogram, scatter);
+- :mod:`app.charts.scrub`: Inspect's scrub chart, those views in one, scrubbed in the
+  browser;
+- :mod:`app.charts.history`: one sample's history over training;
 - :mod:`app.charts.decision_map`: the 2-D input plane (‖M‖, boundaries, points);
 - :mod:`app.charts.compare`: several runs (overlays, sweep and grid views);
 - :mod:`app.charts.registry`: the run charts by name, for the Train page, downloads, report.
@@ -36,19 +39,17 @@ from app.charts.compare import (
     sweep_heatmap_chart,
 )
 from app.charts.decision_map import decision_map_chart
+from app.charts.history import sample_history_chart
 from app.charts.registry import (
     RUN_CHARTS,
     RunChart,
     run_chart,
 )
 from app.charts.samples import (
-    SCRUB_PARAM,
     heatmap_chart,
     heatmap_cursor_chart,
     histogram_chart,
-    sample_history_chart,
     scatter_chart,
-    scrub_chart,
 )
 from app.charts.scalars import (
     ACCURACY_SERIES,
@@ -64,6 +65,7 @@ from app.charts.scalars import (
     sharpness_chart,
     sharpness_series,
 )
+from app.charts.scrub import SCRUB_PARAM, scrub_chart
 from app.tables import (
     FINAL_METRICS,
     HEATMAP_COLUMNS,

@@ -231,17 +231,23 @@ def test_inspect_page_shows_demo_runs_and_sample_history(runs_dir):
     assert at.session_state["playing"] is True
 
 
-def test_play_from_a_scrubbed_step_starts_a_chart_there(runs_dir):
-    """Play reruns the whole page, which resets the range input of the chart in place to
-    its start (the browser's view keeps the step scrubbed since): Play draws a new chart
-    (a new key) whose slider starts at the step shown."""
+def _inspect_scrubbed_to(c: int):
+    """Inspect on its first run, checkpoint ``c`` scrubbed: (AppTest, run folder, steps)."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     at.switch_page("app_pages/inspect.py").run()
     chosen = at.selectbox(key="inspect_run").value
     steps = [int(s) for s in runs_store.load_cached(Path(chosen)).sample_steps]
-    at.session_state["_inspect_step"] = steps[3]  # what a scrub in the browser reports
+    at.session_state["_inspect_step"] = steps[c]  # what a scrub in the browser reports
     at.run()
+    return at, chosen, steps
+
+
+def test_play_from_a_scrubbed_step_starts_a_chart_there(runs_dir):
+    """Play reruns the whole page, which resets the range input of the chart in place to
+    its start (the browser's view keeps the step scrubbed since): Play draws a new chart
+    (a new key) whose slider starts at the step shown."""
+    at, _, steps = _inspect_scrubbed_to(3)
     serial = at.session_state["inspect_anchor"][0]
     at.button(key="btn_play").click().run()
     assert not at.exception
@@ -252,13 +258,7 @@ def test_play_from_a_scrubbed_step_starts_a_chart_there(runs_dir):
 
 
 def test_theory_page_shows_live_numbers_of_the_inspected_run(runs_dir):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("app_pages/inspect.py").run()
-    chosen = at.selectbox(key="inspect_run").value
-    steps = [int(s) for s in runs_store.load_cached(Path(chosen)).sample_steps]
-    at.session_state["_inspect_step"] = steps[3]  # what a scrub in the browser reports
-    at.run()
+    at, chosen, steps = _inspect_scrubbed_to(3)
     assert _shown_step(at) == steps[3]
     at.switch_page("app_pages/theory.py").run()
     assert not at.exception, [e.value for e in at.exception]
